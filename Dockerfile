@@ -1,0 +1,26 @@
+# Circuitboard app image: the API and its worker. Install steps mirror the Makefile (scripts/install-*.sh).
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make git nodejs npm curl \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md Makefile ./
+COPY scripts ./scripts
+COPY backend ./backend
+COPY frontend ./frontend
+COPY models/presets ./models/presets
+
+# Same steps as `make setup`: Python environment (torch==2.13.0 pin), then the front-end bundle.
+RUN PYTHON=python3 VENV=/app/.venv bash scripts/install-python.sh
+RUN cd frontend && npm ci --no-audit --no-fund && npm run build
+
+ENV CIRCUITBOARD_MODELS_DIR=/models \
+    CIRCUITBOARD_DATABASE_URL=sqlite:////data/circuitboard.sqlite \
+    PATH=/app/.venv/bin:$PATH
+
+EXPOSE 8000
+# First start prepares the default preset (model conversion, corpus, transcoders, atlas) into the models volume;
+# later starts find it there and load in seconds.
+CMD ["bash", "-c", "circuitboard prepare --preset ${CIRCUITBOARD_PRESET:-gemma-3-270m} && circuitboard serve --host 0.0.0.0 --port 8000 --preset ${CIRCUITBOARD_PRESET:-gemma-3-270m}"]

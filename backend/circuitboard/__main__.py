@@ -1,0 +1,5 @@
+import sys
+
+from circuitboard.cli import main
+
+sys.exit(main())

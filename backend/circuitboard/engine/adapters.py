@@ -1,0 +1,201 @@
+"""Per-architecture access to the pieces of a decoder-only transformer that attribution needs.
+
+The engine runs its own forward pass over the model's weights (with attention patterns taken from the
+model itself), so each architecture only has to say where its embeddings, norms, value/output projections,
+MLP and unembedding live. Patterns come from the model's eager attention, so rotary embeddings, qk-norms,
+sliding windows and attention soft-capping need no code here: they only shape the pattern.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma2", "gemma3", "gpt2")
+
+
+@dataclass(frozen=True)
+class Norm:
+    """A normalisation `y = (x - [mean x]) * s * weight + bias`, with `s = 1/sqrt(E[x^2 or var] + eps)`.
+
+    `weight` already includes Gemma's `1 + w` offset. `centered` marks LayerNorm (GPT-2).
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    eps: float
+    centered: bool
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """The denominator 1/rms (or 1/std), per position: the quantity attribution freezes."""
+        xf = x.float()
+        if self.centered:
+            var = xf.var(-1, keepdim=True, unbiased=False)
+        else:
+            var = xf.pow(2).mean(-1, keepdim=True)
+        return torch.rsqrt(var + self.eps).to(x.dtype)
+
+    def apply(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """The norm with a given (possibly frozen) scale; linear in x when the scale is fixed."""
+        if self.centered:
+            x = x - x.mean(-1, keepdim=True)
+        y = x * scale * self.weight
+        return y + self.bias if self.bias is not None else y
+
+    def backward(self, g: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Transpose of `apply` with frozen scale, for gradients g [..., d]."""
+        g = g * self.weight * scale
+        if self.centered:
+            g = g - g.mean(-1, keepdim=True)
+        return g
+
+
+@dataclass(frozen=True)
+class Attention:
+    """The value/output path of one attention layer (queries and keys only shape the frozen pattern)."""
+
+    W_v: torch.Tensor  # [n_kv_heads * head_dim, d_model]; v = x @ W_v.T + b_v
+    b_v: torch.Tensor | None
+    W_o: torch.Tensor  # [d_model, n_heads * head_dim]; out = z @ W_o.T + b_o
+    b_o: torch.Tensor | None
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+
+
+@dataclass(frozen=True)
+class Block:
+    attn_in: Norm
+    attn: Attention
+    attn_out: Norm | None  # Gemma's post-attention norm
+    mlp_in: Norm
+    mlp: nn.Module  # maps the normalised MLP input to the MLP output
+    mlp_out: Norm | None  # Gemma's post-feedforward norm (part of `mlp.hook_out`)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    architecture: str
+    model: nn.Module
+    blocks: list[Block]
+    final_norm: Norm
+    W_U: torch.Tensor  # [vocab, d_model]
+    b_U: torch.Tensor | None
+    softcap: float | None
+    d_model: int
+    vocab_size: int
+    bos_token_id: int | None
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Residual stream entering layer 0 for ids [P] → [P, d] (scaled / positional embeddings included)."""
+        return _embed(self, input_ids)
+
+    def mlp_block(self, layer: int, x_in: torch.Tensor) -> torch.Tensor:
+        """`mlp.hook_out` from `mlp.hook_in`: the MLP and, for Gemma, its post-feedforward norm."""
+        block = self.blocks[layer]
+        y = block.mlp(x_in)
+        if block.mlp_out is not None:
+            y = block.mlp_out.apply(y, block.mlp_out.scale(y))
+        return y
+
+
+def architecture_of(model: nn.Module) -> str:
+    model_type = getattr(model.config, "model_type", "")
+    aliases = {"gemma3_text": "gemma3", "gemma3": "gemma3", "llama": "llama", "mistral": "llama",
+               "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "gpt2": "gpt2"}
+    if model_type not in aliases:
+        raise ValueError(f"unsupported architecture {model_type!r}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
+    return aliases[model_type]
+
+
+def get_adapter(model: nn.Module) -> Adapter:
+    arch = architecture_of(model)
+    return _gpt2_adapter(model) if arch == "gpt2" else _decoder_adapter(model, arch)
+
+
+def mlp_io_modules(model: nn.Module, layer: int) -> tuple[nn.Module, nn.Module]:
+    """Modules whose outputs are `mlp.hook_in` (normalised MLP input) and `mlp.hook_out` (MLP contribution)."""
+    arch = architecture_of(model)
+    if arch == "gpt2":
+        block = model.transformer.h[layer]
+        return block.ln_2, block.mlp
+    block = _decoder_layers(model)[layer]
+    if arch in ("gemma2", "gemma3"):
+        return block.pre_feedforward_layernorm, block.post_feedforward_layernorm
+    return block.post_attention_layernorm, block.mlp
+
+
+def _decoder_layers(model: nn.Module):
+    return model.model.layers
+
+
+def _rms(module: nn.Module, gemma: bool) -> Norm:
+    w = module.weight.detach()
+    eps = getattr(module, "eps", None) or getattr(module, "variance_epsilon", 1e-6)
+    return Norm(weight=(1.0 + w.float()).to(w.dtype) if gemma else w, bias=None, eps=float(eps), centered=False)
+
+
+def _layernorm(module: nn.LayerNorm) -> Norm:
+    return Norm(weight=module.weight.detach(), bias=module.bias.detach(), eps=float(module.eps), centered=True)
+
+
+def _maybe(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach()
+
+
+def _decoder_adapter(model: nn.Module, arch: str) -> Adapter:
+    cfg = model.config
+    gemma = arch in ("gemma2", "gemma3")
+    blocks = []
+    for layer in _decoder_layers(model):
+        sa = layer.self_attn
+        n_heads = cfg.num_attention_heads
+        n_kv = getattr(cfg, "num_key_value_heads", None) or n_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
+        attn = Attention(W_v=sa.v_proj.weight.detach(), b_v=_maybe(sa.v_proj.bias), W_o=sa.o_proj.weight.detach(),
+                         b_o=_maybe(sa.o_proj.bias), n_heads=n_heads, n_kv_heads=n_kv, head_dim=head_dim)
+        if gemma:
+            blocks.append(Block(_rms(layer.input_layernorm, True), attn, _rms(layer.post_attention_layernorm, True),
+                                _rms(layer.pre_feedforward_layernorm, True), layer.mlp,
+                                _rms(layer.post_feedforward_layernorm, True)))
+        else:
+            blocks.append(Block(_rms(layer.input_layernorm, False), attn, None,
+                                _rms(layer.post_attention_layernorm, False), layer.mlp, None))
+    lm_head = model.get_output_embeddings()
+    return Adapter(architecture=arch, model=model, blocks=blocks, final_norm=_rms(model.model.norm, gemma),
+                   W_U=lm_head.weight.detach(), b_U=_maybe(lm_head.bias), d_model=cfg.hidden_size,
+                   softcap=getattr(cfg, "final_logit_softcapping", None), vocab_size=lm_head.weight.shape[0],
+                   bos_token_id=getattr(cfg, "bos_token_id", None))
+
+
+def _gpt2_adapter(model: nn.Module) -> Adapter:
+    cfg = model.config
+    d = cfg.n_embd
+    n_heads = cfg.n_head
+    blocks = []
+    for block in model.transformer.h:
+        # Conv1D stores weight [in, out] and computes x @ W + b; c_attn packs q, k, v along the output.
+        W = block.attn.c_attn.weight.detach()
+        b = block.attn.c_attn.bias.detach()
+        attn = Attention(W_v=W[:, 2 * d:].T.contiguous(), b_v=b[2 * d:], W_o=block.attn.c_proj.weight.detach().T.contiguous(),
+                         b_o=block.attn.c_proj.bias.detach(), n_heads=n_heads, n_kv_heads=n_heads, head_dim=d // n_heads)
+        blocks.append(Block(_layernorm(block.ln_1), attn, None, _layernorm(block.ln_2), block.mlp, None))
+    lm_head = model.get_output_embeddings()
+    return Adapter(architecture="gpt2", model=model, blocks=blocks, final_norm=_layernorm(model.transformer.ln_f),
+                   W_U=lm_head.weight.detach(), b_U=_maybe(lm_head.bias), softcap=None, d_model=d,
+                   vocab_size=lm_head.weight.shape[0], bos_token_id=getattr(cfg, "bos_token_id", None))
+
+
+def _embed(adapter: Adapter, input_ids: torch.Tensor) -> torch.Tensor:
+    model = adapter.model
+    if adapter.architecture == "gpt2":
+        pos = torch.arange(input_ids.shape[-1], device=input_ids.device)
+        return model.transformer.wte(input_ids) + model.transformer.wpe(pos)
+    # Gemma's scaled embedding module multiplies by sqrt(d_model) itself.
+    return model.get_input_embeddings()(input_ids)

@@ -1,0 +1,292 @@
+"""Attribution: the rows of the adjacency matrix by batched backward passes through the frozen model.
+
+A row for target t holds, for every source s, the direct effect of s on t: with the replacement model frozen,
+    A[t, s] = v_s · J(t ← s)ᵀ r_t
+where v_s is what s writes into the residual stream (activation × decoder row, error vector or embedding), r_t
+what t reads (encoder row through the frozen MLP-input norm, or the demeaned unembedding through the frozen
+final norm) and J the frozen linear map between them: the residual identity, the frozen attention value paths
+and any linear skip of the transcoders. MLPs are cut: features are nodes of their own.
+
+We write that backward directly as batched matmuls. A row whose target sits at layer l and position p only
+needs layers below l and positions ≤ p (attention is causal), so rows are sorted by (layer, position) and each
+batch runs only through the layers and positions it needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from circuitboard.engine.adapters import Adapter
+from circuitboard.engine.graph import Graph, normalize_matrix
+from circuitboard.engine.replacement import PromptContext, build_context
+from circuitboard.engine.transcoders import TranscoderSet
+from circuitboard.engine.types import AttributionCancelled, ProgressEvent
+
+ProgressFn = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class Targets:
+    token_ids: list[int]  # vocab ids; custom directions get vocab_size + i
+    strings: list[str]
+    weights: torch.Tensor  # [n] probabilities (the w of influence)
+    read: torch.Tensor  # [n, d]: direction read off the final residual before the final norm's scale
+
+
+def salient_targets(adapter: Adapter, ctx: PromptContext, max_n_logits: int, desired_logit_prob: float,
+                    decode: Callable[[int], str]) -> Targets:
+    probs = ctx.logits[-1].float().softmax(-1)
+    top_p, top_i = probs.topk(max_n_logits)
+    cutoff = int(torch.searchsorted(top_p.cumsum(0), torch.tensor(desired_logit_prob))) + 1
+    ids = top_i[: min(cutoff, max_n_logits)].tolist()
+    return token_targets(adapter, ctx, ids, decode)
+
+
+def token_targets(adapter: Adapter, ctx: PromptContext, ids: list[int], decode: Callable[[int], str]) -> Targets:
+    probs = ctx.logits[-1].float().softmax(-1)
+    W_U = adapter.W_U
+    # The logit node is logit − mean logit, so it reads the demeaned unembedding column.
+    read = W_U[ids] - W_U.mean(0, keepdim=True)
+    return Targets(ids, [decode(i) for i in ids], probs[ids].to(W_U.dtype), read)
+
+
+def difference_target(adapter: Adapter, ctx: PromptContext, a: int, b: int, decode: Callable[[int], str]) -> Targets:
+    """A single target `logit(a) − logit(b)` (the mean cancels), with virtual id vocab_size."""
+    W_U = adapter.W_U
+    return Targets([adapter.vocab_size], [f"{decode(a)} − {decode(b)}"],
+                   torch.ones(1, dtype=W_U.dtype), (W_U[a] - W_U[b])[None])
+
+
+class SourceTable:
+    """Columns of the row buffer: [active features | errors (l·P + p) | tokens], and what each writes where."""
+
+    def __init__(self, tset: TranscoderSet, ctx: PromptContext):
+        L, P = len(ctx.acts), ctx.n_pos
+        feats, vals = [], []
+        for layer, a in enumerate(ctx.acts):
+            pos, idx = a.nonzero(as_tuple=True)
+            feats.append(torch.stack([torch.full_like(pos, layer), pos, idx], 1))
+            vals.append(a[pos, idx])
+        self.active = torch.cat(feats) if feats else torch.zeros(0, 3, dtype=torch.long)
+        self.values = torch.cat(vals)
+        self.n_active = len(self.active)
+        self.n_cols = self.n_active + L * P + P
+        self.token_start = self.n_active + L * P
+        # For each output layer: writers grouped by position, as (pos, cols, vectors [n, d]).
+        self.writers: list[list[tuple[int, torch.Tensor, torch.Tensor]]] = [[] for _ in range(L)]
+        by_layer = [[] for _ in range(L)]  # (pos, col, vec) chunks
+        for src_layer in range(L):
+            sel = (self.active[:, 0] == src_layer).nonzero(as_tuple=True)[0]
+            if len(sel) == 0:
+                continue
+            rows = tset.decoder_rows(src_layer, self.active[sel, 2]) * self.values[sel, None, None]
+            for k, out_layer in enumerate(tset.output_layers(src_layer)):
+                by_layer[out_layer].append((self.active[sel, 1], sel, rows[:, k]))
+        for layer in range(L):
+            pos_all = [torch.arange(P)]
+            col_all = [self.n_active + layer * P + torch.arange(P)]
+            vec_all = [ctx.errors[layer]]
+            for pos, col, vec in by_layer[layer]:
+                pos_all.append(pos), col_all.append(col), vec_all.append(vec)
+            pos_cat, col_cat, vec_cat = torch.cat(pos_all), torch.cat(col_all), torch.cat(vec_all)
+            order = pos_cat.argsort(stable=True)
+            pos_cat, col_cat, vec_cat = pos_cat[order], col_cat[order], vec_cat[order]
+            counts = torch.bincount(pos_cat, minlength=P).tolist()
+            start = 0
+            for p, c in enumerate(counts):
+                if c:
+                    self.writers[layer].append((p, col_cat[start:start + c], vec_cat[start:start + c]))
+                start += c
+
+
+class RowComputer:
+    """Backward rows through the frozen model for batches of targets."""
+
+    def __init__(self, adapter: Adapter, tset: TranscoderSet, ctx: PromptContext, sources: SourceTable):
+        self.adapter, self.tset, self.ctx, self.sources = adapter, tset, ctx, sources
+
+    def feature_reads(self, layers: torch.Tensor, positions: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """d pre-activation / d resid_mid for features [n]: encoder rows through the frozen MLP-input norm."""
+        reads = torch.empty(len(features), self.adapter.d_model, dtype=self.tset.dtype, device=self.tset.device)
+        for layer in layers.unique().tolist():
+            at = layers == layer
+            W = self.tset.layers[layer].W_enc[features[at]]
+            reads[at] = self.adapter.blocks[layer].mlp_in.backward(W, self.ctx.scale_mlp_in[layer, positions[at]])
+        return reads
+
+    def logit_read(self, targets: Targets) -> torch.Tensor:
+        return self.adapter.final_norm.backward(targets.read, self.ctx.scale_final[-1])
+
+    def rows(self, layers: torch.Tensor, positions: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
+        """Rows for B targets injected at `layers` (L = final residual) and `positions`, reading `reads` [B, d]."""
+        ad, ctx, src = self.adapter, self.ctx, self.sources
+        B, L = len(layers), ad.n_layers
+        P = int(positions.max()) + 1
+        g = torch.zeros(B, P, ad.d_model, dtype=reads.dtype, device=reads.device)
+        out = torch.zeros(B, src.n_cols, dtype=reads.dtype, device=reads.device)
+        batch = torch.arange(B, device=reads.device)
+        top = int(layers.max())
+        at = layers == L
+        g[batch[at], positions[at]] += reads[at]
+        for layer in range(min(top, L - 1), -1, -1):
+            # g is now d target / d resid after layer `layer`: read edges of everything written there.
+            for p, cols, vecs in src.writers[layer]:
+                if p < P:
+                    out[:, cols] += g[:, p] @ vecs.T  # a CLT feature writes to several layers
+            block = ad.blocks[layer]
+            W_skip = self.tset.layers[layer].W_skip
+            if W_skip is not None:
+                g = g + block.mlp_in.backward(g @ W_skip, ctx.scale_mlp_in[layer, :P])
+            at = layers == layer
+            if at.any():
+                g[batch[at], positions[at]] += reads[at]
+            g = g + self._attention_backward(layer, g, P)
+        for p in range(P):
+            out[:, src.token_start + p] = g[:, p] @ ctx.embeddings[p]
+        return out
+
+    def _attention_backward(self, layer: int, g: torch.Tensor, P: int) -> torch.Tensor:
+        block, ctx = self.adapter.blocks[layer], self.ctx
+        attn = block.attn
+        B = g.shape[0]
+        if block.attn_out is not None:
+            g = block.attn_out.backward(g, ctx.scale_attn_out[layer, :P])
+        u = (g @ attn.W_o).view(B, P, attn.n_heads, attn.head_dim)
+        pattern = ctx.patterns[layer][:, :P, :P]
+        gv = torch.einsum("hij,bihd->bjhd", pattern, u)
+        group = attn.n_heads // attn.n_kv_heads
+        if group > 1:
+            gv = gv.reshape(B, P, attn.n_kv_heads, group, attn.head_dim).sum(3)
+        gx = gv.reshape(B, P, attn.n_kv_heads * attn.head_dim) @ attn.W_v
+        return block.attn_in.backward(gx, ctx.scale_attn_in[layer, :P])
+
+
+def partial_influence(rows: torch.Tensor, row_nodes: torch.Tensor, logit_nodes: torch.Tensor,
+                      logit_weights: torch.Tensor, max_iter: int = 128) -> torch.Tensor:
+    """Influence of every column on the logits through the rows computed so far (power iteration)."""
+    A = normalize_matrix(rows)
+    n = rows.shape[1]
+    weight = torch.zeros(n, dtype=rows.dtype, device=rows.device)
+    weight[logit_nodes] = logit_weights.to(rows.dtype)
+    total = torch.zeros_like(weight)
+    for _ in range(max_iter):
+        weight = weight[row_nodes] @ A
+        if not weight.any():
+            break
+        total += weight
+    return total
+
+
+def attribute(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, *, targets_fn, input_string: str = "",
+              decode: Callable[[int], str] = str, max_feature_nodes: int | None = None, batch_size: int = 64,
+              update_interval: int = 4, progress: ProgressFn | None = None,
+              should_cancel: Callable[[], bool] | None = None) -> Graph:
+    """Compute the unpruned attribution graph of `input_ids`.
+
+    `targets_fn(ctx) -> Targets` picks the logit targets once the prompt has run.
+    """
+    timings = {}
+    t0 = time.perf_counter()
+    report = _reporter(progress, should_cancel)
+    report("forward", 0, 1)
+    ctx = build_context(adapter, tset, input_ids)
+    sources = SourceTable(tset, ctx)
+    targets = targets_fn(ctx)
+    computer = RowComputer(adapter, tset, ctx, sources)
+    report("forward", 1, 1)
+    timings["forward_s"] = time.perf_counter() - t0
+
+    L, P = adapter.n_layers, ctx.n_pos
+    n_logits, n_active = len(targets.token_ids), sources.n_active
+    # Logit rows first: their influence seeds the feature order.
+    t1 = time.perf_counter()
+    report("logits", 0, n_logits)
+    logit_rows = computer.rows(torch.full((n_logits,), L), torch.full((n_logits,), P - 1), computer.logit_read(targets))
+    report("logits", n_logits, n_logits)
+    timings["logits_s"] = time.perf_counter() - t1
+
+    budget = n_active if max_feature_nodes is None else min(max_feature_nodes, n_active)
+    feature_rows = torch.zeros(budget, sources.n_cols, dtype=logit_rows.dtype)
+    visited: list[int] = []
+    t2 = time.perf_counter()
+    report("features", 0, budget)
+    if budget == n_active:
+        queue = iter([torch.arange(n_active)])
+    else:
+        queue = None
+    done = 0
+    while done < budget:
+        if queue is not None:
+            chunk = next(queue)
+        else:
+            chunk = _next_by_influence(sources, logit_rows, feature_rows[:done], visited, targets.weights,
+                                       min(update_interval * batch_size, budget - done))
+        for batch in _batches_by_layer_pos(sources.active, chunk, batch_size):
+            layers, positions, feats = sources.active[batch].unbind(1)
+            reads = computer.feature_reads(layers, positions, feats)
+            feature_rows[done:done + len(batch)] = computer.rows(layers, positions, reads)
+            visited.extend(batch.tolist())
+            done += len(batch)
+            report("features", done, budget)
+        if queue is not None:
+            break
+    timings["features_s"] = time.perf_counter() - t2
+
+    graph = _assemble(ctx, sources, targets, feature_rows, torch.tensor(visited, dtype=torch.long), logit_rows,
+                      L, adapter.vocab_size, input_string, decode)
+    timings["total_s"] = time.perf_counter() - t0
+    graph.info["timings"] = timings
+    graph.info["n_active_features"] = n_active
+    return graph
+
+
+def _reporter(progress: ProgressFn | None, should_cancel: Callable[[], bool] | None):
+    def report(phase: str, done: int, total: int) -> None:
+        if should_cancel is not None and should_cancel():
+            raise AttributionCancelled("attribution cancelled")
+        if progress is not None:
+            progress(ProgressEvent(phase=phase, done=done, total=total))
+    return report
+
+
+def _batches_by_layer_pos(active: torch.Tensor, chunk: torch.Tensor, batch_size: int):
+    """Split feature indices into batches sorted by (layer, pos) so each batch touches few layers/positions."""
+    key = active[chunk, 0] * 1_000_000 + active[chunk, 1]
+    ordered = chunk[key.argsort(stable=True)]
+    return ordered.split(batch_size)
+
+
+def _next_by_influence(sources: SourceTable, logit_rows: torch.Tensor, feature_rows: torch.Tensor,
+                       visited: list[int], logit_weights: torch.Tensor, count: int) -> torch.Tensor:
+    n_logits = len(logit_rows)
+    n_cols = sources.n_cols
+    # Columns extended by the logit nodes so logit rows can be addressed as nodes.
+    rows = torch.cat([feature_rows, logit_rows])
+    rows = torch.cat([rows, torch.zeros(len(rows), n_logits, dtype=rows.dtype)], 1)
+    logit_nodes = torch.arange(n_cols, n_cols + n_logits)
+    row_nodes = torch.cat([torch.tensor(visited, dtype=torch.long), logit_nodes])
+    influence = partial_influence(rows, row_nodes, logit_nodes, logit_weights)[: sources.n_active]
+    if visited:
+        influence[torch.tensor(visited)] = -1
+    return influence.topk(count).indices
+
+
+def _assemble(ctx: PromptContext, sources: SourceTable, targets: Targets, feature_rows: torch.Tensor,
+              selected: torch.Tensor, logit_rows: torch.Tensor, L: int, vocab_size: int, input_string: str,
+              decode: Callable[[int], str]) -> Graph:
+    P, n_sel, n_logits = ctx.n_pos, len(selected), len(targets.token_ids)
+    N = n_sel + L * P + P + n_logits
+    keep_cols = torch.cat([selected, torch.arange(sources.n_active, sources.n_cols)])
+    adjacency = torch.zeros(N, N, dtype=torch.float32)
+    adjacency[:n_sel, : n_sel + L * P + P] = feature_rows[:n_sel][:, keep_cols].float()
+    adjacency[N - n_logits:, : n_sel + L * P + P] = logit_rows[:, keep_cols].float()
+    return Graph(input_string=input_string, input_tokens=ctx.input_ids.cpu(),
+                 token_strings=[decode(int(t)) for t in ctx.input_ids.tolist()],
+                 active_features=sources.active.cpu(), activation_values=sources.values.float().cpu(),
+                 selected_features=selected, adjacency_matrix=adjacency, logit_tokens=list(targets.token_ids),
+                 logit_strings=list(targets.strings), logit_probabilities=targets.weights.float().cpu(),
+                 n_layers=L, vocab_size=vocab_size)

@@ -1,0 +1,157 @@
+"""The attribution graph: node order, adjacency, influence, pruning and scores.
+
+Node order (as circuit-tracer): [selected features | errors (layer-major: l·n_pos + p) | tokens | logits].
+`adjacency[t, s]` is the direct effect of source s on target t (rows = targets, columns = sources).
+
+Influence follows the paper: with Â the row-normalised |A| and w the logit probabilities on the logit rows,
+the influence of every node on the output is wᵀ(Â + Â² + …) = wᵀ((I − Â)⁻¹ − I). The graph is a DAG, so the
+series ends (Â is nilpotent); we sum it until the term is exactly zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Graph:
+    input_string: str
+    input_tokens: torch.Tensor  # [P] token ids
+    token_strings: list[str]
+    active_features: torch.Tensor  # [n_active, 3] (layer, pos, feature) of every active feature
+    activation_values: torch.Tensor  # [n_active]
+    selected_features: torch.Tensor  # [n_selected] indices into active_features (adjacency rows/cols order)
+    adjacency_matrix: torch.Tensor  # [N, N]
+    logit_tokens: list[int]  # vocab ids (virtual ids ≥ vocab_size for custom directions)
+    logit_strings: list[str]
+    logit_probabilities: torch.Tensor  # [n_logits]
+    n_layers: int
+    vocab_size: int
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_pos(self) -> int:
+        return int(self.input_tokens.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.selected_features.shape[0])
+
+    @property
+    def n_logits(self) -> int:
+        return len(self.logit_tokens)
+
+    @property
+    def error_slice(self) -> slice:
+        return slice(self.n_features, self.n_features + self.n_layers * self.n_pos)
+
+    @property
+    def token_slice(self) -> slice:
+        start = self.n_features + self.n_layers * self.n_pos
+        return slice(start, start + self.n_pos)
+
+    @property
+    def logit_slice(self) -> slice:
+        start = self.token_slice.stop
+        return slice(start, start + self.n_logits)
+
+    def logit_weights(self) -> torch.Tensor:
+        w = torch.zeros(self.adjacency_matrix.shape[0], dtype=self.adjacency_matrix.dtype)
+        w[self.logit_slice] = self.logit_probabilities.to(w.dtype)
+        return w
+
+    def node_ids(self) -> list[str]:
+        """Node ids in adjacency order (DESIGN.md scheme)."""
+        ids = [f"{int(layer)}_{int(feat)}_{int(pos)}" for layer, pos, feat in
+               self.active_features[self.selected_features].tolist()]
+        ids += [f"{layer}_-1_{pos}" for layer in range(self.n_layers) for pos in range(self.n_pos)]
+        ids += [f"E_{int(tok)}_{pos}" for pos, tok in enumerate(self.input_tokens.tolist())]
+        ids += [f"{self.n_layers + 1}_{tok}_{self.n_pos - 1}" for tok in self.logit_tokens]
+        return ids
+
+
+def normalize_matrix(matrix: torch.Tensor) -> torch.Tensor:
+    a = matrix.abs()
+    return a / a.sum(dim=1, keepdim=True).clamp(min=1e-10)
+
+
+def compute_influence(A: torch.Tensor, logit_weights: torch.Tensor, max_iter: int = 1000) -> torch.Tensor:
+    """wᵀÂ + wᵀÂ² + … for a nilpotent (acyclic) Â."""
+    term = logit_weights @ A
+    total = term.clone()
+    for _ in range(max_iter):
+        if not term.any():
+            return total
+        term = term @ A
+        total += term
+    raise RuntimeError("influence did not converge: the adjacency matrix is not acyclic")
+
+
+def find_threshold(scores: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Smallest score among the top set whose cumulative share reaches `fraction`."""
+    ordered = scores.sort(descending=True).values
+    cumulative = ordered.cumsum(0) / ordered.sum().clamp(min=1e-30)
+    idx = min(int(torch.searchsorted(cumulative, torch.tensor(fraction, dtype=cumulative.dtype))), len(ordered) - 1)
+    return ordered[idx]
+
+
+@dataclass
+class PruneResult:
+    node_mask: torch.Tensor  # [N] bool
+    edge_mask: torch.Tensor  # [N, N] bool
+    cumulative_scores: torch.Tensor  # [N] cumulative influence fraction at each node's rank (lower = more important)
+
+
+def prune_graph(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> PruneResult:
+    A = graph.adjacency_matrix
+    w = graph.logit_weights()
+    n_logits, n_features = graph.n_logits, graph.n_features
+    influence = compute_influence(normalize_matrix(A), w)
+    node_mask = influence >= find_threshold(influence, node_threshold)
+    node_mask[graph.token_slice.start:] = True  # tokens and logits always stay
+
+    pruned = A.clone()
+    pruned[~node_mask] = 0
+    pruned[:, ~node_mask] = 0
+    norm_pruned = normalize_matrix(pruned)
+    # An edge's score: its normalised weight times its target's total influence on the output (incl. its own w).
+    edge_scores = norm_pruned * (compute_influence(norm_pruned, w) + w)[:, None]
+    edge_mask = edge_scores >= find_threshold(edge_scores.flatten(), edge_threshold)
+
+    # Drop features/errors left without outgoing edges and features without incoming ones, until stable.
+    while True:
+        before = node_mask.clone()
+        edge_mask[~node_mask] = False
+        edge_mask[:, ~node_mask] = False
+        node_mask[:-n_logits] &= edge_mask[:, :-n_logits].any(0)
+        node_mask[:n_features] &= edge_mask[:n_features].any(1)
+        node_mask[graph.token_slice.start:] = True
+        if torch.equal(node_mask, before):
+            break
+    edge_mask[~node_mask] = False
+    edge_mask[:, ~node_mask] = False
+
+    ordered, order = influence.sort(descending=True)
+    cumulative = torch.zeros_like(influence)
+    cumulative[order] = ordered.cumsum(0) / ordered.sum().clamp(min=1e-30)
+    return PruneResult(node_mask, edge_mask, cumulative)
+
+
+def compute_graph_scores(graph: Graph) -> tuple[float, float]:
+    """(replacement score, completeness score) of the unpruned graph.
+
+    Replacement: the share of the output's influence that reaches the tokens rather than error nodes.
+    Completeness: the share of every node's input that does not come from errors, weighted by its influence.
+    """
+    w = graph.logit_weights()
+    A = normalize_matrix(graph.adjacency_matrix)
+    influence = compute_influence(A, w)
+    token_inf = influence[graph.token_slice].sum()
+    error_inf = influence[graph.error_slice].sum()
+    replacement = token_inf / (token_inf + error_inf).clamp(min=1e-30)
+    non_error = 1 - A[:, graph.error_slice].sum(-1)
+    out_inf = influence + w
+    completeness = (non_error * out_inf).sum() / out_inf.sum()
+    return float(replacement), float(completeness)
