@@ -21,7 +21,8 @@ from transformers import (
     Qwen3Config,
 )
 
-from circuitboard.engine.transcoders import random_transcoder_set, save_transcoder_set
+from circuitboard.engine.adapters import mlp_io_modules
+from circuitboard.engine.transcoders import TranscoderSet, random_transcoder_set, save_transcoder_set
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma2", "gemma3", "gpt2")
 
@@ -96,6 +97,43 @@ def build_tiny_checkpoint(out_dir: str | Path, arch: str = "llama", seed: int = 
     tokenizer.save_pretrained(model_dir)
     tset = random_transcoder_set(n_layers, d_model, d_transcoder, kind=kind, cross_layer=cross_layer, skip=skip,
                                  seed=seed, density=0.1)
+    fit_decoders(model, tset, seed=seed)
     tset.name = f"tiny-{arch}-{tset.name}"
     save_transcoder_set(tset, tc_dir, model_name=f"tiny-{arch}")
     return model_dir, tc_dir
+
+
+@torch.no_grad()
+def fit_decoders(model, tset: TranscoderSet, *, n_seqs: int = 48, seq_len: int = 24, seed: int = 0) -> float:
+    """Least-squares decoders for the random encoders, so tiny graphs have features that matter.
+
+    Returns the mean explained variance of the MLP outputs. Per-layer sets only (CLTs keep random decoders).
+    """
+    if tset.cross_layer:
+        return 0.0
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, model.config.vocab_size, (n_seqs, seq_len), generator=g)
+    ins, outs = {}, {}
+    handles = []
+    for layer in range(tset.n_layers):
+        mod_in, mod_out = mlp_io_modules(model, layer)
+        for mod, store in ((mod_in, ins), (mod_out, outs)):
+            handles.append(mod.register_forward_hook(
+                lambda m, a, o, lay=layer, st=store: st.__setitem__(lay, o.reshape(-1, o.shape[-1]))))
+    try:
+        model(input_ids=ids, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    evs = []
+    for layer, lw in enumerate(tset.layers):
+        x, y = ins[layer].float(), outs[layer].float()
+        target = y - (tset.skip(layer, x) if lw.W_skip is not None else 0)
+        acts = tset.encode(layer, x)
+        design = torch.cat([acts, torch.ones(len(acts), 1)], 1)
+        ridge = 1e-3 * torch.eye(design.shape[1])
+        sol = torch.linalg.solve(design.T @ design + ridge, design.T @ target)
+        lw.W_dec, lw.b_dec = sol[:-1].contiguous(), sol[-1].contiguous()
+        resid = target - design @ sol
+        evs.append(1 - float(resid.var(0).sum() / y.var(0).sum()))
+    return sum(evs) / len(evs)

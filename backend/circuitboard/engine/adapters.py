@@ -183,8 +183,9 @@ def _gpt2_adapter(model: nn.Module) -> Adapter:
         # Conv1D stores weight [in, out] and computes x @ W + b; c_attn packs q, k, v along the output.
         W = block.attn.c_attn.weight.detach()
         b = block.attn.c_attn.bias.detach()
-        attn = Attention(W_v=W[:, 2 * d:].T.contiguous(), b_v=b[2 * d:], W_o=block.attn.c_proj.weight.detach().T.contiguous(),
-                         b_o=block.attn.c_proj.bias.detach(), n_heads=n_heads, n_kv_heads=n_heads, head_dim=d // n_heads)
+        attn = Attention(W_v=W[:, 2 * d:].T.contiguous(), b_v=b[2 * d:],
+                         W_o=block.attn.c_proj.weight.detach().T.contiguous(), b_o=block.attn.c_proj.bias.detach(),
+                         n_heads=n_heads, n_kv_heads=n_heads, head_dim=d // n_heads)
         blocks.append(Block(_layernorm(block.ln_1), attn, None, _layernorm(block.ln_2), block.mlp, None))
     lm_head = model.get_output_embeddings()
     return Adapter(architecture="gpt2", model=model, blocks=blocks, final_norm=_layernorm(model.transformer.ln_f),

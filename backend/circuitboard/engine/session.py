@@ -1,0 +1,149 @@
+"""`Engine`: one loaded model + transcoder set, and the three things the service asks of it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from circuitboard.engine.adapters import get_adapter
+from circuitboard.engine.attribution import attribute, difference_target, salient_targets, token_targets
+from circuitboard.engine.export import graph_to_json
+from circuitboard.engine.graph import Graph, compute_graph_scores, prune_graph
+from circuitboard.engine.interventions import run_intervention
+from circuitboard.engine.loading import default_device, load_model, resolve_dtype
+from circuitboard.engine.transcoders import TranscoderSet, load_transcoder_set
+from circuitboard.engine.types import (
+    AttributionParams,
+    EngineInfo,
+    InterventionRequest,
+    InterventionResult,
+    ProgressEvent,
+    TokenInfo,
+    TokenizeResult,
+    TokenProb,
+)
+
+
+class PromptError(ValueError):
+    """A prompt or target the engine cannot use; the message names the field."""
+
+
+class Engine:
+    def __init__(self, model, tokenizer, tset: TranscoderSet, *, model_name: str):
+        self.model, self.tokenizer, self.tset = model, tokenizer, tset
+        self.adapter = get_adapter(model)
+        if tset.n_layers != self.adapter.n_layers or tset.d_model != self.adapter.d_model:
+            raise ValueError(f"transcoders ({tset.n_layers} layers, d_model {tset.d_model}) do not fit the model "
+                             f"({self.adapter.n_layers} layers, d_model {self.adapter.d_model})")
+        self.model_name = model_name
+        # One model, one computation at a time: attribution, tokenize previews and interventions share it.
+        self.lock = threading.RLock()
+
+    @classmethod
+    def load(cls, model: str | Path, transcoders: str | Path, *, device: str | torch.device | None = None,
+             dtype: str = "float32") -> Engine:
+        device = torch.device(device) if device is not None else default_device()
+        hf_model, tokenizer, name = load_model(model, device=device, dtype=dtype)
+        tset = load_transcoder_set(transcoders, device=device, dtype=resolve_dtype(dtype))
+        return cls(hf_model, tokenizer, tset, model_name=name)
+
+    @property
+    def info(self) -> EngineInfo:
+        p = self.adapter.W_U
+        return EngineInfo(model_name=self.model_name, transcoder_name=self.tset.name,
+                          architecture=self.adapter.architecture, n_layers=self.adapter.n_layers,
+                          d_model=self.adapter.d_model, d_transcoder=self.tset.d_transcoder,
+                          vocab_size=self.adapter.vocab_size, cross_layer=self.tset.cross_layer,
+                          device=p.device.type, dtype=str(p.dtype).removeprefix("torch."))
+
+    # -------------------------------------------------------------------------------------- tokens
+
+    def encode(self, prompt: str) -> torch.Tensor:
+        """Token ids with a leading special token: position 0 carries no feature nodes (as circuit-tracer)."""
+        if not prompt:
+            raise PromptError("prompt: must not be empty")
+        ids = self.tokenizer(prompt, add_special_tokens=True).input_ids
+        special = set(self.tokenizer.all_special_ids)
+        if not ids or ids[0] not in special:
+            bos = next((t for t in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id,
+                                    self.tokenizer.pad_token_id) if t is not None), None)
+            if bos is not None:
+                ids = [bos, *ids]
+        return torch.tensor(ids, dtype=torch.long, device=self.adapter.W_U.device)
+
+    def decode_token(self, token_id: int) -> str:
+        if token_id >= self.adapter.vocab_size:
+            return f"<custom {token_id - self.adapter.vocab_size}>"
+        return self.tokenizer.decode([token_id])
+
+    def single_token(self, text: str, field: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise PromptError(f"{field}: {text!r} is {len(ids)} tokens; a target must be exactly one token")
+        return ids[0]
+
+    @torch.no_grad()
+    def tokenize(self, prompt: str, top_k: int = 10) -> TokenizeResult:
+        ids = self.encode(prompt)
+        with self.lock:
+            probs = self.model(input_ids=ids[None], use_cache=False, logits_to_keep=1).logits[0, -1].float().softmax(-1)
+        p, i = probs.topk(min(top_k, probs.shape[-1]))
+        return TokenizeResult(tokens=[TokenInfo(id=t, text=self.decode_token(t)) for t in ids.tolist()],
+                              top_next=[TokenProb(id=t, text=self.decode_token(t), prob=q)
+                                        for q, t in zip(p.tolist(), i.tolist(), strict=True)])
+
+    # -------------------------------------------------------------------------------------- attribution
+
+    def attribute_graph(self, prompt: str, params: AttributionParams,
+                        progress: Callable[[ProgressEvent], None] | None = None,
+                        should_cancel: Callable[[], bool] | None = None) -> Graph:
+        ids = self.encode(prompt)
+        targets_fn = self._targets_fn(params)
+        with self.lock:
+            return attribute(self.adapter, self.tset, ids, targets_fn=targets_fn, input_string=prompt,
+                             decode=self.decode_token, max_feature_nodes=params.max_feature_nodes,
+                             batch_size=params.batch_size, progress=progress, should_cancel=should_cancel)
+
+    def _targets_fn(self, params: AttributionParams):
+        ad, dec = self.adapter, self.decode_token
+        if params.logit_diff:
+            a = self.single_token(params.logit_diff[0], "logit_diff.0")
+            b = self.single_token(params.logit_diff[1], "logit_diff.1")
+            return lambda ctx: difference_target(ad, ctx, a, b, dec)
+        if params.target_tokens:
+            ids = [self.single_token(t, f"target_tokens.{i}") for i, t in enumerate(params.target_tokens)]
+            return lambda ctx: token_targets(ad, ctx, ids, dec)
+        return lambda ctx: salient_targets(ad, ctx, params.max_n_logits, params.desired_logit_prob, dec)
+
+    def attribute(self, prompt: str, params: AttributionParams,
+                  progress: Callable[[ProgressEvent], None] | None = None,
+                  should_cancel: Callable[[], bool] | None = None) -> dict:
+        """Trace, prune and export: the graph JSON the store keeps and the page draws."""
+        graph = self.attribute_graph(prompt, params, progress, should_cancel)
+        return self.export(graph, params, progress)
+
+    def export(self, graph: Graph, params: AttributionParams,
+               progress: Callable[[ProgressEvent], None] | None = None) -> dict:
+        if progress:
+            progress(ProgressEvent(phase="prune", done=0, total=1))
+        prune = prune_graph(graph, params.node_threshold, params.edge_threshold)
+        replacement, completeness = compute_graph_scores(graph)
+        if progress:
+            progress(ProgressEvent(phase="export", done=0, total=1))
+        info = {"model": self.model_name, "transcoders": self.tset.name, "architecture": self.adapter.architecture,
+                "n_layers": graph.n_layers, "vocab_size": graph.vocab_size,
+                "params": params.model_dump(exclude={"slug"}), "replacement_score": replacement,
+                "completeness_score": completeness, "n_selected_features": graph.n_features,
+                "input_token_ids": graph.input_tokens.tolist(), "device": self.info.device}
+        return graph_to_json(graph, prune, slug=params.slug or "graph", scan=self.tset.name,
+                             node_threshold=params.node_threshold, info=info)
+
+    # -------------------------------------------------------------------------------------- interventions
+
+    def intervene(self, req: InterventionRequest) -> InterventionResult:
+        ids = self.encode(req.prompt)
+        with self.lock:
+            return run_intervention(self.adapter, self.tset, self.tokenizer, ids, req)

@@ -1,0 +1,93 @@
+"""Graph JSON export/import round trip, and transcoder sets written here loading back identically."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from circuitboard.engine.export import GraphFormatError, graph_from_json
+from circuitboard.engine.session import Engine
+from circuitboard.engine.transcoders import load_transcoder_set, random_transcoder_set, save_transcoder_set
+from circuitboard.engine.types import AttributionParams
+
+
+@pytest.mark.parametrize("kw", [dict(kind="relu"), dict(kind="jumprelu", skip=True), dict(kind="topk", k=5),
+                                dict(kind="jumprelu", cross_layer=True, skip=True)],
+                         ids=["relu", "jumprelu-skip", "topk", "clt"])
+def test_transcoder_roundtrip(tmp_path, kw):
+    tset = random_transcoder_set(3, 16, 32, seed=3, **kw)
+    save_transcoder_set(tset, tmp_path, model_name="tiny")
+    back = load_transcoder_set(tmp_path)
+    assert back.cross_layer == tset.cross_layer and back.n_layers == 3
+    x = torch.randn(5, 16)
+    for layer in range(3):
+        a, b = tset.layers[layer], back.layers[layer]
+        assert b.activation.kind == a.activation.kind and b.activation.k == a.activation.k
+        assert torch.equal(tset.encode(layer, x), back.encode(layer, x))
+        idx = torch.tensor([4, 1, 4, 30])  # repeated and unsorted ids through the lazy reader
+        assert torch.equal(tset.decoder_rows(layer, idx), back.decoder_rows(layer, idx))
+        acts = [tset.encode(i, x) for i in range(3)]
+        assert torch.allclose(tset.decode(layer, acts, x), back.decode(layer, acts, x))
+    if not tset.cross_layer:
+        # circuit-tracer's PLT keys and shapes
+        with safe_open(str(tmp_path / "layer_0.safetensors"), "pt") as f:
+            keys = set(f.keys())
+            assert {"W_enc", "W_dec", "b_enc", "b_dec"} <= keys
+            assert f.get_tensor("W_enc").shape == (32, 16) and f.get_tensor("W_dec").shape == (32, 16)
+    else:
+        with safe_open(str(tmp_path / "W_dec_1.safetensors"), "pt") as f:
+            assert f.get_tensor("W_dec_1").shape == (32, 2, 16)
+
+
+def test_gemmascope_npz_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    for layer in range(2):
+        d = tmp_path / f"layer_{layer}" / "width_16k" / "average_l0_10"
+        d.mkdir(parents=True)
+        np.savez(d / "params.npz", W_enc=rng.normal(size=(8, 12)).astype(np.float32),
+                 W_dec=rng.normal(size=(12, 8)).astype(np.float32), b_enc=np.zeros(12, np.float32),
+                 b_dec=np.zeros(8, np.float32), threshold=np.full(12, 0.5, np.float32))
+    tset = load_transcoder_set(tmp_path)
+    assert tset.d_transcoder == 12 and tset.d_model == 8
+    assert tset.layers[0].activation.kind == "jumprelu"
+    x = torch.randn(3, 8)
+    W = np.load(tmp_path / "layer_0/width_16k/average_l0_10/params.npz")["W_enc"]
+    assert torch.allclose(tset.pre_activations(0, x), x @ torch.from_numpy(W), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tmp_path_factory):
+    from circuitboard.devtools.tiny import build_tiny_checkpoint
+
+    model_dir, tc_dir = build_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), "llama", skip=True)
+    return Engine.load(model_dir, tc_dir, device="cpu")
+
+
+def test_graph_json_roundtrip(tiny_engine):
+    data = tiny_engine.attribute("Dallas is in the state of", AttributionParams(max_feature_nodes=40, slug="dallas"))
+    assert set(data) == {"metadata", "qParams", "nodes", "links"}
+    kinds = {n["feature_type"] for n in data["nodes"]}
+    assert {"embedding", "logit", "cross layer transcoder"} <= kinds
+    ids = {n["node_id"] for n in data["nodes"]}
+    assert all(link["source"] in ids and link["target"] in ids for link in data["links"])
+    info = data["metadata"]["info"]
+    assert 0 < info["replacement_score"] <= 1 and 0 < info["completeness_score"] <= 1
+    back = graph_from_json(json.loads(json.dumps(data)))
+    assert back["nodes"] == data["nodes"] and back["links"] == data["links"]
+    assert back["metadata"]["prompt"] == data["metadata"]["prompt"]
+
+
+def test_import_accepts_old_error_ids_and_rejects_bad_input():
+    node = dict(feature=-1, layer="2", ctx_idx=3, feature_type="mlp reconstruction error")
+    data = {"metadata": {"slug": "x", "prompt_tokens": ["a"], "prompt": "a"}, "qParams": {},
+            "nodes": [dict(node, node_id="0_2_3"), dict(node_id="E_5_0", feature=0, layer="E", ctx_idx=0,
+                                                       feature_type="embedding")],
+            "links": [{"source": "E_5_0", "target": "0_2_3", "weight": 0.5}]}
+    out = graph_from_json(data)
+    assert out["nodes"][0]["node_id"] == "2_-1_3" and out["links"][0]["target"] == "2_-1_3"
+    with pytest.raises(GraphFormatError, match="nodes"):
+        graph_from_json({"metadata": {}, "links": []})
+    with pytest.raises(GraphFormatError, match="links.0"):
+        graph_from_json({**data, "links": [{"source": "nope", "target": "E_5_0", "weight": 1}]})
