@@ -23,4 +23,4 @@ ENV CIRCUITBOARD_MODELS_DIR=/models \
 EXPOSE 8000
 # First start prepares the default preset (model conversion, corpus, transcoders, atlas) into the models volume;
 # later starts find it there and load in seconds.
-CMD ["bash", "-c", "circuitboard prepare --preset ${CIRCUITBOARD_PRESET:-gemma-3-270m} && circuitboard serve --host 0.0.0.0 --port 8000 --preset ${CIRCUITBOARD_PRESET:-gemma-3-270m}"]
+CMD ["bash", "-c", "circuitboard prepare --preset ${CIRCUITBOARD_PRESET:-gemma-3-270m} && circuitboard serve 0.0.0.0 8000 --preset ${CIRCUITBOARD_PRESET:-gemma-3-270m}"]

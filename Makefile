@@ -41,7 +41,7 @@ prepare: setup
 
 serve: setup
 	@echo "Circuitboard at http://$(HOST):$(PORT)"
-	$(VENV)/bin/circuitboard serve --host $(HOST) --port $(PORT) --preset $(PRESET)
+	$(VENV)/bin/circuitboard serve $(HOST) $(PORT) --preset $(PRESET)
 
 run: prepare serve
 
