@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from circuitboard.engine.adapters import Adapter
-from circuitboard.engine.graph import Graph, normalize_matrix
+from circuitboard.engine.graph import Graph
 from circuitboard.engine.replacement import PromptContext, build_context
 from circuitboard.engine.transcoders import TranscoderSet
 from circuitboard.engine.types import AttributionCancelled, ProgressEvent
@@ -165,19 +165,24 @@ class RowComputer:
         return block.attn_in.backward(gx, ctx.scale_attn_in[layer, :P])
 
 
-def partial_influence(rows: torch.Tensor, row_nodes: torch.Tensor, logit_nodes: torch.Tensor,
+def partial_influence(feature_rows: torch.Tensor, feature_nodes: torch.Tensor, logit_rows: torch.Tensor,
                       logit_weights: torch.Tensor, max_iter: int = 128) -> torch.Tensor:
-    """Influence of every column on the logits through the rows computed so far (power iteration)."""
-    A = normalize_matrix(rows)
-    n = rows.shape[1]
-    weight = torch.zeros(n, dtype=rows.dtype, device=rows.device)
-    weight[logit_nodes] = logit_weights.to(rows.dtype)
-    total = torch.zeros_like(weight)
+    """Influence of every column on the logits through the rows computed so far (power iteration).
+
+    Row-normalised |A| is applied as |A| scaled by 1/rowsum on the left, so the only copy is one |A|.
+    Logit nodes are never sources, so after the first step only feature rows carry weight.
+    """
+    def normalized_step(rows_abs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return (weight / rows_abs.sum(1).clamp(min=1e-10)) @ rows_abs
+
+    total = normalized_step(logit_rows.abs(), logit_weights.to(logit_rows.dtype))
+    weight = total
+    feats_abs = feature_rows.abs()
     for _ in range(max_iter):
-        weight = weight[row_nodes] @ A
+        weight = normalized_step(feats_abs, weight[feature_nodes])
         if not weight.any():
             break
-        total += weight
+        total = total + weight
     return total
 
 
@@ -262,16 +267,10 @@ def _batches_by_layer_pos(active: torch.Tensor, chunk: torch.Tensor, batch_size:
 
 def _next_by_influence(sources: SourceTable, logit_rows: torch.Tensor, feature_rows: torch.Tensor,
                        visited: list[int], logit_weights: torch.Tensor, count: int) -> torch.Tensor:
-    n_logits = len(logit_rows)
-    n_cols = sources.n_cols
-    # Columns extended by the logit nodes so logit rows can be addressed as nodes.
-    rows = torch.cat([feature_rows, logit_rows])
-    rows = torch.cat([rows, torch.zeros(len(rows), n_logits, dtype=rows.dtype)], 1)
-    logit_nodes = torch.arange(n_cols, n_cols + n_logits)
-    row_nodes = torch.cat([torch.tensor(visited, dtype=torch.long), logit_nodes])
-    influence = partial_influence(rows, row_nodes, logit_nodes, logit_weights)[: sources.n_active]
+    visited_t = torch.tensor(visited, dtype=torch.long)
+    influence = partial_influence(feature_rows, visited_t, logit_rows, logit_weights)[: sources.n_active]
     if visited:
-        influence[torch.tensor(visited)] = -1
+        influence[visited_t] = -1
     return influence.topk(count).indices
 
 
