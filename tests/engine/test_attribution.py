@@ -32,7 +32,7 @@ def test_replacement_reproduces_logits(tiny_models):
         model, tok, adapter = tiny_models(arch)
         ids = tok(PROMPT, return_tensors="pt").input_ids[0]
         tset = random_transcoder_set(adapter.n_layers, adapter.d_model, 96, kind="jumprelu", skip=True)
-        ctx = build_context(adapter, tset, ids)
+        ctx = build_context(adapter, tset, ids, all_logits=True)
         for pattern in ctx.patterns:  # causal: no position attends to a later one
             assert pattern.triu(1).abs().max() == 0, arch
             assert torch.allclose(pattern.sum(-1), torch.ones(()), atol=1e-5), arch

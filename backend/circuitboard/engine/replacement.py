@@ -30,7 +30,7 @@ class PromptContext:
     scale_final: torch.Tensor  # [P, 1]
     mlp_in: torch.Tensor  # [L, P, d]  (`mlp.hook_in`)
     mlp_out: torch.Tensor  # [L, P, d]  (`mlp.hook_out`)
-    logits: torch.Tensor  # [P, vocab] after any soft-cap: the model's own logits
+    logits: torch.Tensor  # [P or 1, vocab] after any soft-cap: the model's own logits (last row = last position)
     acts: list[torch.Tensor]  # per layer [P, d_t]: transcoder activations (position 0 zeroed)
     errors: torch.Tensor  # [L, P, d]
     skip_out: torch.Tensor | None  # [L, P, d]: the skip connection's share of the replacement MLP output
@@ -72,7 +72,7 @@ def capture_patterns(adapter: Adapter, input_ids: torch.Tensor) -> list[torch.Te
 
 @torch.no_grad()
 def build_context(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor,
-                  zero_first_pos: bool = True) -> PromptContext:
+                  zero_first_pos: bool = True, all_logits: bool = False) -> PromptContext:
     """Run the model once (our own forward on its weights, patterns from its attention) and record it all."""
     input_ids = input_ids.to(adapter.W_U.device)
     pats = capture_patterns(adapter, input_ids)
@@ -95,7 +95,8 @@ def build_context(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor
         rec["mlp_in"].append(x_in), rec["mlp_out"].append(y)
         x = x + y
     s_final = adapter.final_norm.scale(x)
-    logits = final_logits(adapter, x, s_final)
+    # Targets only need the last position; a 262k-token vocabulary makes every other row costly.
+    logits = final_logits(adapter, x if all_logits else x[-1:], s_final if all_logits else s_final[-1:])
 
     mlp_in = torch.stack(rec["mlp_in"])
     mlp_out = torch.stack(rec["mlp_out"])
