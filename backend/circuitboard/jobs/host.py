@@ -1,0 +1,141 @@
+"""EngineHost: the one loaded Engine, its load state, and the lock that serialises use of the model.
+
+The worker thread loads the engine and runs attributions while holding `model_lock`. Requests that need the
+model (token preview, interventions) take the same lock with a timeout instead of racing the worker: the
+engine's forward hooks are not safe to share between two concurrent passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from circuitboard.engine.types import TokenInfo, TokenizeResult
+from circuitboard.jobs.models import EngineState
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[], Any]
+
+
+class EngineUnavailable(Exception):
+    """The engine is not loaded (still loading, failed, or the server runs without one)."""
+
+    def __init__(self, state: EngineState, message: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class InvalidTarget(ValueError):
+    """A target token the model's tokenizer cannot use; `index` into target_tokens."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class EngineBusy(Exception):
+    """The worker held the model for longer than the request was willing to wait."""
+
+
+class EngineHost:
+    def __init__(self, factory: EngineFactory | None) -> None:
+        self._factory = factory
+        self.state: EngineState = "none" if factory is None else "loading"
+        self.error: str | None = None
+        self._engine: Any = None
+        self.model_lock = threading.Lock()
+        # Tokenizing for the cache key must not wait for a running job; the tokenizer is not the model.
+        self._tokenizer_lock = threading.Lock()
+        self.settled = threading.Event()  # set once loading finished either way
+        if factory is None:
+            self.settled.set()
+
+    # ------------------------------------------------------------------------------------------- state
+    def load(self) -> None:
+        """Load the engine (called once, from the worker thread)."""
+        if self._factory is None:
+            return
+        try:
+            engine = self._factory()
+        except Exception as e:  # noqa: BLE001 - any load failure becomes the visible "failed" state
+            log.error("engine failed to load:\n%s", traceback.format_exc())
+            self.error = f"{type(e).__name__}: {e}"
+            self.state = "failed"
+        else:
+            self._engine = engine
+            self.state = "ready"
+        finally:
+            self.settled.set()
+
+    def require(self) -> Any:
+        if self.state == "ready":
+            return self._engine
+        if self.state == "loading":
+            raise EngineUnavailable("loading", "engine: the model is still loading; try again shortly")
+        if self.state == "failed":
+            raise EngineUnavailable("failed", f"engine: the model failed to load ({self.error})")
+        raise EngineUnavailable("none", "engine: no model is loaded (the server was started with --no-engine)")
+
+    @property
+    def info(self) -> Any | None:
+        """The engine's EngineInfo, or None before it is ready."""
+        return self._engine.info if self.state == "ready" else None
+
+    def names(self) -> tuple[str, str]:
+        info = self.require().info
+        return str(info.model_name), str(info.transcoder_name)
+
+    # ------------------------------------------------------------------------------------------- calls
+    def token_ids(self, prompt: str) -> list[int]:
+        """Token ids from the tokenizer alone (Engine.encode), so a request never waits for a running job."""
+        engine = self.require()
+        with self._tokenizer_lock:
+            return [int(t) for t in engine.encode(prompt).tolist()]
+
+    def check_targets(self, targets: list[str]) -> None:
+        """Raises InvalidTarget for a target token the tokenizer does not encode as exactly one token."""
+        engine = self.require()
+        with self._tokenizer_lock:
+            for i, text in enumerate(targets):
+                try:
+                    engine.single_token(text, f"target_tokens.{i}")
+                except ValueError as e:
+                    raise InvalidTarget(i, str(e)) from None
+
+    def tokenize(self, prompt: str, top_k: int, wait_s: float) -> tuple[Any, bool]:
+        """(TokenizeResult, busy). The next-token preview needs the model; when the worker holds it for
+        longer than `wait_s`, the tokens come back without the preview and `busy` is True."""
+        engine = self.require()
+        if top_k > 0 and self.model_lock.acquire(timeout=wait_s):
+            try:
+                return engine.tokenize(prompt, top_k=top_k), False
+            finally:
+                self.model_lock.release()
+        with self._tokenizer_lock:
+            ids = [int(t) for t in engine.encode(prompt).tolist()]
+            tokens = [TokenInfo(id=t, text=engine.decode_token(t)) for t in ids]
+        return TokenizeResult(tokens=tokens, top_next=[]), top_k > 0
+
+    def intervene(self, req: Any, wait_s: float) -> Any:
+        engine = self.require()
+        if not self.model_lock.acquire(timeout=wait_s):
+            raise EngineBusy("engine: busy computing a graph; try again when the job has finished")
+        try:
+            return engine.intervene(req)
+        finally:
+            self.model_lock.release()
+
+    def attribute(
+        self,
+        prompt: str,
+        params: Any,
+        progress: Callable[[Any], None],
+        should_cancel: Callable[[], bool],
+    ) -> dict[str, Any]:
+        engine = self.require()
+        with self.model_lock:
+            return engine.attribute(prompt, params, progress=progress, should_cancel=should_cancel)

@@ -1,0 +1,152 @@
+"""Graph repository: graphs stored as gzip'd JSON blobs with their listing metadata beside them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from circuitboard.store.codec import decode_graph, encode_graph
+from circuitboard.store.db import Database
+from circuitboard.store.models import GraphRow
+from circuitboard.store.records import GraphSource, GraphSummary
+from circuitboard.store.slugs import slug_candidates
+
+_SUMMARY_COLUMNS = (
+    GraphRow.slug,
+    GraphRow.prompt,
+    GraphRow.model,
+    GraphRow.transcoders,
+    GraphRow.created_at,
+    GraphRow.n_nodes,
+    GraphRow.n_links,
+    GraphRow.source,
+)
+
+
+class SlugUnavailable(Exception):
+    """No free slug among the candidates (practically only when a requested slug is taken)."""
+
+
+def _summary(row: Any) -> GraphSummary:
+    return GraphSummary.model_validate(row._mapping)
+
+
+def _escape_like(q: str) -> str:
+    return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class GraphRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(
+        self,
+        graph: dict[str, Any],
+        *,
+        prompt: str,
+        model: str,
+        transcoders: str,
+        source: GraphSource,
+        digest: str,
+        cache_key: str | None = None,
+        requested_slug: str | None = None,
+        strict_slug: bool = False,
+    ) -> GraphSummary:
+        """Store a graph under the first free slug candidate and return its summary.
+
+        With a cache key already stored, returns the stored graph instead (two identical jobs racing).
+        `strict_slug`: a requested slug that is taken raises SlugUnavailable instead of gaining a suffix.
+        The slug is written into `metadata.slug` so an exported file names itself."""
+        if cache_key is not None:
+            existing = self.by_cache_key(cache_key)
+            if existing is not None:
+                return existing
+        candidates = slug_candidates(prompt, digest, requested_slug)
+        if strict_slug and requested_slug:
+            candidates = candidates[:1]
+        for slug in candidates:
+            if self.exists(slug):
+                continue
+            metadata = graph.setdefault("metadata", {})
+            if isinstance(metadata, dict):
+                metadata["slug"] = slug
+            blob, size = encode_graph(graph)
+            row = GraphRow(
+                slug=slug,
+                prompt=prompt,
+                model=model,
+                transcoders=transcoders,
+                source=source,
+                cache_key=cache_key,
+                n_nodes=len(graph.get("nodes") or []),
+                n_links=len(graph.get("links") or []),
+                size_bytes=size,
+                data=blob,
+            )
+            try:
+                with self.db.session() as s:
+                    s.add(row)
+                    s.flush()
+                    return self._summary_of(s, slug)
+            except IntegrityError:
+                # Lost a race for this slug (or the cache key): look again.
+                if cache_key is not None and (hit := self.by_cache_key(cache_key)) is not None:
+                    return hit
+                continue
+        raise SlugUnavailable(candidates[0])
+
+    @staticmethod
+    def _summary_of(s: Any, slug: str) -> GraphSummary:
+        return _summary(s.execute(select(*_SUMMARY_COLUMNS).where(GraphRow.slug == slug)).one())
+
+    def exists(self, slug: str) -> bool:
+        with self.db.session() as s:
+            return s.scalar(select(GraphRow.id).where(GraphRow.slug == slug)) is not None
+
+    def summary(self, slug: str) -> GraphSummary | None:
+        with self.db.session() as s:
+            row = s.execute(select(*_SUMMARY_COLUMNS).where(GraphRow.slug == slug)).one_or_none()
+            return None if row is None else _summary(row)
+
+    def by_cache_key(self, cache_key: str) -> GraphSummary | None:
+        with self.db.session() as s:
+            row = s.execute(select(*_SUMMARY_COLUMNS).where(GraphRow.cache_key == cache_key)).one_or_none()
+            return None if row is None else _summary(row)
+
+    def blob(self, slug: str) -> bytes | None:
+        """The stored gzip bytes, for sending without decompressing."""
+        with self.db.session() as s:
+            return s.scalar(select(GraphRow.data).where(GraphRow.slug == slug))
+
+    def get(self, slug: str) -> dict[str, Any] | None:
+        blob = self.blob(slug)
+        return None if blob is None else decode_graph(blob)
+
+    def list(self, q: str | None, page: int, per_page: int) -> tuple[list[GraphSummary], int]:
+        """Newest first; `q` matches the prompt or the slug, case-insensitively."""
+        where = []
+        if q:
+            pattern = f"%{_escape_like(q.strip())}%"
+            where.append(
+                or_(GraphRow.prompt.ilike(pattern, escape="\\"), GraphRow.slug.ilike(pattern, escape="\\"))
+            )
+        with self.db.session() as s:
+            total = s.scalar(select(func.count()).select_from(GraphRow).where(*where)) or 0
+            rows = s.execute(
+                select(*_SUMMARY_COLUMNS)
+                .where(*where)
+                .order_by(GraphRow.created_at.desc(), GraphRow.id.desc())
+                .offset((page - 1) * per_page)
+                .limit(per_page)
+            ).all()
+        return [_summary(r) for r in rows], total
+
+    def delete(self, slug: str) -> bool:
+        with self.db.session() as s:
+            return s.execute(delete(GraphRow).where(GraphRow.slug == slug)).rowcount > 0
+
+    def internal_id(self, slug: str) -> int | None:
+        with self.db.session() as s:
+            return s.scalar(select(GraphRow.id).where(GraphRow.slug == slug))

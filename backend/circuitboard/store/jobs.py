@@ -1,0 +1,128 @@
+"""Job repository: the queue lives in the database so it survives a restart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from circuitboard.store.db import Database
+from circuitboard.store.models import JobRow, utcnow
+from circuitboard.store.records import TERMINAL_STATUSES, JobRecord
+
+ACTIVE = ("queued", "running")
+
+
+def _record(row: JobRow) -> JobRecord:
+    return JobRecord.model_validate(row, from_attributes=True)
+
+
+class JobRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, job_id: str, prompt: str, request: dict[str, Any], cache_key: str | None) -> JobRecord:
+        with self.db.session() as s:
+            row = JobRow(
+                id=job_id, status="queued", prompt=prompt, request=request, cache_key=cache_key,
+                attempts=0, done=0, total=0, created_at=utcnow(),
+            )
+            s.add(row)
+            s.flush()
+            return _record(row)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self.db.session() as s:
+            row = s.get(JobRow, job_id)
+            return None if row is None else _record(row)
+
+    def active_count(self) -> int:
+        with self.db.session() as s:
+            return s.scalar(select(func.count()).select_from(JobRow).where(JobRow.status.in_(ACTIVE))) or 0
+
+    def queued_ids(self) -> list[str]:
+        """Queued job ids, first to run first."""
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(JobRow.id).where(JobRow.status == "queued").order_by(JobRow.created_at, JobRow.id)
+                )
+            )
+
+    def active_by_cache_key(self, cache_key: str) -> JobRecord | None:
+        with self.db.session() as s:
+            row = s.scalar(
+                select(JobRow)
+                .where(JobRow.cache_key == cache_key, JobRow.status.in_(ACTIVE))
+                .order_by(JobRow.created_at)
+                .limit(1)
+            )
+            return None if row is None else _record(row)
+
+    def claim_next(self) -> JobRecord | None:
+        """Mark the oldest queued job running and return it. Only the single worker calls this."""
+        with self.db.session() as s:
+            row = s.scalar(
+                select(JobRow).where(JobRow.status == "queued").order_by(JobRow.created_at, JobRow.id).limit(1)
+            )
+            if row is None:
+                return None
+            row.status = "running"
+            row.attempts += 1
+            row.started_at = utcnow()
+            row.phase, row.done, row.total, row.error = None, 0, 0, None
+            s.flush()
+            return _record(row)
+
+    def set_cache_key(self, job_id: str, cache_key: str) -> None:
+        with self.db.session() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(cache_key=cache_key))
+
+    def progress(self, job_id: str, phase: str, done: int, total: int) -> None:
+        with self.db.session() as s:
+            s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "running")
+                .values(phase=phase, done=done, total=total)
+            )
+
+    def finish(self, job_id: str, status: str, *, slug: str | None = None, error: str | None = None) -> bool:
+        """Move an active job to a terminal status. False when it already was terminal (e.g. the user
+        cancelled it while the engine was finishing): the first terminal status wins."""
+        assert status in TERMINAL_STATUSES
+        with self.db.session() as s:
+            res = s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status.in_(ACTIVE))
+                .values(status=status, slug=slug, error=error, finished_at=utcnow())
+            )
+            return res.rowcount > 0
+
+    def requeue(self, job_id: str) -> bool:
+        """Put a running job back in the queue without counting the attempt (a clean shutdown is not the
+        job's fault)."""
+        with self.db.session() as s:
+            res = s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "running")
+                .values(status="queued", attempts=JobRow.attempts - 1, phase=None, done=0, total=0)
+            )
+            return res.rowcount > 0
+
+    def recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        """After a restart: jobs left `running` are re-queued, or failed once they used up their attempts
+        (a prompt that crashes the process must not crash it forever). Returns (requeued, failed) ids."""
+        requeued: list[str] = []
+        failed: list[str] = []
+        with self.db.session() as s:
+            for row in s.scalars(select(JobRow).where(JobRow.status == "running")):
+                if row.attempts >= max_attempts:
+                    row.status = "failed"
+                    row.error = f"interrupted by a server restart {row.attempts} time(s); not retried again"
+                    row.finished_at = utcnow()
+                    failed.append(row.id)
+                else:
+                    row.status = "queued"
+                    row.phase, row.done, row.total = None, 0, 0
+                    requeued.append(row.id)
+        return requeued, failed
