@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,18 +28,34 @@ from circuitboard.engine.types import (
 )
 
 
+def files_fingerprint(paths: list[str | Path], extra: str = "") -> str:
+    """A cheap identity of local weight files: resolved path, size and mtime of every file (no hashing of GBs)."""
+    h = hashlib.sha256(extra.encode())
+    for root in paths:
+        root = Path(root)
+        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for f in files:
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns};".encode())
+        if not root.exists():
+            h.update(str(root).encode())  # a hub id
+    return h.hexdigest()[:16]
+
+
 class PromptError(ValueError):
     """A prompt or target the engine cannot use; the message names the field."""
 
 
 class Engine:
-    def __init__(self, model, tokenizer, tset: TranscoderSet, *, model_name: str):
+    def __init__(self, model, tokenizer, tset: TranscoderSet, *, model_name: str, fingerprint: str = ""):
         self.model, self.tokenizer, self.tset = model, tokenizer, tset
         self.adapter = get_adapter(model)
         if tset.n_layers != self.adapter.n_layers or tset.d_model != self.adapter.d_model:
             raise ValueError(f"transcoders ({tset.n_layers} layers, d_model {tset.d_model}) do not fit the model "
                              f"({self.adapter.n_layers} layers, d_model {self.adapter.d_model})")
         self.model_name = model_name
+        self.fingerprint = fingerprint
         # One model, one computation at a time: attribution, tokenize previews and interventions share it.
         self.lock = threading.RLock()
 
@@ -48,7 +65,8 @@ class Engine:
         device = torch.device(device) if device is not None else default_device()
         hf_model, tokenizer, name = load_model(model, device=device, dtype=dtype)
         tset = load_transcoder_set(transcoders, device=device, dtype=resolve_dtype(dtype))
-        return cls(hf_model, tokenizer, tset, model_name=name)
+        return cls(hf_model, tokenizer, tset, model_name=name,
+                   fingerprint=files_fingerprint([model, transcoders], extra=dtype))
 
     @property
     def info(self) -> EngineInfo:
@@ -57,7 +75,8 @@ class Engine:
                           architecture=self.adapter.architecture, n_layers=self.adapter.n_layers,
                           d_model=self.adapter.d_model, d_transcoder=self.tset.d_transcoder,
                           vocab_size=self.adapter.vocab_size, cross_layer=self.tset.cross_layer,
-                          device=p.device.type, dtype=str(p.dtype).removeprefix("torch."))
+                          device=p.device.type, dtype=str(p.dtype).removeprefix("torch."),
+                          fingerprint=self.fingerprint)
 
     # -------------------------------------------------------------------------------------- tokens
 

@@ -40,6 +40,7 @@ class EngineInfo(BaseModel):
     cross_layer: bool
     device: str
     dtype: str
+    fingerprint: str = ""  # identifies the exact weights + transcoders (cache keys), not just their names
 
 
 class TokenInfo(BaseModel):

@@ -86,8 +86,9 @@ class EngineHost:
         return self._engine.info if self.state == "ready" else None
 
     def names(self) -> tuple[str, str]:
+        """Model and transcoder identities for cache keys: names plus a fingerprint of the exact files."""
         info = self.require().info
-        return str(info.model_name), str(info.transcoder_name)
+        return f"{info.model_name}#{info.fingerprint}", str(info.transcoder_name)
 
     # ------------------------------------------------------------------------------------------- calls
     def token_ids(self, prompt: str) -> list[int]:
