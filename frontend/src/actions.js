@@ -1,0 +1,73 @@
+// View-state mutations shared by the panels and the keyboard shortcuts.
+import { store } from "./state.js";
+
+export function togglePin(id) {
+  if (!id) return;
+  const s = store.state;
+  if (s.pinnedIds.includes(id)) {
+    // Unpinning also removes the node from its supernode (as Neuronpedia does).
+    const supernodes = s.supernodes
+      .map((sn) => [sn[0], ...sn.slice(1).filter((m) => m !== id)])
+      .filter((sn) => sn.length > 1);
+    store.set({
+      pinnedIds: s.pinnedIds.filter((p) => p !== id),
+      supernodes,
+      groupSelection: s.groupSelection.filter((p) => p !== id),
+    });
+  } else {
+    store.set({ pinnedIds: [...s.pinnedIds, id] });
+  }
+}
+
+export function setClicked(id) {
+  store.set({ clickedId: id || null });
+}
+
+export function toggleSelect(id) {
+  const sel = store.state.groupSelection;
+  store.set({ groupSelection: sel.includes(id) ? sel.filter((x) => x !== id) : [...sel, id] });
+}
+
+/** Group the selected pinned nodes (or supernodes, which are merged) into one labelled supernode. */
+export function groupSelection(label) {
+  const s = store.state;
+  const members = new Set();
+  const keep = [];
+  const sel = new Set(s.groupSelection);
+  s.supernodes.forEach((sn, k) => {
+    if (sel.has(`supernode-${k}`) || sn.slice(1).some((m) => sel.has(m))) sn.slice(1).forEach((m) => members.add(m));
+    else keep.push(sn);
+  });
+  for (const id of sel) if (!id.startsWith("supernode-")) members.add(id);
+  if (members.size < 2) return false;
+  const pinned = [...s.pinnedIds];
+  for (const m of members) if (!pinned.includes(m)) pinned.push(m);
+  store.set({
+    supernodes: [...keep, [label || `group ${keep.length + 1}`, ...members]],
+    pinnedIds: pinned,
+    groupSelection: [],
+  });
+  return true;
+}
+
+export function ungroup(k) {
+  store.set({ supernodes: store.state.supernodes.filter((_, i) => i !== k) });
+}
+
+export function renameSupernode(k, label) {
+  store.set({ supernodes: store.state.supernodes.map((sn, i) => (i === k ? [label, ...sn.slice(1)] : sn)) });
+}
+
+export function setClerp(id, label) {
+  const clerps = { ...store.state.clerps };
+  if (label) clerps[id] = label;
+  else delete clerps[id];
+  store.set({ clerps });
+}
+
+export function clearPinned() {
+  store.set({ pinnedIds: [], supernodes: [], groupSelection: [] });
+}
+
+/** Keys held down (G = grouping mode while held, as in the reference viewers). */
+export const held = { g: false };

@@ -1,0 +1,68 @@
+// HTTP client for docs/api.md.
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : formatDetail(detail) || `HTTP ${status}`);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+function formatDetail(detail) {
+  if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  return detail ? String(detail) : "";
+}
+
+async function request(method, url, body, opts = {}) {
+  const init = { method, headers: {}, signal: opts.signal };
+  if (body instanceof FormData) init.body = body;
+  else if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(url, init);
+  if (res.status === 204) return { status: 204, data: null };
+  let data = null;
+  const text = await res.text();
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = text;
+    }
+  }
+  if (!res.ok) throw new ApiError(res.status, data && data.detail !== undefined ? data.detail : data);
+  return { status: res.status, data };
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  health: () => request("GET", "/api/health").then((r) => r.data),
+  config: () => request("GET", "/api/config").then((r) => r.data),
+  tokenize: (prompt, topK = 10, signal) =>
+    request("POST", "/api/tokenize", { prompt, top_k: topK }, { signal }).then((r) => r.data),
+  /** Returns {status: 201|202, data}. */
+  createGraph: (params) => request("POST", "/api/graphs", params),
+  job: (id) => request("GET", `/api/jobs/${enc(id)}`).then((r) => r.data),
+  cancelJob: (id) => request("DELETE", `/api/jobs/${enc(id)}`).then((r) => r.data),
+  listGraphs: (q = "", page = 1, perPage = 20) =>
+    request("GET", `/api/graphs?q=${enc(q)}&page=${page}&per_page=${perPage}`).then((r) => r.data),
+  graph: (slug) => request("GET", `/api/graphs/${enc(slug)}`).then((r) => r.data),
+  deleteGraph: (slug) => request("DELETE", `/api/graphs/${enc(slug)}`),
+  importGraph: (file) => {
+    const fd = new FormData();
+    fd.append("file", file);
+    return request("POST", "/api/graphs/import", fd).then((r) => r.data);
+  },
+  exportUrl: (slug) => `/api/graphs/${enc(slug)}/export`,
+  saveSubgraph: (slug, view) => request("POST", `/api/graphs/${enc(slug)}/subgraphs`, view).then((r) => r.data),
+  subgraph: (slug, id) => request("GET", `/api/graphs/${enc(slug)}/subgraphs/${enc(id)}`).then((r) => r.data),
+  subgraphs: (slug) => request("GET", `/api/graphs/${enc(slug)}/subgraphs`).then((r) => r.data),
+  intervene: (req) => request("POST", "/api/interventions", req).then((r) => r.data),
+  feature: (layer, index) => request("GET", `/api/features/${enc(layer)}/${enc(index)}`).then((r) => r.data),
+  setFeatureLabel: (layer, index, label) =>
+    request("PUT", `/api/features/${enc(layer)}/${enc(index)}/label`, { label }).then((r) => r.data),
+  searchFeatures: (q, limit = 20) =>
+    request("GET", `/api/features/search?q=${enc(q)}&limit=${limit}`).then((r) => r.data),
+};

@@ -1,0 +1,104 @@
+// Browse: stored graphs, newest first; search by prompt/slug; open, export, delete (two-step); import JSON.
+import { api } from "./api.js";
+import { h, clear, debounce } from "./dom.js";
+import { navigate } from "./router.js";
+
+export function renderBrowse(root) {
+  let q = new URLSearchParams(location.search).get("q") || "";
+  let page = 1;
+  const search = h("input", {
+    type: "search",
+    id: "browse-search",
+    placeholder: "Search prompts and slugs  ( / )",
+    value: q,
+    "aria-label": "Search graphs",
+  });
+  const list = h("div", { class: "browse-list", id: "browse-list" });
+  const pager = h("div", { class: "pager" });
+  const status = h("div", { class: "muted", role: "status" });
+  const fileInput = h("input", { type: "file", accept: ".json,application/json", hidden: true });
+  const importBtn = h("button", { class: "btn", onclick: () => fileInput.click(), text: "Import graph JSON" });
+  fileInput.addEventListener("change", async () => {
+    const f = fileInput.files[0];
+    if (!f) return;
+    status.textContent = `Importing ${f.name}…`;
+    try {
+      const res = await api.importGraph(f);
+      navigate(`/graph/${encodeURIComponent(res.slug)}`);
+    } catch (e) {
+      status.textContent = `Import failed: ${e.message}`;
+    }
+  });
+
+  clear(root).append(
+    h("section", { class: "view browse" },
+      h("div", { class: "view-head" },
+        h("h1", { text: "Graphs" }),
+        search,
+        h("a", { class: "btn primary", href: "/trace", "data-link": "", text: "New trace" }),
+        importBtn, fileInput),
+      status, list, pager),
+  );
+
+  async function load() {
+    status.textContent = "Loading…";
+    try {
+      const data = await api.listGraphs(q, page, 20);
+      status.textContent = data.total ? `${data.total} graph${data.total === 1 ? "" : "s"}` : q ? "No graph matches." : "No graphs yet — trace a prompt.";
+      clear(list);
+      for (const item of data.items) list.append(row(item));
+      clear(pager);
+      const pages = Math.ceil(data.total / data.per_page);
+      if (pages > 1) {
+        pager.append(
+          h("button", { class: "btn", disabled: page <= 1, onclick: () => { page--; load(); }, text: "← Newer" }),
+          h("span", { class: "muted", text: ` page ${page} / ${pages} ` }),
+          h("button", { class: "btn", disabled: page >= pages, onclick: () => { page++; load(); }, text: "Older →" }),
+        );
+      }
+    } catch (e) {
+      status.textContent = `Could not list graphs: ${e.message}`;
+    }
+  }
+
+  function row(item) {
+    const del = h("button", { class: "btn danger small", "data-action": "delete", text: "Delete" });
+    let armed = false;
+    del.addEventListener("click", async (ev) => {
+      ev.preventDefault();
+      if (!armed) {
+        armed = true;
+        del.textContent = "Confirm delete";
+        setTimeout(() => {
+          armed = false;
+          del.textContent = "Delete";
+        }, 4000);
+        return;
+      }
+      try {
+        await api.deleteGraph(item.slug);
+        load();
+      } catch (e) {
+        status.textContent = `Delete failed: ${e.message}`;
+      }
+    });
+    const when = item.created_at ? new Date(item.created_at).toLocaleString() : "";
+    return h("div", { class: "browse-item", "data-slug": item.slug },
+      h("a", { class: "browse-prompt", href: `/graph/${encodeURIComponent(item.slug)}`, "data-link": "", text: item.prompt || item.slug }),
+      h("div", { class: "browse-meta muted" },
+        h("code", { text: item.slug }), ` · ${item.model || ""} · ${item.n_nodes ?? "?"} nodes · ${item.n_links ?? "?"} links · ${item.source || ""} · ${when}`),
+      h("div", { class: "browse-actions" },
+        h("a", { class: "btn small", href: api.exportUrl(item.slug), download: `${item.slug}.json`, text: "Export" }),
+        del),
+    );
+  }
+
+  search.addEventListener("input", debounce(() => {
+    q = search.value.trim();
+    page = 1;
+    history.replaceState(null, "", q ? `/?q=${encodeURIComponent(q)}` : "/");
+    load();
+  }, 250));
+  load();
+  return () => {};
+}

@@ -1,0 +1,188 @@
+// Turns circuit-tracer graph JSON ({metadata, qParams, nodes, links}) into indexed, typed-array form.
+// One id scheme everywhere: node_id. Error ids in the old `0_{layer}_{pos}` form are accepted by the server on
+// import; here we only classify by feature_type.
+
+export const KIND = { feature: 0, error: 1, embedding: 2, logit: 3 };
+
+function kindOf(n) {
+  const t = (n.feature_type || "").toLowerCase();
+  if (t === "embedding") return "embedding";
+  if (t === "logit") return "logit";
+  if (t.includes("error")) return "error";
+  return "feature";
+}
+
+/** Parse a feature node id `{layer}_{index}_{pos}` into {layer, index}. */
+export function featureOf(node) {
+  const m = /^(\d+)_(-?\d+)_(\d+)$/.exec(node.node_id);
+  if (!m) return null;
+  return { layer: Number(m[1]), index: Number(m[2]) };
+}
+
+export function processGraph(json) {
+  const meta = json.metadata || {};
+  const tokens = meta.prompt_tokens || [];
+  const raw = json.nodes || [];
+  const n = raw.length;
+  const byId = new Map();
+  const nodes = new Array(n);
+  let maxFeatLayer = -1;
+  let logitLayer = null;
+  for (let i = 0; i < n; i++) {
+    const r = raw[i];
+    const kind = kindOf(r);
+    const layerNum = kind === "embedding" ? -1 : Number(r.layer);
+    if (kind === "logit") logitLayer = layerNum;
+    else if (kind !== "embedding" && layerNum > maxFeatLayer) maxFeatLayer = layerNum;
+    const node = {
+      i,
+      id: r.node_id,
+      kind,
+      layer: layerNum,
+      ctx: Number(r.ctx_idx) || 0,
+      feature: r.feature,
+      influence: typeof r.influence === "number" ? r.influence : null,
+      activation: typeof r.activation === "number" ? r.activation : null,
+      tokenProb: r.token_prob,
+      isTarget: !!r.is_target_logit,
+      clerp: r.clerp || "",
+      raw: r,
+    };
+    if (kind === "feature") {
+      const f = featureOf(r);
+      node.featLayer = f ? f.layer : layerNum;
+      node.featIndex = f ? f.index : null;
+    }
+    nodes[i] = node;
+    byId.set(node.id, node);
+  }
+  const nLayers = logitLayer !== null ? logitLayer - 1 : maxFeatLayer + 1;
+  for (const node of nodes) {
+    node.row = node.kind === "embedding" ? 0 : node.kind === "logit" ? nLayers + 1 : node.layer + 1;
+    node.token = tokens[node.ctx] ?? "";
+  }
+
+  // Links as typed arrays + CSR adjacency (in / out) for O(degree) hover.
+  const rawLinks = json.links || [];
+  const m = rawLinks.length;
+  const src = new Int32Array(m);
+  const dst = new Int32Array(m);
+  const w = new Float32Array(m);
+  let k = 0;
+  for (let j = 0; j < m; j++) {
+    const l = rawLinks[j];
+    const s = byId.get(l.source);
+    const t = byId.get(l.target);
+    if (!s || !t) continue;
+    src[k] = s.i;
+    dst[k] = t.i;
+    w[k] = l.weight;
+    k++;
+  }
+  const links = { n: k, src: src.subarray(0, k), dst: dst.subarray(0, k), w: w.subarray(0, k) };
+  const inDeg = new Int32Array(n + 1);
+  const outDeg = new Int32Array(n + 1);
+  const absIn = new Float64Array(n);
+  let maxAbs = 0;
+  for (let j = 0; j < k; j++) {
+    inDeg[links.dst[j] + 1]++;
+    outDeg[links.src[j] + 1]++;
+    const a = Math.abs(links.w[j]);
+    absIn[links.dst[j]] += a;
+    if (a > maxAbs) maxAbs = a;
+  }
+  for (let i = 0; i < n; i++) {
+    inDeg[i + 1] += inDeg[i];
+    outDeg[i + 1] += outDeg[i];
+  }
+  const inList = new Int32Array(k);
+  const outList = new Int32Array(k);
+  const inFill = inDeg.slice(0, n);
+  const outFill = outDeg.slice(0, n);
+  for (let j = 0; j < k; j++) {
+    inList[inFill[links.dst[j]]++] = j;
+    outList[outFill[links.src[j]]++] = j;
+  }
+  // pctInput: a link's share of its target's total absolute input (as the reference viewers colour edges).
+  const pct = new Float32Array(k);
+  for (let j = 0; j < k; j++) {
+    const tot = absIn[links.dst[j]];
+    pct[j] = tot > 0 ? links.w[j] / tot : 0;
+  }
+  links.pct = pct;
+  links.maxAbs = maxAbs;
+
+  const info = meta.info || {};
+  return {
+    meta,
+    info,
+    slug: meta.slug,
+    prompt: meta.prompt || tokens.join(""),
+    tokens,
+    nodes,
+    byId,
+    links,
+    adj: { inStart: inDeg, inList, outStart: outDeg, outList },
+    nLayers,
+    nodeThreshold: typeof meta.node_threshold === "number" ? meta.node_threshold : null,
+    qParams: json.qParams || {},
+  };
+}
+
+/** Node ids (indices) connected to node i: [{j (link index), other (node index), w, pct, dir}] */
+export function connections(graph, i, dir) {
+  const { adj, links } = graph;
+  const out = [];
+  if (dir === "in") {
+    for (let p = adj.inStart[i]; p < adj.inStart[i + 1]; p++) {
+      const j = adj.inList[p];
+      out.push({ j, other: links.src[j], w: links.w[j], pct: links.pct[j] });
+    }
+  } else {
+    for (let p = adj.outStart[i]; p < adj.outStart[i + 1]; p++) {
+      const j = adj.outList[p];
+      out.push({ j, other: links.dst[j], w: links.w[j], pct: links.pct[j] });
+    }
+  }
+  out.sort((a, b) => Math.abs(b.w) - Math.abs(a.w));
+  return out;
+}
+
+/** Display label: custom clerp > node clerp > generated. */
+export function nodeLabel(node, clerps) {
+  if (clerps && clerps[node.id]) return clerps[node.id];
+  if (node.clerp) return node.clerp;
+  switch (node.kind) {
+    case "embedding":
+      return `Emb: "${node.token}"`;
+    case "error":
+      return `Error L${node.layer} @${node.ctx}`;
+    case "logit":
+      return `Logit ${node.id}`;
+    default:
+      return `L${node.featLayer} #${node.featIndex}`;
+  }
+}
+
+export function layerName(graph, node) {
+  if (node.kind === "embedding") return "Emb";
+  if (node.kind === "logit") return "Lgt";
+  return `L${node.layer}`;
+}
+
+/** Which nodes are visible at a pruning threshold; embeddings, logits, pinned and clicked always show. */
+export function visibleMask(graph, threshold, keepIds) {
+  const vis = new Uint8Array(graph.nodes.length);
+  let hidden = 0;
+  for (const node of graph.nodes) {
+    const keep =
+      node.kind === "embedding" ||
+      node.kind === "logit" ||
+      node.influence === null ||
+      node.influence <= threshold ||
+      keepIds.has(node.id);
+    vis[node.i] = keep ? 1 : 0;
+    if (!keep) hidden++;
+  }
+  return { vis, hidden };
+}

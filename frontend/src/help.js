@@ -1,0 +1,123 @@
+// Keyboard shortcuts and the help overlay ("?").
+import { h } from "./dom.js";
+import { store } from "./state.js";
+import { toggleTheme } from "./theme.js";
+import { togglePin, setClicked, held } from "./actions.js";
+import { copyLink, saveView } from "./share.js";
+import { navigate } from "./router.js";
+
+export const SHORTCUTS = [
+  ["?", "Show / hide this help"],
+  ["Esc", "Close help · clear the selected node"],
+  ["Click", "Select a node (link graph, connections, subgraph)"],
+  ["Ctrl/⌘ + click", "Pin / unpin a node"],
+  ["Shift + click, or hold G + click", "Select nodes for a supernode"],
+  ["P", "Pin / unpin the selected node"],
+  ["[  /  ]", "Lower / raise the pruning threshold"],
+  ["C", "Copy a link to this view"],
+  ["S", "Save this view (short link)"],
+  ["T", "Toggle light / dark theme"],
+  ["/", "Search graphs (browse)"],
+  ["N", "New trace"],
+  ["B", "Browse graphs"],
+];
+
+let overlay = null;
+
+export function toggleHelp(force) {
+  const show = force ?? !overlay;
+  if (!show) {
+    if (overlay) overlay.remove();
+    overlay = null;
+    return;
+  }
+  if (overlay) return;
+  const close = h("button", { class: "icon-btn", "aria-label": "Close help", onclick: () => toggleHelp(false), text: "×" });
+  const table = h("table", { class: "help-table" },
+    h("tbody", {}, SHORTCUTS.map(([k, d]) => h("tr", {}, h("td", {}, h("kbd", { text: k })), h("td", { text: d })))));
+  overlay = h("div", { class: "overlay", id: "help-overlay", role: "dialog", "aria-modal": "true", "aria-label": "Keyboard shortcuts" },
+    h("div", { class: "overlay-box" },
+      h("div", { class: "overlay-head" }, h("h2", { text: "Keyboard shortcuts" }), close),
+      table,
+      h("p", { class: "muted", text: "Node ids: feature {layer}_{index}_{pos}, error {layer}_-1_{pos}, embedding E_{token}_{pos}, logit {n_layers+1}_{token}_{pos}. The pruning slider hides nodes whose cumulative influence is above the threshold; embeddings, logits, pinned and selected nodes always show." })));
+  overlay.addEventListener("click", (e) => e.target === overlay && toggleHelp(false));
+  document.body.append(overlay);
+  close.focus();
+}
+
+function typing(target) {
+  return target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+}
+
+export function startShortcuts() {
+  document.addEventListener("keyup", (e) => {
+    if (e.key === "g" || e.key === "G") held.g = false;
+  });
+  window.addEventListener("blur", () => (held.g = false));
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") {
+      if (overlay) toggleHelp(false);
+      else if (typing(e.target)) e.target.blur();
+      else setClicked(null);
+      return;
+    }
+    if (typing(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
+    const s = store.state;
+    const inGraph = s.route.view === "graph" && s.graph;
+    switch (e.key) {
+      case "?":
+        toggleHelp();
+        break;
+      case "t":
+      case "T":
+        toggleTheme();
+        break;
+      case "g":
+      case "G":
+        held.g = true;
+        break;
+      case "p":
+      case "P":
+        if (inGraph && s.clickedId) togglePin(s.clickedId);
+        break;
+      case "[":
+      case "]":
+        if (inGraph) {
+          const t = Math.round((s.pruningThreshold + (e.key === "]" ? 0.05 : -0.05)) * 100) / 100;
+          store.set({ pruningThreshold: Math.max(0.05, Math.min(1, t)) });
+        }
+        break;
+      case "c":
+      case "C":
+        if (inGraph) copyLink();
+        break;
+      case "s":
+      case "S":
+        if (inGraph) saveView().catch(() => {});
+        break;
+      case "n":
+      case "N":
+        navigate("/trace");
+        break;
+      case "b":
+      case "B":
+        navigate("/");
+        break;
+      case "/": {
+        const box = document.getElementById("browse-search");
+        if (box) {
+          e.preventDefault();
+          box.focus();
+        }
+        break;
+      }
+      default:
+        return;
+    }
+  });
+}
+
+export function helpButton() {
+  return h("button", { class: "icon-btn", id: "help-btn", title: "Keyboard shortcuts (?)", "aria-label": "Keyboard shortcuts", onclick: () => toggleHelp(), text: "?" });
+}
+

@@ -1,0 +1,127 @@
+// Interventions: ablate / scale / set pinned features or whole supernodes, run, and compare the top tokens and
+// the continuation before vs after (POST /api/interventions).
+import { h, clear, append, fmt, showToken } from "./dom.js";
+import { store } from "./state.js";
+import { api } from "./api.js";
+import { buildItems } from "./subgraph.js";
+
+export function createInterventions(el) {
+  const settings = new Map(); // item id -> {mode, value, allPos}
+  const opts = { freeze_attention: false, n_tokens: 10, temperature: 0, seed: 0 };
+  let result = null;
+  let error = "";
+  let running = false;
+
+  function render() {
+    const { graph, pinnedIds, supernodes, clerps } = store.state;
+    clear(el);
+    el.append(h("h2", { text: "Interventions" }));
+    if (!graph) return;
+    const { items } = buildItems(graph, pinnedIds, supernodes, clerps);
+    const usable = items.filter((it) => it.members.some((m) => m.kind === "feature"));
+    if (!usable.length) {
+      el.append(h("p", { class: "muted", text: "Pin features (or group them into supernodes) to ablate, scale or set them here." }));
+      return;
+    }
+    const table = h("table", { class: "iv-table" },
+      h("thead", {}, h("tr", {}, ["Node", "Mode", "Value", "All positions"].map((t) => h("th", { text: t })))));
+    const body = h("tbody");
+    for (const it of usable) {
+      const st = settings.get(it.id) || { mode: "off", value: 0, allPos: false };
+      settings.set(it.id, st);
+      const mode = h("select", { "aria-label": `mode for ${it.label}`, class: "iv-mode" },
+        [["off", "—"], ["zero", "ablate (0)"], ["scale", "scale ×"], ["set", "set to"]].map(([v, t]) => h("option", { value: v, selected: st.mode === v, text: t })));
+      const value = h("input", { type: "number", step: "0.1", value: st.value, class: "iv-value", disabled: st.mode === "off" || st.mode === "zero", "aria-label": `value for ${it.label}` });
+      const all = h("input", { type: "checkbox", checked: st.allPos, "aria-label": "all positions" });
+      mode.addEventListener("change", () => {
+        st.mode = mode.value;
+        if (st.mode === "scale" && !st.value) st.value = 2;
+        render();
+      });
+      value.addEventListener("input", () => (st.value = Number(value.value)));
+      all.addEventListener("change", () => (st.allPos = all.checked));
+      const feats = it.members.filter((m) => m.kind === "feature").length;
+      body.append(h("tr", { "data-id": it.id },
+        h("td", {}, h("span", { text: it.label }), it.supernode ? h("span", { class: "muted", text: ` (${feats} features)` }) : null),
+        h("td", {}, mode), h("td", {}, value), h("td", {}, all)));
+    }
+    table.append(body);
+    const freeze = h("input", { type: "checkbox", checked: opts.freeze_attention });
+    freeze.addEventListener("change", () => (opts.freeze_attention = freeze.checked));
+    const nTok = h("input", { type: "number", min: 1, max: 64, value: opts.n_tokens, class: "small-num" });
+    nTok.addEventListener("input", () => (opts.n_tokens = Number(nTok.value)));
+    const temp = h("input", { type: "number", min: 0, step: 0.1, value: opts.temperature, class: "small-num" });
+    temp.addEventListener("input", () => (opts.temperature = Number(temp.value)));
+    const seed = h("input", { type: "number", value: opts.seed, class: "small-num" });
+    seed.addEventListener("input", () => (opts.seed = Number(seed.value)));
+    const run = h("button", { class: "btn primary", id: "iv-run", disabled: running, text: running ? "Running…" : "Run intervention" });
+    run.addEventListener("click", () => runIt(graph, usable));
+    append(el, [table,
+      h("div", { class: "row iv-opts" },
+        h("label", {}, freeze, " freeze attention"), h("label", {}, "tokens ", nTok),
+        h("label", {}, "temperature ", temp), h("label", {}, "seed ", seed), run),
+      error ? h("div", { class: "error", role: "alert", text: error }) : null]);
+    if (result) el.append(renderResult(result));
+  }
+
+  async function runIt(graph, usable) {
+    const interventions = [];
+    for (const it of usable) {
+      const st = settings.get(it.id);
+      if (!st || st.mode === "off") continue;
+      for (const m of it.members) {
+        if (m.kind !== "feature") continue;
+        interventions.push({
+          layer: m.featLayer, feature: m.featIndex, position: st.allPos ? null : m.ctx,
+          mode: st.mode, value: st.mode === "zero" ? 0 : Number(st.value),
+        });
+      }
+    }
+    if (!interventions.length) {
+      error = "Choose a mode for at least one node.";
+      render();
+      return;
+    }
+    running = true;
+    error = "";
+    render();
+    try {
+      result = await api.intervene({ prompt: graph.prompt, interventions, top_k: 5, ...opts });
+    } catch (e) {
+      error = e.message;
+    }
+    running = false;
+    render();
+  }
+
+  const un1 = store.subscribe(["graph"], () => {
+    settings.clear();
+    result = null;
+    error = "";
+  });
+  const un2 = store.subscribe(["graph", "pinnedIds", "supernodes", "clerps"], render);
+  render();
+  return () => {
+    un1();
+    un2();
+  };
+}
+
+function renderResult(res) {
+  const side = (title, o, other) => h("div", { class: "iv-side", "data-side": title.toLowerCase() },
+    h("h3", { text: title }),
+    h("div", { class: "iv-cont" }, h("span", { class: "muted", text: "continuation: " }), h("span", { class: "iv-text", text: showToken(o.continuation) })),
+    h("ol", { class: "iv-top" }, o.top.map((t) => {
+      const before = other && other.top.find((x) => x.id === t.id);
+      const delta = before ? t.prob - before.prob : null;
+      return h("li", {},
+        h("span", { class: "iv-bar", style: { width: `${Math.max(1, t.prob * 100)}%` } }),
+        h("span", { class: "tok", text: showToken(t.text) }),
+        h("span", { class: "muted", text: ` ${fmt(t.prob * 100, 1)}%` }),
+        delta !== null && Math.abs(delta) > 1e-4 ? h("span", { class: delta > 0 ? "up" : "down", text: ` ${delta > 0 ? "+" : ""}${fmt(delta * 100, 1)}` }) : null);
+    })));
+  const changed = res.before.continuation !== res.after.continuation || res.before.top[0]?.id !== res.after.top[0]?.id;
+  return h("div", { class: "iv-result", id: "iv-result" },
+    h("div", { class: `iv-verdict ${changed ? "changed" : ""}`, text: changed ? "Output changed" : "Output unchanged" }),
+    h("div", { class: "iv-cols" }, side("Before", res.before), side("After", res.after, res.before)));
+}

@@ -1,0 +1,278 @@
+"""A minimal stand-in for the Circuitboard API (docs/api.md) serving frontend/dist.
+
+Used to develop and test the page without the engine: graphs come from tests/browser/fixtures.py, jobs emit
+real SSE progress events from a background thread, interventions answer deterministically (the output changes
+whenever at least one feature is intervened on). The end-to-end tests also run against the real app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fixtures import make_graph, token_id, tokenize
+
+DIST = Path(__file__).resolve().parents[2] / "frontend" / "dist"
+
+
+def create_fake_app(graphs: dict[str, dict] | None = None, job_seconds: float = 1.2) -> FastAPI:
+    app = FastAPI(title="circuitboard-fake")
+    store: dict[str, dict] = {}
+    raw: dict[str, bytes] = {}  # serialised once: re-encoding 100k links per request would dominate open time
+    created: dict[str, str] = {}
+    subgraphs: dict[str, dict[str, dict]] = {}
+    jobs: dict[str, dict] = {}
+    labels: dict[tuple[int, int], str] = {}
+    counter = itertools.count(1)
+
+    def add(slug: str, g: dict) -> None:
+        store[slug] = g
+        raw[slug] = json.dumps(g, separators=(",", ":")).encode()
+        created[slug] = datetime.now(UTC).isoformat()
+        time.sleep(0.001)
+
+    for slug, g in (graphs or {}).items():
+        add(slug, g)
+
+    def item(slug: str) -> dict:
+        g = store[slug]
+        return {
+            "slug": slug,
+            "prompt": g["metadata"]["prompt"],
+            "model": "fixture-model",
+            "transcoders": "fixture-plt",
+            "created_at": created[slug],
+            "n_nodes": len(g["nodes"]),
+            "n_links": len(g["links"]),
+            "source": "traced",
+        }
+
+    @app.get("/api/health")
+    def health():
+        return {"status": "ok", "version": "0.1.0", "device": "cpu", "engine": "ready"}
+
+    @app.get("/api/config")
+    def config():
+        return {
+            "model": {"model_name": "fixture-model", "transcoder_name": "fixture-plt", "n_layers": 6},
+            "transcoders": "fixture-plt",
+            "device": "cpu",
+            "limits": {"max_prompt_tokens": 64, "max_queue": 8, "max_upload_bytes": 50_000_000},
+            "params": {
+                "max_n_logits": {"min": 1, "max": 20, "default": 10},
+                "desired_logit_prob": {"min": 0.5, "max": 0.99, "default": 0.95},
+                "max_feature_nodes": {"min": 10, "max": 10000, "default": 2000},
+                "node_threshold": {"min": 0.5, "max": 1.0, "default": 0.8},
+                "edge_threshold": {"min": 0.5, "max": 1.0, "default": 0.98},
+            },
+        }
+
+    @app.post("/api/tokenize")
+    async def tok(req: Request):
+        body = await req.json()
+        toks = tokenize(body.get("prompt", ""))
+        return {
+            "tokens": [{"id": token_id(t), "text": t} for t in toks],
+            "top_next": [
+                {"id": token_id(t), "text": t, "prob": p}
+                for t, p in [(" Austin", 0.41), (" Texas", 0.2), (" the", 0.1)]
+            ][: body.get("top_k", 10)],
+            "n_tokens": len(toks),
+            "too_long": len(toks) > 64,
+        }
+
+    def run_job(job: dict) -> None:
+        phases = [("forward", 1), ("logits", 3), ("features", 8), ("prune", 1), ("export", 1)]
+        for phase, total in phases:
+            for done in range(total + 1):
+                if job["status"] == "cancelled":
+                    return
+                job.update(status="running", phase=phase, done=done, total=total, position=0)
+                time.sleep(job_seconds / 14)
+        slug = job["slug_req"] or f"trace-{next(counter)}"
+        g = make_graph(slug=slug, prompt_tokens=tokenize(job["prompt"]), seed=len(job["prompt"]))
+        add(slug, g)
+        job.update(status="done", slug=slug)
+
+    @app.post("/api/graphs")
+    async def create(req: Request):
+        body = await req.json()
+        prompt = body.get("prompt") or ""
+        if not prompt.strip():
+            raise HTTPException(422, "prompt: must not be empty")
+        for slug, g in store.items():
+            if g["metadata"]["prompt"] == prompt:
+                return JSONResponse({"slug": slug, "cached": True, "graph_url": f"/api/graphs/{slug}"}, 201)
+        jid = uuid.uuid4().hex[:12]
+        job = {
+            "id": jid,
+            "status": "queued",
+            "position": 1,
+            "phase": "queued",
+            "done": 0,
+            "total": 0,
+            "prompt": prompt,
+            "slug_req": body.get("slug"),
+        }
+        jobs[jid] = job
+        threading.Thread(target=run_job, args=(job,), daemon=True).start()
+        return JSONResponse({"job_id": jid, "position": 1, "events_url": f"/api/jobs/{jid}/events"}, 202)
+
+    def public(job: dict) -> dict:
+        d = {k: job[k] for k in ("id", "status", "position", "phase", "done", "total")}
+        if job.get("slug"):
+            d["slug"] = job["slug"]
+        return d
+
+    @app.get("/api/jobs/{jid}")
+    def job_status(jid: str):
+        if jid not in jobs:
+            raise HTTPException(404, "job not found")
+        return public(jobs[jid])
+
+    @app.delete("/api/jobs/{jid}")
+    def job_cancel(jid: str):
+        jobs[jid]["status"] = "cancelled"
+        return {"id": jid, "status": "cancelled"}
+
+    @app.get("/api/jobs/{jid}/events")
+    async def events(jid: str):
+        if jid not in jobs:
+            raise HTTPException(404, "job not found")
+
+        async def gen():
+            last = None
+            while True:
+                d = public(jobs[jid])
+                if d != last:
+                    name = "progress" if d["status"] == "running" else d["status"]
+                    yield f"event: {name}\ndata: {json.dumps(d)}\n\n"
+                    last = d
+                if d["status"] in ("done", "failed", "cancelled"):
+                    return
+                await asyncio.sleep(0.05)
+
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    @app.get("/api/graphs")
+    def list_graphs(q: str = "", page: int = 1, per_page: int = 20):
+        slugs = sorted(store, key=lambda s: created[s], reverse=True)
+        ql = q.lower()
+        items = [item(s) for s in slugs if ql in s.lower() or ql in store[s]["metadata"]["prompt"].lower()]
+        return {
+            "items": items[(page - 1) * per_page : page * per_page],
+            "total": len(items),
+            "page": page,
+            "per_page": per_page,
+        }
+
+    @app.get("/api/graphs/{slug}")
+    def get_graph(slug: str):
+        if slug not in store:
+            raise HTTPException(404, f"slug: no graph {slug!r}")
+        return Response(raw[slug], media_type="application/json")
+
+    @app.delete("/api/graphs/{slug}")
+    def delete_graph(slug: str):
+        store.pop(slug, None)
+        raw.pop(slug, None)
+        return Response(status_code=204)
+
+    @app.get("/api/graphs/{slug}/export")
+    def export(slug: str):
+        return JSONResponse(store[slug], headers={"Content-Disposition": f'attachment; filename="{slug}.json"'})
+
+    @app.post("/api/graphs/{slug}/subgraphs")
+    async def save_sub(slug: str, req: Request):
+        body = await req.json()
+        sid = uuid.uuid4().hex[:8]
+        subgraphs.setdefault(slug, {})[sid] = {**body, "id": sid, "created_at": datetime.now(UTC).isoformat()}
+        return JSONResponse({"id": sid, "url": f"/graph/{slug}?subgraph={sid}"}, 201)
+
+    @app.get("/api/graphs/{slug}/subgraphs/{sid}")
+    def get_sub(slug: str, sid: str):
+        try:
+            return subgraphs[slug][sid]
+        except KeyError:
+            raise HTTPException(404, "subgraph not found") from None
+
+    @app.get("/api/graphs/{slug}/subgraphs")
+    def list_sub(slug: str):
+        return list(subgraphs.get(slug, {}).values())
+
+    @app.post("/api/interventions")
+    async def intervene(req: Request):
+        body = await req.json()
+        before = {
+            "top": [{"id": 1, "text": " Austin", "prob": 0.41}, {"id": 2, "text": " Texas", "prob": 0.2}],
+            "continuation": " Austin, the capital of Texas.",
+        }
+        active = [iv for iv in body.get("interventions", []) if iv.get("mode") in ("zero", "scale", "set")]
+        if not active:
+            return {"before": before, "after": before}
+        after = {
+            "top": [{"id": 2, "text": " Texas", "prob": 0.35}, {"id": 1, "text": " Austin", "prob": 0.12}],
+            "continuation": f" Texas (after {len(active)} interventions).",
+        }
+        return {"before": before, "after": after}
+
+    @app.get("/api/features/search")
+    def search(q: str = "", limit: int = 20):
+        return {"items": []}
+
+    @app.get("/api/features/{layer}/{index}")
+    def feature(layer: int, index: int):
+        if index % 2:  # half the features have no atlas record
+            raise HTTPException(404, "no atlas record")
+        return {
+            "layer": layer,
+            "index": index,
+            "label": labels.get((layer, index), f"atlas label {layer}/{index}"),
+            "explanation": "Fires on Texas-related tokens.",
+            "max_act": 12.0,
+            "frequency": 0.0012,
+            "histogram": {"edges": [i * 1.2 for i in range(11)], "counts": [900, 300, 120, 60, 30, 12, 8, 4, 2, 1]},
+            "top_logits": [{"text": " Austin", "value": 1.2}, {"text": " Texas", "value": 0.9}],
+            "bottom_logits": [{"text": " Paris", "value": -0.8}],
+            "top_input_tokens": [" Dallas"],
+            "examples": [
+                {
+                    "tokens": ["The", " city", " of", " Dallas", " <b>x</b>"],
+                    "acts": [0, 0.5, 1, 11.0, 2],
+                    "max_act": 11.0,
+                }
+            ],
+            "quantile_examples": [],
+        }
+
+    @app.put("/api/features/{layer}/{index}/label")
+    async def set_label(layer: int, index: int, req: Request):
+        labels[(layer, index)] = (await req.json())["label"]
+        return feature(layer, index)
+
+    @app.post("/api/graphs/import")
+    async def import_graph(req: Request):
+        form = await req.form()
+        g = json.loads(await form["file"].read())
+        slug = g["metadata"].get("slug") or f"import-{next(counter)}"
+        add(slug, g)
+        return JSONResponse(item(slug), 201)
+
+    if DIST.exists():
+        app.mount("/static", StaticFiles(directory=DIST), name="static")
+
+    def index():
+        return FileResponse(DIST / "index.html")
+
+    for route in ("/", "/trace", "/graph/{slug}"):
+        app.add_api_route(route, index, methods=["GET"], include_in_schema=False)
+    return app
