@@ -71,7 +71,9 @@ class SourceTable:
             pos, idx = a.nonzero(as_tuple=True)
             feats.append(torch.stack([torch.full_like(pos, layer), pos, idx], 1))
             vals.append(a[pos, idx])
-        self.active = torch.cat(feats) if feats else torch.zeros(0, 3, dtype=torch.long)
+        device = ctx.embeddings.device
+        # Index bookkeeping stays on the CPU; vectors live on the model's device.
+        self.active = torch.cat(feats).cpu() if feats else torch.zeros(0, 3, dtype=torch.long)
         self.values = torch.cat(vals)
         self.n_active = len(self.active)
         self.n_cols = self.n_active + L * P + P
@@ -83,7 +85,7 @@ class SourceTable:
             sel = (self.active[:, 0] == src_layer).nonzero(as_tuple=True)[0]
             if len(sel) == 0:
                 continue
-            rows = tset.decoder_rows(src_layer, self.active[sel, 2]) * self.values[sel, None, None]
+            rows = tset.decoder_rows(src_layer, self.active[sel, 2]) * self.values[sel.to(device), None, None]
             for k, out_layer in enumerate(tset.output_layers(src_layer)):
                 by_layer[out_layer].append((self.active[sel, 1], sel, rows[:, k]))
         for layer in range(L):
@@ -94,7 +96,7 @@ class SourceTable:
                 pos_all.append(pos), col_all.append(col), vec_all.append(vec)
             pos_cat, col_cat, vec_cat = torch.cat(pos_all), torch.cat(col_all), torch.cat(vec_all)
             order = pos_cat.argsort(stable=True)
-            pos_cat, col_cat, vec_cat = pos_cat[order], col_cat[order], vec_cat[order]
+            pos_cat, col_cat, vec_cat = pos_cat[order], col_cat[order].to(device), vec_cat[order.to(device)]
             counts = torch.bincount(pos_cat, minlength=P).tolist()
             start = 0
             for p, c in enumerate(counts):
@@ -111,7 +113,9 @@ class RowComputer:
 
     def feature_reads(self, layers: torch.Tensor, positions: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """d pre-activation / d resid_mid for features [n]: encoder rows through the frozen MLP-input norm."""
-        reads = torch.empty(len(features), self.adapter.d_model, dtype=self.tset.dtype, device=self.tset.device)
+        device = self.tset.device
+        reads = torch.empty(len(features), self.adapter.d_model, dtype=self.tset.dtype, device=device)
+        layers, positions, features = layers.to(device), positions.to(device), features.to(device)
         for layer in layers.unique().tolist():
             at = layers == layer
             W = self.tset.layers[layer].W_enc[features[at]]
@@ -126,6 +130,7 @@ class RowComputer:
         ad, ctx, src = self.adapter, self.ctx, self.sources
         B, L = len(layers), ad.n_layers
         P = int(positions.max()) + 1
+        layers, positions = layers.to(reads.device), positions.to(reads.device)
         g = torch.zeros(B, P, ad.d_model, dtype=reads.dtype, device=reads.device)
         out = torch.zeros(B, src.n_cols, dtype=reads.dtype, device=reads.device)
         batch = torch.arange(B, device=reads.device)
@@ -215,7 +220,7 @@ def attribute(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, *,
     timings["logits_s"] = time.perf_counter() - t1
 
     budget = n_active if max_feature_nodes is None else min(max_feature_nodes, n_active)
-    feature_rows = torch.zeros(budget, sources.n_cols, dtype=logit_rows.dtype)
+    feature_rows = torch.zeros(budget, sources.n_cols, dtype=logit_rows.dtype, device=logit_rows.device)
     visited: list[int] = []
     t2 = time.perf_counter()
     report("features", 0, budget)
@@ -267,11 +272,11 @@ def _batches_by_layer_pos(active: torch.Tensor, chunk: torch.Tensor, batch_size:
 
 def _next_by_influence(sources: SourceTable, logit_rows: torch.Tensor, feature_rows: torch.Tensor,
                        visited: list[int], logit_weights: torch.Tensor, count: int) -> torch.Tensor:
-    visited_t = torch.tensor(visited, dtype=torch.long)
+    visited_t = torch.tensor(visited, dtype=torch.long, device=feature_rows.device)
     influence = partial_influence(feature_rows, visited_t, logit_rows, logit_weights)[: sources.n_active]
     if visited:
         influence[visited_t] = -1
-    return influence.topk(count).indices
+    return influence.topk(count).indices.cpu()
 
 
 def _assemble(ctx: PromptContext, sources: SourceTable, targets: Targets, feature_rows: torch.Tensor,
@@ -281,8 +286,8 @@ def _assemble(ctx: PromptContext, sources: SourceTable, targets: Targets, featur
     N = n_sel + L * P + P + n_logits
     keep_cols = torch.cat([selected, torch.arange(sources.n_active, sources.n_cols)])
     adjacency = torch.zeros(N, N, dtype=torch.float32)
-    adjacency[:n_sel, : n_sel + L * P + P] = feature_rows[:n_sel][:, keep_cols].float()
-    adjacency[N - n_logits:, : n_sel + L * P + P] = logit_rows[:, keep_cols].float()
+    adjacency[:n_sel, : n_sel + L * P + P] = feature_rows[:n_sel][:, keep_cols.to(feature_rows.device)].float().cpu()
+    adjacency[N - n_logits:, : n_sel + L * P + P] = logit_rows[:, keep_cols.to(logit_rows.device)].float().cpu()
     return Graph(input_string=input_string, input_tokens=ctx.input_ids.cpu(),
                  token_strings=[decode(int(t)) for t in ctx.input_ids.tolist()],
                  active_features=sources.active.cpu(), activation_values=sources.values.float().cpu(),
