@@ -78,8 +78,9 @@ class SourceTable:
         self.n_active = len(self.active)
         self.n_cols = self.n_active + L * P + P
         self.token_start = self.n_active + L * P
-        # For each output layer: writers grouped by position, as (pos, cols, vectors [n, d]).
-        self.writers: list[list[tuple[int, torch.Tensor, torch.Tensor]]] = [[] for _ in range(L)]
+        # For each output layer, everything written there, padded per position so that one batched matmul reads
+        # all its edges: vectors [P, n_max, d]; `flat` indexes the [P * n_max] products, `cols` the buffer columns.
+        self.writers: list[Writers] = []
         by_layer = [[] for _ in range(L)]  # (pos, col, vec) chunks
         for src_layer in range(L):
             sel = (self.active[:, 0] == src_layer).nonzero(as_tuple=True)[0]
@@ -94,15 +95,39 @@ class SourceTable:
             vec_all = [ctx.errors[layer]]
             for pos, col, vec in by_layer[layer]:
                 pos_all.append(pos), col_all.append(col), vec_all.append(vec)
-            pos_cat, col_cat, vec_cat = torch.cat(pos_all), torch.cat(col_all), torch.cat(vec_all)
-            order = pos_cat.argsort(stable=True)
-            pos_cat, col_cat, vec_cat = pos_cat[order], col_cat[order].to(device), vec_cat[order.to(device)]
-            counts = torch.bincount(pos_cat, minlength=P).tolist()
-            start = 0
-            for p, c in enumerate(counts):
-                if c:
-                    self.writers[layer].append((p, col_cat[start:start + c], vec_cat[start:start + c]))
-                start += c
+            self.writers.append(Writers.build(torch.cat(pos_all), torch.cat(col_all), torch.cat(vec_all), P))
+
+
+@dataclass
+class Writers:
+    vecs: torch.Tensor  # [P, n_max, d], zero padded
+    flat: torch.Tensor  # [n] index into the flattened [P * n_max] products, sorted by position
+    cols: torch.Tensor  # [n] buffer column of each
+    upto: list[int]  # upto[p] = how many writers sit at positions < p
+
+    @classmethod
+    def build(cls, pos: torch.Tensor, cols: torch.Tensor, vecs: torch.Tensor, P: int) -> Writers:
+        order = pos.argsort(stable=True)
+        pos, cols = pos[order], cols[order]
+        counts = torch.bincount(pos, minlength=P)
+        n_max = int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(len(pos)) - starts[pos]
+        flat = pos * n_max + slot
+        padded = torch.zeros(P * n_max, vecs.shape[-1], dtype=vecs.dtype, device=vecs.device)
+        padded[flat.to(vecs.device)] = vecs[order.to(vecs.device)]
+        upto = [0, *torch.cumsum(counts, 0).tolist()]
+        return cls(padded.view(P, n_max, -1), flat.to(vecs.device), cols.to(vecs.device), upto)
+
+    def read(self, g: torch.Tensor, out: torch.Tensor) -> None:
+        """Add the edges of every writer at positions < g.shape[1] into `out` [B, n_cols], for gradients g [B, P, d]."""
+        P = g.shape[1]
+        n = self.upto[P]
+        if n == 0:
+            return
+        prods = torch.bmm(g.transpose(0, 1), self.vecs[:P].transpose(1, 2))  # [P, B, n_max]
+        prods = prods.transpose(0, 1).reshape(g.shape[0], -1)
+        out.index_add_(1, self.cols[:n], prods[:, self.flat[:n]])
 
 
 class RowComputer:
@@ -139,9 +164,7 @@ class RowComputer:
         g[batch[at], positions[at]] += reads[at]
         for layer in range(min(top, L - 1), -1, -1):
             # g is now d target / d resid after layer `layer`: read edges of everything written there.
-            for p, cols, vecs in src.writers[layer]:
-                if p < P:
-                    out[:, cols] += g[:, p] @ vecs.T  # a CLT feature writes to several layers
+            src.writers[layer].read(g, out)  # index_add: a CLT feature writes to several layers
             block = ad.blocks[layer]
             W_skip = self.tset.layers[layer].W_skip
             if W_skip is not None:
