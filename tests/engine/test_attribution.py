@@ -90,6 +90,9 @@ def test_edges_equal_perturbation(tiny_models, arch, tc):
         add[layer, pos] = ctx.errors[layer, pos]
         col = graph.error_slice.start + layer * P + pos
         _check_column(adapter, tset, ids, graph, ctx, base, col, frozen_forward(adapter, tset, ctx, mlp_add=add))
+    # As circuit-tracer, BOS (position 0) errors are constants, not sources: their columns are empty.
+    for layer in range(L):
+        assert graph.adjacency_matrix[:, graph.error_slice.start + layer * P].abs().max() == 0
     # Embedding sources.
     for pos in (0, 2, P - 1):
         emb = ctx.embeddings.clone()

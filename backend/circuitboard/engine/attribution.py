@@ -92,7 +92,10 @@ class SourceTable:
         for layer in range(L):
             pos_all = [torch.arange(P)]
             col_all = [self.n_active + layer * P + torch.arange(P)]
-            vec_all = [ctx.errors[layer]]
+            # As circuit-tracer: position 0 (BOS) is input-independent, so its error is a constant, not a node.
+            errors = ctx.errors[layer].clone()
+            errors[0] = 0
+            vec_all = [errors]
             for pos, col, vec in by_layer[layer]:
                 pos_all.append(pos), col_all.append(col), vec_all.append(vec)
             self.writers.append(Writers.build(torch.cat(pos_all), torch.cat(col_all), torch.cat(vec_all), P))
