@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from circuitboard.atlas.labels import LLMConfig, explain
@@ -79,6 +80,14 @@ class LabelUpdate(BaseModel):
     label: str = Field(max_length=200, description="new label; empty restores the automatic one")
 
 
+class LabelsRequest(BaseModel):
+    features: list[tuple[int, int]] = Field(max_length=10_000, description="[[layer, index], ...]")
+
+
+class LabelsResult(BaseModel):
+    labels: dict[str, str] = Field(description='"{layer}_{index}" -> label, for the features the atlas has')
+
+
 class SearchItem(BaseModel):
     layer: int
     index: int
@@ -123,10 +132,16 @@ def get_atlas(request: Request) -> AtlasStore:
     if path is None or not path.is_file():
         where = f" at {path}" if path else ""
         raise HTTPException(404, f"no feature atlas{where}; build it with `circuitboard atlas build`")
-    cache = state.__dict__.setdefault("_atlas_stores", {})
-    if path not in cache:
-        cache[path] = AtlasStore(path)
-    return cache[path]
+    cache = getattr(state, "atlas_stores", None)
+    if cache is None:
+        cache = state.atlas_stores = {}
+    store = cache.get(path)
+    # a rebuilt atlas (new build hash) must not be read through the old store's token caches
+    build = AtlasStore.peek_build_hash(path)
+    if store is None or store.build_hash != build:
+        store = cache[path] = AtlasStore(path)
+        store.build_hash = build
+    return store
 
 
 def _record(store: AtlasStore, layer: int, index: int) -> dict:
@@ -151,6 +166,13 @@ def search_features(q: str = Query(min_length=1, max_length=200, description="la
                     limit: int = Query(20, ge=1, le=200),
                     store: AtlasStore = Depends(get_atlas)) -> dict:
     return {"items": search(store, q, limit=limit)}
+
+
+@router.post("/labels", response_model=LabelsResult)
+def post_labels(body: LabelsRequest, store: AtlasStore = Depends(get_atlas)) -> dict:
+    """Labels of many features in one call (node tooltips, the link graph)."""
+    found = store.labels_for(body.features)
+    return {"labels": {f"{layer}_{idx}": label for (layer, idx), label in found.items()}}
 
 
 @router.get("/{layer}/{index}", response_model=FeatureRecord)
