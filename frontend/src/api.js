@@ -63,6 +63,9 @@ export const api = {
   feature: (layer, index) => request("GET", `/api/features/${enc(layer)}/${enc(index)}`).then((r) => r.data),
   setFeatureLabel: (layer, index, label) =>
     request("PUT", `/api/features/${enc(layer)}/${enc(index)}/label`, { label }).then((r) => r.data),
+  /** Atlas labels of many features at once: {"layer_index": label}; rejects with 404 when there is no atlas. */
+  featureLabels: (features) =>
+    request("POST", "/api/features/labels", { features }).then((r) => (r.data && r.data.labels) || {}),
   searchFeatures: (q, limit = 20) =>
     request("GET", `/api/features/search?q=${enc(q)}&limit=${limit}`).then((r) => r.data),
 };

@@ -60,6 +60,7 @@ export function renderGraphView(root, slug, params) {
     });
     if (alive) build(graph);
     performance.mark("cb-graph-built");
+    loadAtlasLabels(graph);
     // Mark "drawn" after the next frame is painted (bench/page.py reads this).
     requestAnimationFrame(() => setTimeout(() => {
       performance.mark("cb-graph-drawn");
@@ -67,6 +68,29 @@ export function renderGraphView(root, slug, params) {
       document.body.dataset.graphReady = "1";
     }, 0));
   })();
+
+  /** Label feature nodes with the atlas's labels (tooltips, link graph, lists); without an atlas keep ids. */
+  async function loadAtlasLabels(graph) {
+    const feats = graph.nodes.filter((n) => n.kind === "feature" && !n.clerp && n.featIndex !== null);
+    if (!feats.length) return;
+    const keys = new Map(feats.map((n) => [`${n.featLayer}_${n.featIndex}`, [n.featLayer, n.featIndex]]));
+    let labels;
+    try {
+      labels = await api.featureLabels([...keys.values()].slice(0, 10000));
+    } catch {
+      return; // no atlas for this transcoder set: generated labels stay
+    }
+    let changed = false;
+    for (const n of feats) {
+      const label = labels[`${n.featLayer}_${n.featIndex}`];
+      if (label) {
+        n.clerp = label;
+        changed = true;
+      }
+    }
+    // A new clerps object makes every label-showing panel redraw; user labels still win over atlas labels.
+    if (changed && alive) store.set({ clerps: { ...store.state.clerps } });
+  }
 
   function build(graph) {
     const info = graph.info || {};
