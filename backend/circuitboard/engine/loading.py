@@ -49,4 +49,7 @@ def load_model(ref: str | Path, *, device: str | torch.device | None = None, dty
     model.to(device).eval()
     model.requires_grad_(False)
     patterns.use_pattern_attention(model)
+    # One tiny forward pages in memory-mapped weights and warms kernels, so the first trace is not slow.
+    with torch.no_grad():
+        model(input_ids=torch.zeros(1, 2, dtype=torch.long, device=device), use_cache=False, logits_to_keep=1)
     return model, tokenizer, name
