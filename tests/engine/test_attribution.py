@@ -23,7 +23,7 @@ def _graph(tiny_models, arch, tc_kwargs, **kw):
     ids = tok(PROMPT, return_tensors="pt").input_ids[0]
     tset = random_transcoder_set(adapter.n_layers, adapter.d_model, 96, seed=1, **tc_kwargs)
     graph = attribute(adapter, tset, ids, targets_fn=lambda ctx: salient_targets(adapter, ctx, 5, 0.99, str),
-                      batch_size=7, **kw)
+                      batch_size=7, compute_batch=7, **kw)
     return model, adapter, tset, ids, graph
 
 
