@@ -258,9 +258,9 @@ def attribute(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, *,
     row_sums = torch.zeros(budget, dtype=logit_rows.dtype, device=logit_rows.device)
     # `batch_size` sets how often the greedy order is refreshed (as circuit-tracer); the backward itself runs
     # on larger batches, which matmuls need to be efficient on a CPU (≈ 5× less time per row at 512 than 64),
-    # bounded so one batch's row buffer stays near 256 MB.
+    # bounded so one batch's row buffer stays near 128 MB.
     if compute_batch is None:
-        compute_batch = max(batch_size, min(1024, int(256e6 // (4 * sources.n_cols))))
+        compute_batch = max(batch_size, min(1024, int(128e6 // (4 * sources.n_cols))))
     visited: list[int] = []
     t2 = time.perf_counter()
     report("features", 0, budget)
@@ -281,7 +281,7 @@ def attribute(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, *,
             reads = computer.feature_reads(layers, positions, feats)
             rows = computer.rows(layers, positions, reads)
             feature_rows[done:done + len(batch)] = rows
-            row_sums[done:done + len(batch)] = rows.abs().sum(1)
+            row_sums[done:done + len(batch)] = torch.linalg.vector_norm(rows, ord=1, dim=1)
             visited.extend(batch.tolist())
             done += len(batch)
             report("features", done, budget)
