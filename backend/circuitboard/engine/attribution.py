@@ -254,7 +254,14 @@ def attribute(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, *,
     timings["logits_s"] = time.perf_counter() - t1
 
     budget = n_active if max_feature_nodes is None else min(max_feature_nodes, n_active)
-    feature_rows = torch.zeros(budget, sources.n_cols, dtype=logit_rows.dtype, device=logit_rows.device)
+    adjacency = None
+    if budget == n_active and logit_rows.device.type == "cpu" and logit_rows.dtype == torch.float32:
+        # Every feature is selected, in column order: rows go straight into the final matrix, no second copy.
+        N = sources.n_cols + n_logits
+        adjacency = torch.zeros(N, N, dtype=torch.float32)
+        feature_rows = adjacency[:budget, : sources.n_cols]
+    else:
+        feature_rows = torch.zeros(budget, sources.n_cols, dtype=logit_rows.dtype, device=logit_rows.device)
     row_sums = torch.zeros(budget, dtype=logit_rows.dtype, device=logit_rows.device)
     # `batch_size` sets how often the greedy order is refreshed (as circuit-tracer); the backward itself runs
     # on larger batches, which matmuls need to be efficient on a CPU (≈ 5× less time per row at 512 than 64),
@@ -290,7 +297,7 @@ def attribute(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, *,
     timings["features_s"] = time.perf_counter() - t2
 
     graph = _assemble(ctx, sources, targets, feature_rows, torch.tensor(visited, dtype=torch.long), logit_rows,
-                      L, adapter.vocab_size, input_string, decode)
+                      L, adapter.vocab_size, input_string, decode, adjacency)
     timings["total_s"] = time.perf_counter() - t0
     graph.info["timings"] = timings
     graph.info["n_active_features"] = n_active
@@ -325,16 +332,20 @@ def _next_by_influence(sources: SourceTable, logit_rows: torch.Tensor, feature_r
 
 def _assemble(ctx: PromptContext, sources: SourceTable, targets: Targets, feature_rows: torch.Tensor,
               selected: torch.Tensor, logit_rows: torch.Tensor, L: int, vocab_size: int, input_string: str,
-              decode: Callable[[int], str]) -> Graph:
+              decode: Callable[[int], str], adjacency: torch.Tensor | None = None) -> Graph:
     P, n_sel, n_logits = ctx.n_pos, len(selected), len(targets.token_ids)
     N = n_sel + L * P + P + n_logits
     keep_cols = torch.cat([selected, torch.arange(sources.n_active, sources.n_cols)])
-    adjacency = torch.zeros(N, N, dtype=torch.float32)
-    cols = keep_cols.to(feature_rows.device)
-    # Row chunks: never a second full-size copy of the row buffer beside the adjacency.
-    for start in range(0, n_sel, 1024):
-        stop = min(start + 1024, n_sel)
-        adjacency[start:stop, : n_sel + L * P + P] = feature_rows[start:stop][:, cols].float().cpu()
+    if adjacency is not None:
+        # Rows were written in place; that is only right when the selection is every feature in column order.
+        assert torch.equal(selected, torch.arange(sources.n_active)), "in-place rows need the identity selection"
+    else:
+        adjacency = torch.zeros(N, N, dtype=torch.float32)
+        cols = keep_cols.to(feature_rows.device)
+        # Row chunks: never a second full-size copy of the row buffer beside the adjacency.
+        for start in range(0, n_sel, 1024):
+            stop = min(start + 1024, n_sel)
+            adjacency[start:stop, : n_sel + L * P + P] = feature_rows[start:stop][:, cols].float().cpu()
     adjacency[N - n_logits:, : n_sel + L * P + P] = logit_rows[:, keep_cols.to(logit_rows.device)].float().cpu()
     return Graph(input_string=input_string, input_tokens=ctx.input_ids.cpu(),
                  token_strings=[decode(int(t)) for t in ctx.input_ids.tolist()],
