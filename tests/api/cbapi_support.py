@@ -94,6 +94,7 @@ def make_settings(tmp: Path, **kw: Any) -> Settings:
     defaults: dict[str, Any] = {
         "database_url": f"sqlite:///{tmp / 'cb.sqlite'}",
         "data_dir": tmp,
+        "models_dir": tmp / "models",  # hermetic: never the repo's real presets, atlases or weights
         "frontend_dist": tmp / "no-frontend",
     }
     return Settings(**{**defaults, **kw})

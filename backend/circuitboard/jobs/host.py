@@ -86,9 +86,12 @@ class EngineHost:
         return self._engine.info if self.state == "ready" else None
 
     def names(self) -> tuple[str, str]:
-        """Model and transcoder identities for cache keys: names plus a fingerprint of the exact files."""
         info = self.require().info
-        return f"{info.model_name}#{info.fingerprint}", str(info.transcoder_name)
+        return str(info.model_name), str(info.transcoder_name)
+
+    def fingerprint(self) -> str:
+        """Identity of the exact weight and transcoder files: part of every cache key, never shown."""
+        return str(self.require().info.fingerprint)
 
     # ------------------------------------------------------------------------------------------- calls
     def token_ids(self, prompt: str) -> list[int]:
