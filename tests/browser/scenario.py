@@ -20,7 +20,10 @@ def shot(page: Page, artifacts: Path, name: str, full: bool = True) -> None:
 
 
 def node_center(page: Page, node_id: str) -> tuple[float, float]:
-    box = page.locator(f'#link-graph [data-id="{node_id}"]').bounding_box()
+    node = page.locator(f'#link-graph [data-id="{node_id}"]')
+    # The link graph may redraw its node layer after a click or pin; wait for this node rather than race it.
+    expect(node).to_be_visible(timeout=5000)
+    box = node.bounding_box()
     assert box, f"node {node_id} not drawn"
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
