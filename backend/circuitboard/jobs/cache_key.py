@@ -11,12 +11,14 @@ from circuitboard.jobs.models import GraphRequest
 KEY_VERSION = 1
 
 
-def cache_key(model: str, transcoders: str, token_ids: list[int], req: GraphRequest) -> str:
+def cache_key(model: str, transcoders: str, fingerprint: str, token_ids: list[int], req: GraphRequest) -> str:
+    """`fingerprint` identifies the exact weight and transcoder files, so same-named folders never share graphs."""
     params = req.model_dump(exclude={"prompt", "slug"})  # the token ids stand for the prompt
     payload = {
         "v": KEY_VERSION,
         "model": model,
         "transcoders": transcoders,
+        "fingerprint": fingerprint,
         "token_ids": list(token_ids),
         **params,
     }

@@ -91,7 +91,7 @@ class JobService:
                 raise PromptTooLong(len(ids), self.settings.max_prompt_tokens)
             if req.target_tokens:
                 self.host.check_targets(req.target_tokens)
-            key = cache_key(f"{model}#{self.host.fingerprint()}", transcoders, ids, req)
+            key = cache_key(model, transcoders, self.host.fingerprint(), ids, req)
             hit = self.store.graphs.by_cache_key(key)
             if hit is not None:
                 return Submitted(graph=hit)

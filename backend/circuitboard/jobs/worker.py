@@ -69,7 +69,7 @@ class Worker(threading.Thread):
             limit = svc.settings.max_prompt_tokens
             if len(ids) > limit:
                 raise JobFailed(f"prompt: {len(ids)} tokens, more than the limit of {limit}")
-            key = cache_key(f"{model}#{svc.host.fingerprint()}", transcoders, ids, req)
+            key = cache_key(model, transcoders, svc.host.fingerprint(), ids, req)
             hit = svc.store.graphs.by_cache_key(key)
             if hit is not None:
                 svc.finish(job.id, "done", slug=hit.slug)
