@@ -37,6 +37,38 @@ def test_save_and_load_subgraph(fake_server):
         assert missing.status_code == 404 and "subgraph" in missing.json()["detail"]
 
 
+def test_saved_view_keeps_link_filter_positions_and_logit_diff(fake_server):
+    with fake_server.client() as c:
+        slug, graph = _graph(c)
+        ids = [n["node_id"] for n in graph["nodes"]]
+        logit = next(n["node_id"] for n in graph["nodes"] if n.get("feature_type") == "logit")
+        pair = [logit, next(i for i in ids if i != logit)]  # the server checks the ids exist; the page picks logits
+        view = {
+            "pinnedIds": [ids[0], "logit-diff"],
+            "clickedId": "logit-diff",
+            "densityThreshold": 0.01,
+            "hideLinks": ["neg", "error"],
+            "sgPos": [[ids[0], 120.0, 80.0], ["supernode-0", 30.5, 200.0]],
+            "logitDiff": pair,
+        }
+        r = c.post(f"/api/graphs/{slug}/subgraphs", json=view)
+        assert r.status_code == 201, r.text
+        got = c.get(f"/api/graphs/{slug}/subgraphs/{r.json()['id']}").json()
+        assert {k: got[k] for k in view} == view
+        old = c.post(f"/api/graphs/{slug}/subgraphs", json={"pinnedIds": [ids[0]]}).json()
+        got = c.get(f"/api/graphs/{slug}/subgraphs/{old['id']}").json()
+        assert got["hideLinks"] == [] and got["sgPos"] == [] and got["logitDiff"] is None
+        for body, field in [
+            ({"pinnedIds": ["logit-diff"]}, "pinnedIds"),  # the synthetic node needs its logit pair
+            ({"logitDiff": [logit, "nope"]}, "logitDiff"),
+            ({"hideLinks": ["purple"]}, "hideLinks"),
+            ({"sgPos": [[ids[0], "x", 1]]}, "sgPos"),
+        ]:
+            r = c.post(f"/api/graphs/{slug}/subgraphs", json=body)
+            assert r.status_code == 422, (body, r.text)
+            assert field in r.text
+
+
 def test_subgraph_validation(fake_server):
     with fake_server.client() as c:
         slug, graph = _graph(c)

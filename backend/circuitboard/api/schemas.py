@@ -120,6 +120,9 @@ class ImportedGraph(GraphListItem):
 
 
 # ------------------------------------------------------------------------------------------- subgraphs
+LOGIT_DIFF_ID = "logit-diff"  # the page's synthetic "target minus contrast logit" node (frontend/src/logit-diff.js)
+
+
 class SubgraphCreate(_In):
     name: str | None = Field(default=None, max_length=200)
     pinnedIds: list[str] = Field(default_factory=list, max_length=5000)
@@ -128,6 +131,12 @@ class SubgraphCreate(_In):
     pruningThreshold: float | None = Field(default=None, ge=0.0, le=1.0)
     densityThreshold: float | None = Field(default=None, ge=0.0, le=1.0)
     clickedId: str | None = None
+    hideLinks: list[Literal["pos", "neg", "feature", "error", "embedding"]] = Field(
+        default_factory=list, max_length=5, description="link classes the link graph does not draw")
+    sgPos: list[tuple[str, float, float]] = Field(
+        default_factory=list, max_length=5000, description="[[subgraph item id, x, y]]: placed subgraph nodes")
+    logitDiff: tuple[str, str] | None = Field(
+        default=None, description=f"[target logit id, contrast logit id]: the synthetic node {LOGIT_DIFF_ID!r}")
 
 
 class SubgraphCreated(BaseModel):

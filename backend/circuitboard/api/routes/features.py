@@ -86,6 +86,10 @@ class LabelsRequest(BaseModel):
 
 class LabelsResult(BaseModel):
     labels: dict[str, str] = Field(description='"{layer}_{index}" -> label, for the features the atlas has')
+    frequencies: dict[str, float] = Field(
+        default_factory=dict,
+        description='"{layer}_{index}" -> activation frequency (fraction of non-BOS tokens where it is active); '
+                    "the page's feature-density filter hides features above a threshold")
 
 
 class SearchItem(BaseModel):
@@ -172,7 +176,24 @@ def search_features(q: str = Query(min_length=1, max_length=200, description="la
 def post_labels(body: LabelsRequest, store: AtlasStore = Depends(get_atlas)) -> dict:
     """Labels of many features in one call (node tooltips, the link graph)."""
     found = store.labels_for(body.features)
-    return {"labels": {f"{layer}_{idx}": label for (layer, idx), label in found.items()}}
+    return {"labels": {f"{layer}_{idx}": label for (layer, idx), label in found.items()},
+            "frequencies": {f"{layer}_{idx}": f for (layer, idx), f in _frequencies(store, body.features).items()}}
+
+
+def _frequencies(store: AtlasStore, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+    """Activation frequencies of many features, read from the atlas's narrow `search` table (one query per layer
+    and 900 ids, like AtlasStore.labels_for)."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, idx in pairs:
+        by_layer.setdefault(int(layer), []).append(int(idx))
+    out: dict[tuple[int, int], float] = {}
+    with store.connect() as con:
+        for layer, idxs in by_layer.items():
+            for start in range(0, len(idxs), 900):
+                part = idxs[start:start + 900]
+                q = f"SELECT idx, frequency FROM search WHERE layer = ? AND idx IN ({','.join('?' * len(part))})"
+                out.update(((layer, i), float(f)) for i, f in con.execute(q, [layer, *part]))
+    return out
 
 
 @router.get("/{layer}/{index}", response_model=FeatureRecord)

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from circuitboard.api.deps import Services, services
 from circuitboard.api.errors import field_error
-from circuitboard.api.schemas import SubgraphCreate, SubgraphCreated, SubgraphOut
+from circuitboard.api.schemas import LOGIT_DIFF_ID, SubgraphCreate, SubgraphCreated, SubgraphOut
 from circuitboard.store.records import SubgraphRecord
 
 router = APIRouter(prefix="/api/graphs/{slug}/subgraphs", tags=["subgraphs"])
@@ -19,6 +19,11 @@ def _not_found(slug: str) -> HTTPException:
 
 def _check_ids(body: SubgraphCreate, node_ids: set[str]) -> None:
     """Every node a view refers to must exist in the graph, so a shared link cannot break on load."""
+    if body.logitDiff:
+        for i, nid in enumerate(body.logitDiff):
+            if nid not in node_ids:
+                raise field_error(("body", "logitDiff", i), f"logitDiff.{i}: unknown node id {nid!r}", nid)
+        node_ids = node_ids | {LOGIT_DIFF_ID}
     for i, nid in enumerate(body.pinnedIds):
         if nid not in node_ids:
             raise field_error(("body", "pinnedIds", i), f"pinnedIds.{i}: unknown node id {nid!r}", nid)
