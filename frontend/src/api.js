@@ -66,6 +66,9 @@ export const api = {
   /** Atlas labels of many features at once: {"layer_index": label}; rejects with 404 when there is no atlas. */
   featureLabels: (features) =>
     request("POST", "/api/features/labels", { features }).then((r) => (r.data && r.data.labels) || {}),
+  /** {labels: {"layer_index": label}, frequencies: {"layer_index": activation frequency}} of many features. */
+  featureInfo: (features) =>
+    request("POST", "/api/features/labels", { features }).then((r) => r.data || {}),
   searchFeatures: (q, limit = 20) =>
     request("GET", `/api/features/search?q=${enc(q)}&limit=${limit}`).then((r) => r.data),
 };

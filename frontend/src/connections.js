@@ -55,7 +55,7 @@ export function createConnections(el, { hover }) {
       return li;
     }
   }
-  const un = store.subscribe(["graph", "clickedId", "clerps", "pinnedIds"], render);
+  const un = store.subscribe(["graph", "clickedId", "clerps", "pinnedIds", "logitDiff"], render);
   render();
   return un;
 }

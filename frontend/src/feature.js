@@ -29,7 +29,7 @@ export function createFeatureDetail(el) {
         h("dt", { text: "Node" }), h("dd", {}, h("code", { text: node.id })),
         h("dt", { text: "Layer · token" }), h("dd", { text: `${layerName(graph, node)} · ${node.ctx} "${showToken(node.token)}"` }),
         node.kind === "logit"
-          ? [h("dt", { text: "Probability" }), h("dd", { text: fmt(node.tokenProb) })]
+          ? [h("dt", { text: node.synthetic ? "Δ probability" : "Probability" }), h("dd", { text: fmt(node.tokenProb) })]
           : [h("dt", { text: "Activation here" }), h("dd", { id: "fd-activation", text: fmt(node.activation) })],
         h("dt", { text: "Influence" }), h("dd", { text: fmt(node.influence) })),
       h("div", { class: "row" },
@@ -49,7 +49,7 @@ export function createFeatureDetail(el) {
       clear(atlas).append(h("p", { class: "muted", text: e.status === 404 ? "No atlas record for this feature yet." : `Atlas: ${e.message}` }));
     });
   }
-  const un = store.subscribe(["graph", "clickedId", "clerps", "pinnedIds"], render);
+  const un = store.subscribe(["graph", "clickedId", "clerps", "pinnedIds", "logitDiff"], render);
   render();
   return un;
 }

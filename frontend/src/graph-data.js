@@ -79,38 +79,7 @@ export function processGraph(json) {
     w[k] = l.weight;
     k++;
   }
-  const links = { n: k, src: src.subarray(0, k), dst: dst.subarray(0, k), w: w.subarray(0, k) };
-  const inDeg = new Int32Array(n + 1);
-  const outDeg = new Int32Array(n + 1);
-  const absIn = new Float64Array(n);
-  let maxAbs = 0;
-  for (let j = 0; j < k; j++) {
-    inDeg[links.dst[j] + 1]++;
-    outDeg[links.src[j] + 1]++;
-    const a = Math.abs(links.w[j]);
-    absIn[links.dst[j]] += a;
-    if (a > maxAbs) maxAbs = a;
-  }
-  for (let i = 0; i < n; i++) {
-    inDeg[i + 1] += inDeg[i];
-    outDeg[i + 1] += outDeg[i];
-  }
-  const inList = new Int32Array(k);
-  const outList = new Int32Array(k);
-  const inFill = inDeg.slice(0, n);
-  const outFill = outDeg.slice(0, n);
-  for (let j = 0; j < k; j++) {
-    inList[inFill[links.dst[j]]++] = j;
-    outList[outFill[links.src[j]]++] = j;
-  }
-  // pctInput: a link's share of its target's total absolute input (as the reference viewers colour edges).
-  const pct = new Float32Array(k);
-  for (let j = 0; j < k; j++) {
-    const tot = absIn[links.dst[j]];
-    pct[j] = tot > 0 ? links.w[j] / tot : 0;
-  }
-  links.pct = pct;
-  links.maxAbs = maxAbs;
+  const { links, adj } = indexLinks(n, src.subarray(0, k), dst.subarray(0, k), w.subarray(0, k));
 
   const info = meta.info || {};
   return {
@@ -122,11 +91,52 @@ export function processGraph(json) {
     nodes,
     byId,
     links,
-    adj: { inStart: inDeg, inList, outStart: outDeg, outList },
+    adj,
     nLayers,
     nodeThreshold: typeof meta.node_threshold === "number" ? meta.node_threshold : null,
     qParams: json.qParams || {},
   };
+}
+
+/**
+ * CSR adjacency (in / out lists of link indices) and pctInput for links given as typed arrays over n nodes.
+ * Also used to rebuild the graph when a synthetic node is added (logit-diff.js).
+ */
+export function indexLinks(n, src, dst, w) {
+  const k = src.length;
+  const links = { n: k, src, dst, w };
+  const inDeg = new Int32Array(n + 1);
+  const outDeg = new Int32Array(n + 1);
+  const absIn = new Float64Array(n);
+  let maxAbs = 0;
+  for (let j = 0; j < k; j++) {
+    inDeg[dst[j] + 1]++;
+    outDeg[src[j] + 1]++;
+    const a = Math.abs(w[j]);
+    absIn[dst[j]] += a;
+    if (a > maxAbs) maxAbs = a;
+  }
+  for (let i = 0; i < n; i++) {
+    inDeg[i + 1] += inDeg[i];
+    outDeg[i + 1] += outDeg[i];
+  }
+  const inList = new Int32Array(k);
+  const outList = new Int32Array(k);
+  const inFill = inDeg.slice(0, n);
+  const outFill = outDeg.slice(0, n);
+  for (let j = 0; j < k; j++) {
+    inList[inFill[dst[j]]++] = j;
+    outList[outFill[src[j]]++] = j;
+  }
+  // pctInput: a link's share of its target's total absolute input (as the reference viewers colour edges).
+  const pct = new Float32Array(k);
+  for (let j = 0; j < k; j++) {
+    const tot = absIn[dst[j]];
+    pct[j] = tot > 0 ? w[j] / tot : 0;
+  }
+  links.pct = pct;
+  links.maxAbs = maxAbs;
+  return { links, adj: { inStart: inDeg, inList, outStart: outDeg, outList } };
 }
 
 /** Node ids (indices) connected to node i: [{j (link index), other (node index), w, pct, dir}] */
@@ -170,19 +180,47 @@ export function layerName(graph, node) {
   return `L${node.layer}`;
 }
 
-/** Which nodes are visible at a pruning threshold; embeddings, logits, pinned and clicked always show. */
-export function visibleMask(graph, threshold, keepIds) {
+/**
+ * Which nodes are visible. Pruning hides nodes whose cumulative influence is above `threshold`; the density
+ * filter hides features whose atlas activation frequency is above `density` (1 = off; features without a known
+ * frequency stay). Embeddings, logits, pinned and clicked (`keepIds`) always show.
+ * Returns {vis, hidden (by pruning), hiddenDense (kept by pruning, hidden by density)}.
+ */
+export function visibleMask(graph, threshold, keepIds, density = 1) {
   const vis = new Uint8Array(graph.nodes.length);
   let hidden = 0;
+  let hiddenDense = 0;
   for (const node of graph.nodes) {
-    const keep =
-      node.kind === "embedding" ||
-      node.kind === "logit" ||
-      node.influence === null ||
-      node.influence <= threshold ||
-      keepIds.has(node.id);
-    vis[node.i] = keep ? 1 : 0;
-    if (!keep) hidden++;
+    const always = node.kind === "embedding" || node.kind === "logit" || keepIds.has(node.id);
+    const pruned = !always && node.influence !== null && node.influence > threshold;
+    const dense = !always && !pruned && isDense(node, density);
+    vis[node.i] = pruned || dense ? 0 : 1;
+    if (pruned) hidden++;
+    if (dense) hiddenDense++;
   }
-  return { vis, hidden };
+  return { vis, hidden, hiddenDense };
+}
+
+export function isDense(node, density) {
+  return density < 1 && node.kind === "feature" && typeof node.frequency === "number" && node.frequency > density;
+}
+
+/** Hideable link classes: sign ("pos", "neg") and the kind of either end ("feature", "error", "embedding"). */
+export const LINK_TAGS = ["pos", "neg", "feature", "error", "embedding"];
+
+/** 1 for each link to draw: not of a hidden sign, and neither end of a hidden kind. null when nothing is hidden. */
+export function edgeMask(graph, hiddenTags) {
+  const hide = new Set(hiddenTags || []);
+  if (!LINK_TAGS.some((t) => hide.has(t))) return null;
+  const kindHidden = new Uint8Array(graph.nodes.length);
+  for (const node of graph.nodes) if (hide.has(node.kind)) kindHidden[node.i] = 1;
+  const { src, dst, w, n } = graph.links;
+  const hidePos = hide.has("pos");
+  const hideNeg = hide.has("neg");
+  const mask = new Uint8Array(n);
+  for (let j = 0; j < n; j++) {
+    const neg = w[j] < 0;
+    mask[j] = (neg ? hideNeg : hidePos) || kindHidden[src[j]] || kindHidden[dst[j]] ? 0 : 1;
+  }
+  return mask;
 }

@@ -5,6 +5,7 @@ import { toggleTheme } from "./theme.js";
 import { togglePin, setClicked, held } from "./actions.js";
 import { copyLink, saveView } from "./share.js";
 import { navigate } from "./router.js";
+import { toggleFullscreen, exitFullscreen } from "./panel-layout.js";
 
 export const SHORTCUTS = [
   ["?", "Show / hide this help"],
@@ -14,12 +15,25 @@ export const SHORTCUTS = [
   ["Shift + click, or hold G + click", "Select nodes for a supernode"],
   ["P", "Pin / unpin the selected node"],
   ["[  /  ]", "Lower / raise the pruning threshold"],
+  ["F", "Fullscreen link graph (Esc leaves)"],
   ["C", "Copy a link to this view"],
   ["S", "Save this view (short link)"],
   ["T", "Toggle light / dark theme"],
   ["/", "Search graphs (browse)"],
   ["N", "New trace"],
   ["B", "Browse graphs"],
+];
+
+export const HELP_NOTES = [
+  ["Pruning", "Hides nodes whose cumulative influence is above the threshold (the most influential nodes stay)."],
+  ["Feature density", "Hides features that are active on more than the chosen fraction of tokens in the feature atlas's corpus (its activation frequency): dense, \"always-on\" features that clutter a graph. Far right turns it off; it needs a feature atlas. It counts only nodes the pruning threshold keeps."],
+  ["Links", "Show or hide links by sign (+ / −) and by the kind of node at either end (features, error nodes, token embeddings). Nodes stay; only their links are hidden."],
+  ["Logit diff", "Pick a target and a contrast logit: a node \"Δ\" appears whose inputs are the target's inputs minus the contrast's (what favours one token over the other), shown in Node connections."],
+  ["Subgraph scores", "Over the pinned nodes that have inputs: replacement = mean share of their input from other pinned nodes or embeddings; completeness = 1 − mean share from error nodes."],
+  ["Subgraph layout", "Drag nodes to place them (positions are part of the link); Auto layout puts one layer per row, tokens in order; Reset positions forgets them."],
+  ["Other tabs", "Tabs showing the same graph highlight the node hovered or selected in another."],
+  ["Panels", "Drag the bars between panels to resize them (double-click: default size); sizes are remembered."],
+  ["Always shown", "Embeddings, logits, pinned and selected nodes show whatever the filters."],
 ];
 
 let overlay = null;
@@ -39,7 +53,9 @@ export function toggleHelp(force) {
     h("div", { class: "overlay-box" },
       h("div", { class: "overlay-head" }, h("h2", { text: "Keyboard shortcuts" }), close),
       table,
-      h("p", { class: "muted", text: "Node ids: feature {layer}_{index}_{pos}, error {layer}_-1_{pos}, embedding E_{token}_{pos}, logit {n_layers+1}_{token}_{pos}. The pruning slider hides nodes whose cumulative influence is above the threshold; embeddings, logits, pinned and selected nodes always show." })));
+      h("h3", { text: "Graph controls" }),
+      h("dl", { class: "help-notes", id: "help-notes" }, HELP_NOTES.map(([t, d]) => [h("dt", { text: t }), h("dd", { text: d })])),
+      h("p", { class: "muted", text: "Node ids: feature {layer}_{index}_{pos}, error {layer}_-1_{pos}, embedding E_{token}_{pos}, logit {n_layers+1}_{token}_{pos}." })));
   overlay.addEventListener("click", (e) => e.target === overlay && toggleHelp(false));
   document.body.append(overlay);
   close.focus();
@@ -58,6 +74,7 @@ export function startShortcuts() {
     if (e.key === "Escape") {
       if (overlay) toggleHelp(false);
       else if (typing(e.target)) e.target.blur();
+      else if (exitFullscreen()) return;
       else setClicked(null);
       return;
     }
@@ -90,6 +107,10 @@ export function startShortcuts() {
       case "c":
       case "C":
         if (inGraph) copyLink();
+        break;
+      case "f":
+      case "F":
+        if (inGraph) toggleFullscreen();
         break;
       case "s":
       case "S":

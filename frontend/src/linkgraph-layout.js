@@ -5,9 +5,10 @@ export const MARGIN = { left: 44, right: 12, top: 26, bottom: 64 };
 /**
  * Positions the visible nodes. Column widths grow with the busiest cell of each token (sqrt), so a token with
  * many active features gets more room; the grid scrolls horizontally when it does not fit.
+ * With `containerHeight` the rows share that height (resized or fullscreen panel).
  * Returns {x: Float32Array, y: Float32Array, width, height, cols: [{x, w}], rowY(row), rows}.
  */
-export function layoutGrid(graph, vis, containerWidth) {
+export function layoutGrid(graph, vis, containerWidth, containerHeight = null) {
   const nTok = Math.max(1, graph.tokens.length, ...graph.nodes.map((n) => n.ctx + 1));
   const rows = graph.nLayers + 2;
   const cell = new Map(); // ctx*rows+row -> [node index]
@@ -37,7 +38,10 @@ export function layoutGrid(graph, vis, containerWidth) {
     cx += w;
   }
   const width = Math.max(containerWidth, cx + MARGIN.right);
-  const rowH = Math.max(14, Math.min(34, 560 / rows));
+  // Natural row height, or the rows share a given height (a resized / fullscreen panel; scrolls below 12 px).
+  const rowH = containerHeight
+    ? Math.max(12, Math.min(90, (containerHeight - MARGIN.top - MARGIN.bottom) / rows))
+    : Math.max(14, Math.min(34, 560 / rows));
   const height = MARGIN.top + rows * rowH + MARGIN.bottom;
   const rowY = (row) => MARGIN.top + (rows - 1 - row + 0.5) * rowH;
 

@@ -2,11 +2,11 @@
 // with a quadtree on the container (no per-node listeners). Hover never goes through the store.
 import { quadtree } from "d3-quadtree";
 import { select } from "d3-selection";
-import { h, clear, showToken, fmt } from "./dom.js";
+import { h, clear, showToken } from "./dom.js";
 import { layoutGrid, MARGIN } from "./linkgraph-layout.js";
-import { nodeLabel, layerName } from "./graph-data.js";
 import { colors } from "./theme.js";
 import { rasterFaint, strokeChunked } from "./edges-raster.js";
+import { fillTooltip } from "./linkgraph-tooltip.js";
 
 const HIT_RADIUS = 30;
 const BUCKETS = [
@@ -32,6 +32,7 @@ export function createLinkGraph(container, { onClick, onHover }) {
 
   let graph = null;
   let vis = null;
+  let emask = null; // links to draw (edgeMask in graph-data.js); null = all
   let lay = null;
   let qt = null;
   let hoverIdx = -1;
@@ -39,6 +40,7 @@ export function createLinkGraph(container, { onClick, onHover }) {
   let pinned = new Set();
   let selected = new Set();
   let nodeEls = null; // index -> element
+  let drawn = 0; // links on the edge canvas (tests, bench)
 
   function sizeCanvas(cv, w, hgt) {
     const dpr = window.devicePixelRatio || 1;
@@ -51,11 +53,14 @@ export function createLinkGraph(container, { onClick, onHover }) {
     return ctx;
   }
 
-  function render(g, visMask) {
+  function render(g, visMask, edgeMask = emask) {
     graph = g;
     vis = visMask;
+    emask = edgeMask;
     const width = wrap.clientWidth || 900;
-    lay = layoutGrid(graph, vis, width);
+    // A resized or fullscreen panel has a height of its own: rows share it. Otherwise rows have a natural height.
+    const fit = !!container.closest(".sized, .fullscreen");
+    lay = layoutGrid(graph, vis, width, fit ? wrap.clientHeight : null);
     inner.style.width = `${lay.width}px`;
     inner.style.height = `${lay.height}px`;
     drawEdges();
@@ -75,8 +80,9 @@ export function createLinkGraph(container, { onClick, onHover }) {
     const { src, dst, pct, n } = graph.links;
     const bucket = new Uint8Array(n);
     const counts = new Int32Array(8);
+    drawn = 0;
     for (let j = 0; j < n; j++) {
-      if (!vis[src[j]] || !vis[dst[j]]) {
+      if (!vis[src[j]] || !vis[dst[j]] || (emask && !emask[j])) {
         bucket[j] = 255;
         continue;
       }
@@ -86,6 +92,7 @@ export function createLinkGraph(container, { onClick, onHover }) {
       while (a > BUCKETS[b].max) b++;
       bucket[j] = (p < 0 ? 4 : 0) + b;
       counts[bucket[j]]++;
+      drawn++;
     }
     const { x, y } = lay;
     const dpr = window.devicePixelRatio || 1;
@@ -159,7 +166,7 @@ export function createLinkGraph(container, { onClick, onHover }) {
         el.setAttribute("height", size);
         if (node.kind === "error") el.setAttribute("transform", `rotate(45 ${xx} ${yy})`);
       }
-      el.setAttribute("class", `node ${node.kind}${node.isTarget ? " target" : ""}`);
+      el.setAttribute("class", `node ${node.kind}${node.isTarget ? " target" : ""}${node.synthetic ? " diff" : ""}`);
       el.setAttribute("data-id", node.id);
       nodeEls[node.i] = el;
       frag.appendChild(el);
@@ -175,7 +182,7 @@ export function createLinkGraph(container, { onClick, onHover }) {
       const room = Math.floor(gap / 6.5);
       if (room < 2) return;
       const m = /Output\s+"([\s\S]*)"/.exec(node.clerp || "");
-      let text = showToken(m ? m[1] : node.id);
+      let text = node.short || showToken(m ? m[1] : node.id);
       if (text.length > room) text = `${text.slice(0, room - 1)}…`;
       s.append("text").attr("class", "lg-logit-label").attr("x", lay.x[node.i]).attr("y", lay.y[node.i] - 9)
         .attr("fill", c.text).text(text);
@@ -213,7 +220,7 @@ export function createLinkGraph(container, { onClick, onHover }) {
             if ((links.w[j] < 0 ? 1 : 0) !== s) return;
             const a = Math.abs(links.pct[j]);
             const bin = a < 0.1 ? 0 : a < 0.3 ? 1 : 2;
-            if (bin === b && vis[links.src[j]] && vis[links.dst[j]]) emit(j);
+            if (bin === b && vis[links.src[j]] && vis[links.dst[j]] && (!emask || emask[j])) emit(j);
           };
           for (let p = adj.inStart[i]; p < adj.inStart[i + 1]; p++) add(adj.inList[p]);
           for (let p = adj.outStart[i]; p < adj.outStart[i + 1]; p++) add(adj.outList[p]);
@@ -256,22 +263,10 @@ export function createLinkGraph(container, { onClick, onHover }) {
 
   let clerps = {};
   function showTooltip(i) {
-    const node = graph.nodes[i];
-    clear(tooltip);
-    tooltip.append(
-      h("div", { class: "tt-title", text: nodeLabel(node, clerps) }),
-      h("div", { class: "tt-sub", text: `${layerName(graph, node)} · token ${node.ctx} "${showToken(node.token)}" · ${node.kind}` }),
-      h("div", {
-        class: "tt-sub",
-        text: node.kind === "logit"
-          ? `p = ${fmt(node.tokenProb)}`
-          : `act ${fmt(node.activation)} · influence ${fmt(node.influence)}`,
-      }),
-    );
-    tooltip.hidden = false;
-    const left = lay.x[i] - wrap.scrollLeft + 14;
-    const top = lay.y[i] + 12;
-    tooltip.style.transform = `translate(${Math.max(0, Math.min(left, wrap.clientWidth - 260))}px, ${top}px)`;
+    fillTooltip(tooltip, graph, graph.nodes[i], clerps);
+    // The tooltip lives inside the scrolling wrap, so content coordinates, kept within the visible part.
+    const left = Math.max(wrap.scrollLeft, Math.min(lay.x[i] + 14, wrap.scrollLeft + wrap.clientWidth - 260));
+    tooltip.style.transform = `translate(${left}px, ${lay.y[i] + 12}px)`;
   }
 
   function pick(ev) {
@@ -293,6 +288,18 @@ export function createLinkGraph(container, { onClick, onHover }) {
     relayout() {
       if (graph) render(graph, vis);
     },
+    /** Show only the links with mask[j] = 1 (null: all); nodes and layout stay. */
+    setEdgeMask(mask) {
+      emask = mask;
+      if (!lay) return;
+      drawEdges();
+      drawHighlight();
+      const h0 = hoverIdx;
+      hoverIdx = -1;
+      if (h0 >= 0) setHover(h0, false);
+    },
+    hoveredId: () => (graph && hoverIdx >= 0 ? graph.nodes[hoverIdx].id : null),
+    drawnLinks: () => drawn,
     setClicked(id) {
       const node = id && graph ? graph.byId.get(id) : null;
       clickedIdx = node ? node.i : -1;

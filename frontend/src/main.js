@@ -34,7 +34,12 @@ store.subscribe(["route"], (s) => {
   current = key;
   if (teardown) teardown();
   teardown = null;
-  if (r.view !== "graph") store.set({ graph: null, clickedId: null, pinnedIds: [], supernodes: [], clerps: {}, groupSelection: [] });
+  if (r.view !== "graph") {
+    store.set({
+      graph: null, clickedId: null, pinnedIds: [], supernodes: [], clerps: {}, groupSelection: [], sgPos: {},
+      logitDiff: null, hiddenLinks: [], densityThreshold: 1,
+    });
+  }
   for (const a of header.querySelectorAll("nav a")) a.classList.toggle("active", a.getAttribute("href") === (r.view === "trace" ? "/trace" : r.view === "browse" ? "/" : ""));
   if (r.view === "graph") {
     document.title = `${r.slug} · Circuitboard`;

@@ -2,8 +2,20 @@
 // query string, as Neuronpedia writes it; "copy link" and "save view" (short id via the API).
 import { store } from "./state.js";
 import { api } from "./api.js";
+import { LINK_TAGS } from "./graph-data.js";
 
 const isStr = (s) => typeof s === "string";
+const isNum = (x) => typeof x === "number" && Number.isFinite(x);
+
+/** Query keys that make up a view (their presence in a URL overrides the graph's own qParams). */
+export const VIEW_KEYS = ["pinnedIds", "supernodes", "clerps", "clickedId", "pruningThreshold", "densityThreshold",
+  "hideLinks", "sgPos", "logitDiff"];
+
+const linkTags = (list) => (Array.isArray(list) ? list.filter((t) => LINK_TAGS.includes(t)) : []);
+const sgPosFrom = (list) => Object.fromEntries((list || [])
+  .filter((p) => Array.isArray(p) && p.length === 3 && isStr(p[0]) && isNum(p[1]) && isNum(p[2]))
+  .map(([id, x, y]) => [id, [x, y]]));
+const density = (t) => (isNum(t) && t > 0 && t <= 1 ? t : null);
 
 function parseJsonList(text, check) {
   if (!text) return null;
@@ -26,6 +38,13 @@ export function readViewParams(params) {
   if (params.get("clickedId")) view.clickedId = params.get("clickedId");
   const t = Number.parseFloat(params.get("pruningThreshold"));
   if (Number.isFinite(t) && t > 0 && t <= 1) view.pruningThreshold = t;
+  const d = density(Number.parseFloat(params.get("densityThreshold")));
+  if (d !== null) view.densityThreshold = d;
+  if (params.has("hideLinks")) view.hiddenLinks = linkTags(params.get("hideLinks").split(","));
+  const pos = parseJsonList(params.get("sgPos"), (p) => Array.isArray(p));
+  if (pos) view.sgPos = sgPosFrom(pos);
+  const diff = (params.get("logitDiff") || "").split("__vs__");
+  if (diff.length === 2 && diff[0] && diff[1]) view.logitDiff = diff;
   return view;
 }
 
@@ -38,6 +57,10 @@ export function viewFromSaved(saved) {
     clickedId: saved.clickedId || null,
   };
   if (typeof saved.pruningThreshold === "number") view.pruningThreshold = saved.pruningThreshold;
+  if (density(saved.densityThreshold) !== null) view.densityThreshold = saved.densityThreshold;
+  if (saved.hideLinks) view.hiddenLinks = linkTags(saved.hideLinks);
+  if (saved.sgPos) view.sgPos = sgPosFrom(saved.sgPos);
+  if (Array.isArray(saved.logitDiff) && saved.logitDiff.length === 2) view.logitDiff = saved.logitDiff.filter(isStr);
   return view;
 }
 
@@ -50,8 +73,15 @@ export function currentViewQuery() {
   if (clerps.length) q.set("clerps", JSON.stringify(clerps));
   if (s.clickedId) q.set("clickedId", s.clickedId);
   q.set("pruningThreshold", String(s.pruningThreshold));
+  if (s.densityThreshold < 1) q.set("densityThreshold", String(s.densityThreshold));
+  if (s.hiddenLinks.length) q.set("hideLinks", s.hiddenLinks.join(","));
+  const pos = sgPosList(s.sgPos);
+  if (pos.length) q.set("sgPos", JSON.stringify(pos));
+  if (s.logitDiff) q.set("logitDiff", s.logitDiff.join("__vs__"));
   return q;
 }
+
+const sgPosList = (pos) => Object.entries(pos || {}).map(([id, [x, y]]) => [id, Math.round(x), Math.round(y)]);
 
 export function shareUrl() {
   const slug = store.state.graph && store.state.graph.slug;
@@ -60,7 +90,9 @@ export function shareUrl() {
 
 /** Keep the address bar in sync (replaceState: no history spam). */
 export function startUrlSync() {
-  store.subscribe(["pinnedIds", "supernodes", "clerps", "clickedId", "pruningThreshold"], (s) => {
+  const keys = ["pinnedIds", "supernodes", "clerps", "clickedId", "pruningThreshold", "densityThreshold", "hiddenLinks",
+    "sgPos", "logitDiff"];
+  store.subscribe(keys, (s) => {
     if (s.route.view !== "graph" || !s.graph) return;
     const url = `/graph/${encodeURIComponent(s.graph.slug)}?${currentViewQuery().toString()}`;
     history.replaceState(history.state, "", url);
@@ -105,7 +137,11 @@ export async function saveView(name) {
     supernodes: s.supernodes,
     clerps: Object.entries(s.clerps),
     pruningThreshold: s.pruningThreshold,
+    densityThreshold: s.densityThreshold < 1 ? s.densityThreshold : undefined,
     clickedId: s.clickedId || undefined,
+    hideLinks: s.hiddenLinks.length ? s.hiddenLinks : undefined,
+    sgPos: Object.keys(s.sgPos).length ? sgPosList(s.sgPos) : undefined,
+    logitDiff: s.logitDiff || undefined,
   };
   const res = await api.saveSubgraph(s.graph.slug, body);
   const url = `${location.origin}${res.url}`;

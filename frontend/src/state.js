@@ -57,6 +57,10 @@ export const store = createStore({
   clerps: {}, // node_id -> custom label
   clickedId: null,
   pruningThreshold: 0.8,
+  densityThreshold: 1, // hide features whose atlas frequency is above this (1 = off)
+  hiddenLinks: [], // link classes not drawn: "pos", "neg", "feature", "error", "embedding"
+  sgPos: {}, // subgraph item id -> [x, y] (dragged or auto-laid-out positions, subgraph viewBox units)
+  logitDiff: null, // [target logit id, contrast logit id]: synthetic "logit difference" node
   groupSelection: [], // node ids selected for grouping
   theme: document.documentElement.dataset.theme || "light",
   toast: null,

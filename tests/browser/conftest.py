@@ -114,8 +114,10 @@ class ServerThread:
 def fake_server():
     from fake_api import create_fake_app
     from fixtures import make_graph
+    from fixtures_small import make_scores_graph
 
     graphs = {
+        "scores-fixture": make_scores_graph(),
         "dallas-austin-fixture": make_graph(),
         "xss-fixture": make_graph(
             slug="xss-fixture",

@@ -24,6 +24,19 @@ from fixtures import make_graph, token_id, tokenize
 DIST = Path(__file__).resolve().parents[2] / "frontend" / "dist"
 
 
+# Features the fake search finds (labels with markup: the page must show them as text).
+SEARCHABLE = [
+    {"layer": 2, "index": 4242, "label": "Texas <b>state</b> names", "max_act": 9.5, "frequency": 0.0021},
+    {"layer": 4, "index": 77, "label": "say Austin", "max_act": 7.0, "frequency": 0.0005},
+    {"layer": 1, "index": 9, "label": "always-on <img src=x onerror=alert(9)>", "max_act": 3.0, "frequency": 0.61},
+]
+
+
+def fake_frequency(layer: int, index: int) -> float:
+    """A deterministic, log-uniform activation frequency in [1e-4, 1) for the density filter."""
+    return round(10 ** (-4 + 4 * ((index * 7919 + layer * 104729) % 1000) / 1000), 6)
+
+
 def create_fake_app(graphs: dict[str, dict] | None = None, job_seconds: float = 1.2) -> FastAPI:
     app = FastAPI(title="circuitboard-fake")
     store: dict[str, dict] = {}
@@ -227,7 +240,17 @@ def create_fake_app(graphs: dict[str, dict] | None = None, job_seconds: float = 
 
     @app.get("/api/features/search")
     def search(q: str = "", limit: int = 20):
-        return {"items": []}
+        ql = q.strip().lower()
+        hits = [f for f in SEARCHABLE if ql and (ql in f["label"].lower() or ql == f"l{f['layer']}/{f['index']}")]
+        return {"items": hits[:limit]}
+
+    @app.post("/api/features/labels")
+    async def labels_of(req: Request):
+        feats = [(int(a), int(b)) for a, b in (await req.json())["features"]]
+        return {
+            "labels": {f"{a}_{b}": labels.get((a, b), f"atlas label {a}/{b}") for a, b in feats},
+            "frequencies": {f"{a}_{b}": fake_frequency(a, b) for a, b in feats},
+        }
 
     @app.get("/api/features/{layer}/{index}")
     def feature(layer: int, index: int):

@@ -1,0 +1,95 @@
+// Toolbar of the link graph panel: link-type filter (sign, node kinds), feature-density slider, logit difference,
+// fullscreen toggle. State lives in the store (hiddenLinks, densityThreshold, logitDiff) and so in the URL.
+import { h, debounce, fmt } from "./dom.js";
+import { store } from "./state.js";
+import { createLogitDiffControl } from "./logit-diff.js";
+import { toggleFullscreen } from "./panel-layout.js";
+
+const LINK_OPTIONS = [
+  ["pos", "+", "Positive links"],
+  ["neg", "−", "Negative links"],
+  ["feature", "features", "Links from or to features"],
+  ["error", "errors", "Links from error nodes"],
+  ["embedding", "embeddings", "Links from token embeddings"],
+];
+
+// The density slider is log-scale: value = log10(threshold), from 10⁻⁴ to 1 (= off).
+const LOG_MIN = -4;
+const toThreshold = (v) => (v >= 0 ? 1 : Number((10 ** v).toPrecision(2)));
+const toSlider = (t) => (t >= 1 ? 0 : Math.max(LOG_MIN, Math.log10(t)));
+const pct = (t) => `${fmt(t * 100, t < 0.001 ? 4 : 2)}%`;
+
+function linkFilter() {
+  const boxes = LINK_OPTIONS.map(([tag, text, title]) => {
+    const cb = h("input", { type: "checkbox", "data-tag": tag, checked: !store.state.hiddenLinks.includes(tag) });
+    cb.addEventListener("change", () => {
+      const hidden = store.state.hiddenLinks.filter((t) => t !== tag);
+      store.set({ hiddenLinks: cb.checked ? hidden : [...hidden, tag] });
+    });
+    return h("label", { class: `lf-opt lf-${tag}`, title: `Show ${title.toLowerCase()}` }, cb, text);
+  });
+  const el = h("span", { class: "link-filter", id: "link-filter", role: "group", "aria-label": "Link types shown" },
+    h("span", { class: "muted", text: "Links" }), boxes);
+  const sync = () => {
+    for (const cb of el.querySelectorAll("input")) cb.checked = !store.state.hiddenLinks.includes(cb.dataset.tag);
+  };
+  return { el, sync };
+}
+
+function densitySlider() {
+  const slider = h("input", {
+    type: "range", id: "density", min: LOG_MIN, max: 0, step: 0.1, value: toSlider(store.state.densityThreshold),
+    disabled: true, "aria-label": "Feature density threshold (log scale)",
+  });
+  const text = h("span", { id: "density-text", class: "muted", text: "needs a feature atlas" });
+  let hiddenDense = 0;
+  let available = false;
+  const show = () => {
+    const t = store.state.densityThreshold;
+    if (!available) text.textContent = "needs a feature atlas";
+    else text.textContent = t >= 1 ? "off" : `< ${pct(t)} — hiding ${hiddenDense} dense`;
+  };
+  const apply = debounce(() => store.set({ densityThreshold: toThreshold(Number(slider.value)) }), 150);
+  slider.addEventListener("input", () => {
+    const t = toThreshold(Number(slider.value));
+    text.textContent = t >= 1 ? "off …" : `< ${pct(t)} …`;
+    apply();
+  });
+  const el = h("label", {
+    class: "slider", id: "density-control",
+    title: "Hide features active on more than this fraction of tokens in the atlas corpus (dense, always-on features). Far right = off.",
+  }, h("span", { text: "Feature density" }), slider, text);
+  return {
+    el,
+    sync() {
+      slider.value = toSlider(store.state.densityThreshold);
+      show();
+    },
+    setHidden(n) {
+      hiddenDense = n;
+      show();
+    },
+    setAvailable(ok) {
+      available = ok;
+      slider.disabled = !ok;
+      show();
+    },
+  };
+}
+
+export function createGraphToolbar(graph) {
+  const lf = linkFilter();
+  const dens = densitySlider();
+  const diff = createLogitDiffControl(graph);
+  const fs = h("button", {
+    class: "btn small", id: "lg-fullscreen", title: "Fullscreen link graph (F; Esc leaves)", "aria-pressed": "false",
+    onclick: () => toggleFullscreen(), text: "Fullscreen",
+  });
+  const el = h("div", { class: "graph-toolbar", id: "graph-toolbar" }, lf.el, dens.el, diff.el, h("span", { class: "spacer" }), fs);
+  const un = store.subscribe(["hiddenLinks", "densityThreshold", "logitDiff"], () => {
+    lf.sync();
+    dens.sync();
+    diff.sync();
+  });
+  return { el, setDenseHidden: dens.setHidden, setDensityAvailable: dens.setAvailable, destroy: un };
+}
