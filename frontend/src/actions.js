@@ -9,9 +9,11 @@ export function togglePin(id) {
     const supernodes = s.supernodes
       .map((sn) => [sn[0], ...sn.slice(1).filter((m) => m !== id)])
       .filter((sn) => sn.length > 1);
+    const pinnedIds = s.pinnedIds.filter((p) => p !== id);
     store.set({
-      pinnedIds: s.pinnedIds.filter((p) => p !== id),
+      pinnedIds,
       supernodes,
+      sgPos: carryPositions(s.supernodes, supernodes, pinnedIds),
       groupSelection: s.groupSelection.filter((p) => p !== id),
     });
   } else {
@@ -42,16 +44,15 @@ export function groupSelection(label) {
   if (members.size < 2) return false;
   const pinned = [...s.pinnedIds];
   for (const m of members) if (!pinned.includes(m)) pinned.push(m);
-  store.set({
-    supernodes: [...keep, [label || `group ${keep.length + 1}`, ...members]],
-    pinnedIds: pinned,
-    groupSelection: [],
-  });
+  const supernodes = [...keep, [label || `group ${keep.length + 1}`, ...members]];
+  store.set({ supernodes, pinnedIds: pinned, sgPos: carryPositions(s.supernodes, supernodes, pinned), groupSelection: [] });
   return true;
 }
 
 export function ungroup(k) {
-  store.set({ supernodes: store.state.supernodes.filter((_, i) => i !== k) });
+  const s = store.state;
+  const supernodes = s.supernodes.filter((_, i) => i !== k);
+  store.set({ supernodes, sgPos: carryPositions(s.supernodes, supernodes, s.pinnedIds) });
 }
 
 export function renameSupernode(k, label) {
@@ -66,7 +67,29 @@ export function setClerp(id, label) {
 }
 
 export function clearPinned() {
-  store.set({ pinnedIds: [], supernodes: [], groupSelection: [] });
+  store.set({ pinnedIds: [], supernodes: [], groupSelection: [], sgPos: {} });
+}
+
+/**
+ * Subgraph positions after the supernode list changed: a supernode's id is its index (`supernode-{k}`), so its
+ * position follows the supernode with the same members (else the same label); pinned nodes keep theirs unless
+ * they are now inside a supernode; positions of anything gone are dropped.
+ */
+export function carryPositions(oldSn, newSn, pinnedIds) {
+  const pos = store.state.sgPos;
+  const out = {};
+  const key = (sn) => [...sn.slice(1)].sort().join(",");
+  const byKey = new Map(oldSn.map((sn, k) => [key(sn), k]));
+  const byLabel = new Map(oldSn.map((sn, k) => [sn[0], k]));
+  const grouped = new Set();
+  newSn.forEach((sn, k) => {
+    sn.slice(1).forEach((m) => grouped.add(m));
+    const old = byKey.get(key(sn)) ?? byLabel.get(sn[0]);
+    const p = old !== undefined && pos[`supernode-${old}`];
+    if (p) out[`supernode-${k}`] = p;
+  });
+  for (const id of pinnedIds) if (pos[id] && !grouped.has(id)) out[id] = pos[id];
+  return out;
 }
 
 /** Keys held down (G = grouping mode while held, as in the reference viewers). */

@@ -1,9 +1,10 @@
-// Interventions: ablate / scale / set pinned features or whole supernodes, run, and compare the top tokens and
-// the continuation before vs after (POST /api/interventions).
+// Interventions: ablate / scale / set pinned features, whole supernodes, or any feature found by search (added at a
+// token position), run, and compare the top tokens and the continuation before vs after (POST /api/interventions).
 import { h, clear, append, fmt, showToken } from "./dom.js";
 import { store } from "./state.js";
 import { api } from "./api.js";
 import { buildItems } from "./subgraph.js";
+import { createFeatureSearch } from "./feature-search.js";
 
 export function createInterventions(el) {
   const settings = new Map(); // item id -> {mode, value, allPos}
@@ -11,16 +12,33 @@ export function createInterventions(el) {
   let result = null;
   let error = "";
   let running = false;
+  let extras = []; // features added by search: items like buildItems' ({id, label, members: [feature-like]})
+  let search = null;
+  let searchGraph = null;
+
+  function addExtra({ layer, index, label, ctx }) {
+    const id = `search:${layer}_${index}_${ctx}`;
+    if (!extras.some((x) => x.id === id)) {
+      const member = { kind: "feature", featLayer: layer, featIndex: index, ctx };
+      extras = [...extras, { id, label: `L${layer} #${index} @${ctx}${label ? ` · ${label}` : ""}`, members: [member], extra: true }];
+      settings.set(id, { mode: "zero", value: 0, allPos: false });
+    }
+    render();
+  }
 
   function render() {
     const { graph, pinnedIds, supernodes, clerps } = store.state;
     clear(el);
     el.append(h("h2", { text: "Interventions" }));
     if (!graph) return;
+    if (searchGraph !== graph) {
+      search = createFeatureSearch({ tokens: graph.tokens, onAdd: addExtra });
+      searchGraph = graph;
+    }
     const { items } = buildItems(graph, pinnedIds, supernodes, clerps);
-    const usable = items.filter((it) => it.members.some((m) => m.kind === "feature"));
+    const usable = [...items.filter((it) => it.members.some((m) => m.kind === "feature")), ...extras];
     if (!usable.length) {
-      el.append(h("p", { class: "muted", text: "Pin features (or group them into supernodes) to ablate, scale or set them here." }));
+      el.append(h("p", { class: "muted", text: "Pin features (or group them into supernodes) to ablate, scale or set them here, or add any feature by search." }), search.el);
       return;
     }
     const table = h("table", { class: "iv-table" },
@@ -41,8 +59,17 @@ export function createInterventions(el) {
       value.addEventListener("input", () => (st.value = Number(value.value)));
       all.addEventListener("change", () => (st.allPos = all.checked));
       const feats = it.members.filter((m) => m.kind === "feature").length;
-      body.append(h("tr", { "data-id": it.id },
-        h("td", {}, h("span", { text: it.label }), it.supernode ? h("span", { class: "muted", text: ` (${feats} features)` }) : null),
+      const remove = it.extra ? h("button", {
+        class: "icon-btn iv-remove", title: "Remove from the list", "aria-label": "Remove", text: "×",
+        onclick: () => {
+          extras = extras.filter((x) => x !== it);
+          settings.delete(it.id);
+          render();
+        },
+      }) : null;
+      body.append(h("tr", { "data-id": it.id, class: it.extra ? "iv-extra" : null },
+        h("td", {}, h("span", { text: it.label }), it.supernode ? h("span", { class: "muted", text: ` (${feats} features)` }) : null,
+          it.extra ? h("span", { class: "muted", text: " (search)" }) : null, remove),
         h("td", {}, mode), h("td", {}, value), h("td", {}, all)));
     }
     table.append(body);
@@ -56,7 +83,7 @@ export function createInterventions(el) {
     seed.addEventListener("input", () => (opts.seed = Number(seed.value)));
     const run = h("button", { class: "btn primary", id: "iv-run", disabled: running, text: running ? "Running…" : "Run intervention" });
     run.addEventListener("click", () => runIt(graph, usable));
-    append(el, [table,
+    append(el, [table, search.el,
       h("div", { class: "row iv-opts" },
         h("label", {}, freeze, " freeze attention"), h("label", {}, "tokens ", nTok),
         h("label", {}, "temperature ", temp), h("label", {}, "seed ", seed), run),
@@ -96,6 +123,7 @@ export function createInterventions(el) {
 
   const un1 = store.subscribe(["graph"], () => {
     settings.clear();
+    extras = [];
     result = null;
     error = "";
   });

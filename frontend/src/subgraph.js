@@ -1,15 +1,13 @@
-// Subgraph panel: pinned nodes laid out by token (x) and layer (y) with collision avoidance; supernodes drawn as
-// one node at their members' mean position, edges between items summed. Select (checkbox, shift-click, or hold G
-// and click), group with a label, rename by clicking a label, ungroup with ×.
-import { forceSimulation, forceX, forceY, forceCollide } from "d3-force";
-import { h, clear, svgEl, fmt } from "./dom.js";
+// Subgraph panel: pinned nodes (draggable; "Auto layout" lays them out by layer), supernodes drawn as one node at
+// their members' mean position, edges between items summed, and the subgraph's replacement / completeness scores.
+// Select (checkbox, shift-click, or hold G and click), group with a label, rename by clicking a label, ungroup with ×.
+import { h, clear } from "./dom.js";
 import { store } from "./state.js";
 import { nodeLabel } from "./graph-data.js";
-import { togglePin, setClicked, toggleSelect, groupSelection, ungroup, renameSupernode, clearPinned, held } from "./actions.js";
-
-const W = 520;
-const H = 300;
-const trunc = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+import { togglePin, setClicked, toggleSelect, groupSelection, ungroup, renameSupernode, clearPinned } from "./actions.js";
+import { drawSubgraphSvg } from "./subgraph-svg.js";
+import { layeredLayout } from "./subgraph-layout.js";
+import { scoresLine } from "./subgraph-scores.js";
 
 export function buildItems(graph, pinnedIds, supernodes, clerps) {
   const items = [];
@@ -64,7 +62,21 @@ export function createSubgraph(el) {
       return;
     }
     const selected = new Set(sel);
-    el.append(drawSvg(graph, items, edges, selected, clickedId));
+    const { sgPos } = store.state;
+    el.append(scoresLine(graph, pinnedIds, supernodes), drawSubgraphSvg(graph, {
+      items, edges, selected, clickedId, sgPos,
+      onMove: (id, p) => store.set({ sgPos: { ...store.state.sgPos, [id]: p } }),
+    }));
+    el.append(h("div", { class: "row" },
+      h("button", {
+        class: "btn small", id: "sg-auto-layout", title: "Lay the subgraph out by layer (rows) and token (order in a row)",
+        onclick: () => store.set({ sgPos: layeredLayout(graph, items) }), text: "Auto layout",
+      }),
+      h("button", {
+        class: "btn small", id: "sg-reset-layout", disabled: !Object.keys(sgPos).length,
+        title: "Forget dragged positions", onclick: () => store.set({ sgPos: {} }), text: "Reset positions",
+      }),
+      h("span", { class: "muted small-note", text: "Drag nodes to arrange them." })));
 
     const label = h("input", { id: "group-label", placeholder: "supernode label", "aria-label": "Supernode label" });
     const groupBtn = h("button", { class: "btn small", id: "group-btn", disabled: sel.length < 2, text: `Group selected (${sel.length})` });
@@ -112,57 +124,8 @@ export function createSubgraph(el) {
     inp.select();
   }
 
-  const un = store.subscribe(["graph", "pinnedIds", "supernodes", "clerps", "groupSelection", "clickedId", "theme"], render);
+  const keys = ["graph", "pinnedIds", "supernodes", "clerps", "groupSelection", "clickedId", "theme", "sgPos", "logitDiff"];
+  const un = store.subscribe(keys, render);
   render();
   return un;
-}
-
-function drawSvg(graph, items, edges, selected, clickedId) {
-  const nTok = Math.max(1, graph.tokens.length);
-  const rows = graph.nLayers + 2;
-  const sx = (ctx) => 30 + ((ctx + 0.5) / nTok) * (W - 60);
-  const sy = (row) => H - 24 - (row / Math.max(1, rows - 1)) * (H - 48);
-  const sim = items.map((it) => ({ it, x: sx(it.ctx), y: sy(it.row), tx: sx(it.ctx), ty: sy(it.row) }));
-  forceSimulation(sim)
-    .force("x", forceX((d) => d.tx).strength(0.3))
-    .force("y", forceY((d) => d.ty).strength(0.6))
-    .force("c", forceCollide(16))
-    .stop()
-    .tick(120);
-  const pos = new Map(sim.map((d) => [d.it.id, d]));
-  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, class: "sg-svg", role: "img", "aria-label": "Subgraph" });
-  const maxW = Math.max(1e-9, ...edges.map((e) => Math.abs(e.w)));
-  for (const e of edges) {
-    const a = pos.get(e.a.id);
-    const b = pos.get(e.b.id);
-    const line = svgEl("line", {
-      x1: a.x, y1: a.y, x2: b.x, y2: b.y, class: `sg-edge ${e.w < 0 ? "neg" : "pos"}`,
-      "stroke-width": 0.5 + 4 * Math.sqrt(Math.abs(e.w) / maxW),
-    });
-    const t = svgEl("title");
-    t.textContent = `${e.a.label} → ${e.b.label}: ${fmt(e.w)}`;
-    line.appendChild(t);
-    svg.appendChild(line);
-  }
-  for (const d of sim) {
-    const it = d.it;
-    const g = svgEl("g", {
-      class: `sg-node${it.supernode ? " supernode" : ` ${it.node.kind}`}${selected.has(it.id) ? " selected" : ""}${it.id === clickedId ? " clicked" : ""}`,
-      transform: `translate(${d.x},${d.y})`, "data-id": it.id,
-    });
-    g.appendChild(it.supernode ? svgEl("rect", { x: -12, y: -8, width: 24, height: 16, rx: 5 }) : svgEl("circle", { r: 6 }));
-    const text = svgEl("text", { y: it.supernode ? 20 : 16, class: "sg-label" });
-    text.textContent = trunc(it.label, 22);
-    g.appendChild(text);
-    const title = svgEl("title");
-    title.textContent = it.supernode ? `${it.label}: ${it.members.map((m) => m.id).join(", ")}` : `${it.label} (${it.id})`;
-    g.appendChild(title);
-    g.addEventListener("click", (ev) => {
-      if (ev.shiftKey || held.g || it.supernode) toggleSelect(it.id);
-      else if (ev.ctrlKey || ev.metaKey) togglePin(it.id);
-      else setClicked(it.id);
-    });
-    svg.appendChild(g);
-  }
-  return svg;
 }
