@@ -1,5 +1,6 @@
-// Share / URL state: the whole view (graph, pinned, supernodes, labels, clicked node, threshold) lives in the
-// query string, as Neuronpedia writes it; "copy link" and "save view" (short id via the API).
+// Share / URL state: the whole view (graph, pinned, supernodes, labels, clicked node, pruning and density
+// thresholds, hidden link types, subgraph positions, logit difference) lives in the query string, with
+// Neuronpedia's names where it has them; "copy link" and "save view" (short id via the API).
 import { store } from "./state.js";
 import { api } from "./api.js";
 import { LINK_TAGS } from "./graph-data.js";

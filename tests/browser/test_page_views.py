@@ -3,7 +3,9 @@ fullscreen (fake API, tests/browser/fake_api.py)."""
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.parse
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -92,7 +94,8 @@ def test_feature_density_filter(page: Page, fake_server, artifacts):
     expect(page.locator("#density-text")).to_have_text("off")
     n_all = page.locator("#link-graph .node.feature").count()
     dense = page.evaluate(
-        "() => window.__cb.store.state.graph.nodes.filter(n => n.kind === 'feature' && n.frequency > 0.01).map(n => n.id)"
+        "() => window.__cb.store.state.graph.nodes"
+        ".filter(n => n.kind === 'feature' && n.frequency > 0.01).map(n => n.id)"
     )
     assert 0 < len(dense) < n_all
     page.locator("#density").fill("-2")  # log10: 1%
@@ -203,7 +206,8 @@ def test_resizable_panels_and_fullscreen(page: Page, fake_server, artifacts):
     expect(page.locator("#link-graph")).to_have_class(re.compile(r"\bfullscreen\b"))
     box = page.locator("#link-graph").bounding_box()
     assert box["width"] == 1440 and box["height"] == 1000
-    page.wait_for_function("() => document.querySelector('#link-graph .lg-inner').offsetHeight > 700")  # rows up to 90 px
+    # rows grow up to 90 px each
+    page.wait_for_function("() => document.querySelector('#link-graph .lg-inner').offsetHeight > 700")
     expect(page.locator("#lg-fullscreen")).to_have_attribute("aria-pressed", "true")
     feat = connected_features(page)[0]
     click_node(page, feat)  # the graph works in fullscreen
@@ -223,4 +227,29 @@ def test_resizable_panels_and_fullscreen(page: Page, fake_server, artifacts):
     page.locator("#lg-resize").dblclick()
     expect(page.locator("#link-graph")).not_to_have_class(re.compile(r"\bsized\b"))
     assert abs(page.locator("#link-graph").bounding_box()["height"] - h0) < 2
+    assert not errors, errors
+
+
+def test_saved_view_keeps_new_view_state(page: Page, fake_server):
+    errors = errors_of(page)
+    pos = urllib.parse.quote(json.dumps([["1_2_2", 100, 120]]))
+    page.goto(
+        f"{fake_server}/graph/scores-fixture?pinnedIds=1_2_2,logit-diff&hideLinks=neg&sgPos={pos}"
+        "&logitDiff=3_100_2__vs__3_200_2&densityThreshold=0.5&clickedId=logit-diff"
+    )
+    page.wait_for_selector(READY)
+    keys = "({pinnedIds, hiddenLinks, sgPos, logitDiff, densityThreshold, clickedId}) => " \
+           "({pinnedIds, hiddenLinks, sgPos, logitDiff, densityThreshold, clickedId})"
+    state = page.evaluate(f"({keys})(window.__cb.store.state)")
+    assert state == {"pinnedIds": ["1_2_2", "logit-diff"], "hiddenLinks": ["neg"], "sgPos": {"1_2_2": [100, 120]},
+                     "logitDiff": ["3_100_2", "3_200_2"], "densityThreshold": 0.5, "clickedId": "logit-diff"}
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.click("#save-view")
+    expect(page.locator("#toast")).to_contain_text("saved")
+    saved = page.input_value("#share-url")
+    other = page.context.new_page()
+    other.goto(saved)
+    other.wait_for_selector(READY)
+    assert other.evaluate(f"({keys})(window.__cb.store.state)") == state
+    expect(other.locator('#link-filter input[data-tag="neg"]')).not_to_be_checked()
     assert not errors, errors
