@@ -6,7 +6,9 @@ shared/reference/transcoder-training.md, with two changes that buy EV per second
   * the skip connection starts at the least-squares affine map x -> y (closed form, about a second), so the
     latents only learn what a linear map cannot, instead of first re-learning the linear part;
   * the encoder's backward touches only the k selected latents per token (a sparse index_add instead of a
-    dense [batch, width] x [batch, d] product), which halves the step time at k=32, width 4096.
+    dense [batch, width] x [batch, d] product), which halves the step time at k=32, width 4096;
+  * dead latents are revived by resampling and a bias nudge instead of an AuxK loss (see TrainConfig):
+    about 30 ms a step instead of 90 at width 4096.
 x and y are scaled by one scalar each while training; the scales are folded into the saved weights, which
 therefore act on the model's raw activations. Output: circuit-tracer's PLT layout plus metrics.json.
 """
@@ -37,15 +39,23 @@ class TrainConfig:
     skip: bool = True
     train_tokens: int = 204_800  # unique tokens in the activation cache's train split
     heldout_tokens: int = 51_200
-    steps_tokens: int = 409_600  # tokens seen per layer (several passes over the cache)
+    steps_tokens: int = 512_000  # tokens seen per layer (several passes over the cache)
     batch_size: int = 512
     lr: float = 1e-3
     warmup_steps: int = 50
     decay_frac: float = 0.3  # linear decay to 0 over the last part: a cheap, reliable EV gain
+    # Dead latents (no firing for `dead_window` tokens) are revived two ways, both measured on layers 0/4/9/16
+    # of Gemma 3 270M: re-initialised at `resample_at` on distinct badly reconstructed tokens at full encoder
+    # scale, and their encoder bias nudged up by `dead_boost` × the current learning rate per step until they
+    # fire (only before the decay phase). Dead fractions fell from 25-50% to 1-5% on held-out text, and it
+    # replaces AuxK, which cost two thirds of the step time for a little less EV per second.
+    dead_window: int = 10_000
+    resample_at: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+    resample_scale: float = 1.0  # resampled encoder rows' norm, as a fraction of the live rows' mean norm
+    dead_boost: float = 10.0
+    aux_coef: float = 0.0  # AuxK (Gao et al. 2024), off by default (see above)
     aux_k: int = 512
-    aux_coef: float = 0.25
-    dead_window: int = 10_000  # tokens without firing before a latent counts as dead for AuxK
-    resample_at: tuple[float, ...] = (0.2, 0.4)  # fractions of training where dead latents are re-initialised
+    aux_batch: int = 0  # rows of each batch the AuxK loss uses (0: all)
     init: str = "data"  # data: latents start at (input, residual) pairs from the data; random
     lsq_skip_init: bool = True
     seed: int = 0
@@ -59,7 +69,7 @@ SKIP_LR_SCALE = 0.05
 BUDGETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(width=1024, k=16, train_tokens=12_800, heldout_tokens=3_840, steps_tokens=25_600,
                         batch_size=256, lr=2e-3, dead_window=4_000, aux_k=128),
-    "small": TrainConfig(train_tokens=102_400, heldout_tokens=25_600, steps_tokens=153_600),
+    "small": TrainConfig(train_tokens=102_400, heldout_tokens=25_600, steps_tokens=204_800),
     "default": TrainConfig(),
     "large": TrainConfig(width=8192, train_tokens=512_000, heldout_tokens=51_200, steps_tokens=1_228_800),
 }
@@ -258,15 +268,18 @@ def evaluate(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, sx: float, sy: fl
 
 @torch.no_grad()
 def _resample(tc: Transcoder, opt: torch.optim.Optimizer, dead: torch.Tensor, x: torch.Tensor, err: torch.Tensor,
-              gen: torch.Generator) -> None:
-    """Point dead latents at badly reconstructed tokens (chosen with probability ∝ squared error): encoder row
-    = the token's input direction, small, decoder row = its error direction; their Adam state is reset."""
+              gen: torch.Generator, scale: float = 1.0) -> None:
+    """Point dead latents at badly reconstructed tokens (distinct, chosen with probability ∝ squared error):
+    encoder row = the token's input direction at `scale` × the live rows' mean norm (1.0: they compete for the
+    top-k at once instead of waiting below it), decoder row = its error direction; their Adam state is reset."""
     ids = dead.nonzero().squeeze(1)
-    rows = torch.multinomial(err.pow(2).sum(1) + 1e-12, len(ids), replacement=True, generator=gen)
+    # distinct tokens when the pool allows: copies of one input would compete and die together again
+    rows = torch.multinomial(err.pow(2).sum(1) + 1e-12, len(ids), replacement=len(ids) > len(x), generator=gen)
     xc = x[rows] - x.mean(0)
-    alive = tc.W_enc[~dead].norm(dim=1).mean() if (~dead).any() else torch.tensor(1.0)
-    tc.W_enc[ids] = xc / xc.norm(dim=1, keepdim=True).clamp_min(1e-6) * alive * 0.2
-    tc.b_enc[ids] = 0
+    live = ~dead
+    norm = tc.W_enc[live].norm(dim=1).mean() if live.any() else torch.tensor(1.0)
+    tc.W_enc[ids] = xc / xc.norm(dim=1, keepdim=True).clamp_min(1e-6) * norm * scale
+    tc.b_enc[ids] = tc.b_enc[live].mean() * scale if live.any() else 0.0
     tc.W_dec[ids] = err[rows] / err[rows].norm(dim=1, keepdim=True).clamp_min(1e-6)
     for p in (tc.W_enc, tc.b_enc, tc.W_dec):
         st = opt.state.get(p, {})
@@ -331,6 +344,7 @@ def train_layer(
     l0_coef = 1e-3
     # dead latents are re-initialised early on (AuxK alone leaves a fifth of them dead in early layers)
     resample_at = {int(total_steps * f) for f in cfg.resample_at}
+    boost_until = int(total_steps * (1 - cfg.decay_frac))
     perm = torch.randperm(n, generator=gen)
     pos = (start_step * cfg.batch_size) % n
     last_ckpt = time.monotonic()
@@ -370,11 +384,15 @@ def train_layer(
         if idx is not None and n_dead > 0 and cfg.aux_coef > 0:
             # AuxK: the dead latents' top activations must explain the main reconstruction's error
             k_aux = min(cfg.aux_k, n_dead)
+            nb = cfg.aux_batch or len(bi)  # the batch is already a random sample: its first rows are one too
             with torch.no_grad():
-                masked = pre.masked_fill(~dead, float("-inf"))
-                atop, aidx = masked.topk(k_aux, dim=1, sorted=False)
-            avals = F.relu(_SelectedPre.apply(tc.W_enc, tc.b_enc, xb, aidx, atop.float()))
-            err = (yb - yh).detach()
+                # top-k among the dead columns only: gathering them first costs O(batch·n_dead), where a
+                # masked top-k over the whole width was most of the step time
+                dead_ids = dead.nonzero().squeeze(1)
+                atop, sel = pre[:nb].index_select(1, dead_ids).topk(k_aux, dim=1, sorted=False)
+                aidx = dead_ids[sel]
+            avals = F.relu(_SelectedPre.apply(tc.W_enc, tc.b_enc, xb[:nb], aidx, atop.float()))
+            err = (yb - yh).detach()[:nb]
             ehat = F.embedding_bag(aidx, tc.W_dec, per_sample_weights=avals.float(), mode="sum")
             aux = (ehat - err).pow(2).sum() / (err - err.mean(0)).pow(2).sum().clamp_min(1e-6)
             loss = loss + cfg.aux_coef * torch.nan_to_num(aux, nan=0.0)
@@ -388,8 +406,15 @@ def train_layer(
         loss.backward()
         opt.step()
         tc.normalise_decoder()
+        if idx is not None and cfg.dead_boost > 0 and n_dead > 0 and step < boost_until:
+            with torch.no_grad():
+                tc.b_enc[dead] += cfg.dead_boost * _lr_at(step, total_steps, cfg)
         if idx is not None and step in resample_at and n_dead > 0:
-            _resample(tc, opt, dead, xb, (yb - yh).detach(), gen)
+            with torch.no_grad():  # a pool of fresh rows larger than the batch, for distinct targets
+                pool = torch.randint(0, n, (8192,), generator=gen)
+                xp, yp = x[pool].float() / sx, y[pool].float() / sy
+                ep = yp - tc.decode(*tc.encode(xp)[:2], xp)
+            _resample(tc, opt, dead, xp, ep, gen, cfg.resample_scale)
             since_fired[dead] = 0
         if on_step is not None:
             on_step(len(bi), 1 - mse.item())
