@@ -49,6 +49,7 @@ from circuitboard.atlas.sources import (
     write_activation_cache,
 )
 from circuitboard.atlas.store import AtlasStore, pack_examples
+from circuitboard.precision import compute_dtype
 
 ProgressFn = Callable[[float, float, int], None]  # (tokens done, tokens total, layer)
 
@@ -65,7 +66,7 @@ class AtlasParams:
     n_inputs: int = 8
     hist_bins: int = 64  # must be a power of two (the doubling histogram merges bin pairs)
     chunk_tokens: int = 4096
-    precision: str = "bf16"  # "bf16" (default: ~3× faster matmuls on AVX512-BF16/AMX) or "fp32"
+    precision: str = "auto"  # "auto" (bf16 where this machine computes it fast: CUDA, AVX512-BF16/AMX), "bf16", "fp32"
     logit_vocab: str = "auto"  # "full" | "corpus" | "auto" (full vocab when ≤ 65,536 tokens)
     max_input_vocab: int = 16384  # cap on distinct token ids tracked for input-token statistics
     seed: int = 0
@@ -140,12 +141,16 @@ class _ThreadTuner:
         self.avg[threads] = rate if prev is None else 0.5 * prev + 0.5 * rate
 
 
+def _matmul_dtype(precision: str) -> torch.dtype:
+    return {"bf16": torch.bfloat16, "fp32": torch.float32}.get(precision) or compute_dtype()
+
+
 class _Encoder:
     """Transcoder encoding of cached MLP inputs to sparse triplets, plus single-feature re-encoding."""
 
     def __init__(self, tc: LayerTranscoder, precision: str):
         self.tc = tc
-        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.dtype = _matmul_dtype(precision)
         self.W = tc.W_enc.to(self.dtype).contiguous()
         self.b = tc.b_enc.float()
         self.thr = tc.threshold.float() if tc.threshold is not None else None
@@ -445,7 +450,7 @@ def build_atlas(model_dir_or_model=None, transcoders_dir=None, cache_dir=None, o
     store.set_meta("seq_len", T)
     store.set_meta("window", [p.window_before, p.window_after])
 
-    W_U = head.W_U[logit_ids].to(torch.bfloat16 if p.precision == "bf16" else torch.float32)
+    W_U = head.W_U[logit_ids].to(_matmul_dtype(p.precision))
     report, close = _progress_fn(progress, n_tok)
     tuner = _ThreadTuner()
     timings: dict[str, float] = {"setup": time.perf_counter() - t_start}

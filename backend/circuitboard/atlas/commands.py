@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--max-tokens", type=int, default=None, help="use at most this many cached tokens")
     b.add_argument("--layers", help="comma-separated subset of layers")
     b.add_argument("--no-resume", action="store_true", help="rebuild every layer (user labels are kept)")
-    b.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    b.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="matmul dtype (auto: bf16 only where this machine computes it fast)")
     b.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_cmd_build)
