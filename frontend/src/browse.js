@@ -40,10 +40,13 @@ export function renderBrowse(root) {
       status, list, pager),
   );
 
+  let latest = 0; // responses can arrive out of order (typing in the search box): only the newest request renders
   async function load() {
+    const seq = ++latest;
     status.textContent = "Loading…";
     try {
       const data = await api.listGraphs(q, page, 20);
+      if (seq !== latest) return;
       status.textContent = data.total ? `${data.total} graph${data.total === 1 ? "" : "s"}` : q ? "No graph matches." : "No graphs yet — trace a prompt.";
       clear(list);
       for (const item of data.items) list.append(row(item));
@@ -57,7 +60,7 @@ export function renderBrowse(root) {
         );
       }
     } catch (e) {
-      status.textContent = `Could not list graphs: ${e.message}`;
+      if (seq === latest) status.textContent = `Could not list graphs: ${e.message}`;
     }
   }
 

@@ -135,3 +135,27 @@ def test_import_graph_json(page: Page, fake_server, tmp_path):
     page.wait_for_url(re.compile(r".*/graph/imported-one"))
     page.wait_for_selector(READY)
     expect(page.locator("#graph-prompt")).to_have_text("Fact: the capital of the state containing Dallas is")
+
+
+def test_browse_search_ignores_late_responses(page: Page, fake_server):
+    """A slow answer to an earlier list request (the unfiltered first load) must not overwrite the newer,
+    filtered list: that re-render also disarmed a two-step delete mid-click in a clean-clone run."""
+    page.add_init_script("""
+      window.__slow = 0;
+      const f = window.fetch;
+      window.fetch = (u, o) => {
+        if (String(u).includes("/api/graphs?q=&")) {
+          window.__slow++;
+          return new Promise((r) => setTimeout(r, 1200)).then(() => f(u, o));
+        }
+        return f(u, o);
+      };""")
+    want = page.request.get(f"{fake_server}/api/graphs?q=dallas").json()["total"]
+    everything = page.request.get(f"{fake_server}/api/graphs").json()["total"]
+    assert 0 < want < everything
+    page.goto(f"{fake_server}/")
+    page.fill("#browse-search", "dallas")
+    expect(page.locator(".browse-item")).to_have_count(want)
+    page.wait_for_timeout(1800)  # the unfiltered answer has come back by now
+    assert page.evaluate("window.__slow") >= 1
+    expect(page.locator(".browse-item")).to_have_count(want)
