@@ -103,7 +103,7 @@ def main() -> int:
     print(f"transcoders {tdir} (budget {metrics.get('budget')}, width {metrics['config']['width']}, "
           f"k {metrics['config']['k']}, {metrics['config']['steps_tokens']} tokens/layer, "
           f"{metrics['cache']['train_tokens']} unique train tokens, "
-          f"{metrics['cache']['heldout_tokens']} held-out tokens)")
+          f"{metrics['cache']['heldout_tokens']} held-out tokens, computed in {metrics.get('compute_dtype', '?')})")
     print_layers(rows, "training metrics (held-out text)")
     total = sum(r.get("seconds", 0) for r in rows.values())
     print(f"training time (sum over layers): {total / 60:.1f} min")

@@ -246,8 +246,8 @@ def build_activation_cache(
                 for (layer, side), t in captured.items():
                     arr = t.to(torch.bfloat16).reshape(-1, d).view(torch.int16).numpy().view(np.uint16)
                     mm[(layer, side)][s0 * T : s1 * T] = arr
-                # flushing 36 memory maps forces ~50 MB to disk: after every batch that cost a fifth of the
-                # build; every `flush_every_s` an interruption loses at most that much work
+                # msync of 36 memory maps (~50 MB a batch) only every `flush_every_s`: the disk writes overlap
+                # the forward passes, and an interruption loses at most that much work
                 if s1 == m["n_seqs"] or time.monotonic() - last_flush > flush_every_s:
                     for a in mm.values():
                         a.flush()

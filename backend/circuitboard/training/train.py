@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import save_file
 
-from circuitboard.precision import compute_dtype
+from circuitboard.precision import compute_dtype, compute_dtype_name
 from circuitboard.training.activations import load_rows, read_manifest
 
 
@@ -499,8 +499,8 @@ def train_transcoders(
     partial.mkdir(parents=True, exist_ok=True)
     metrics_path = partial / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    metrics.update({"budget": budget, "config": {k: list(v) if isinstance(v, tuple) else v
-                                                 for k, v in asdict(cfg).items()},
+    metrics.update({"budget": budget, "compute_dtype": compute_dtype_name(),
+                    "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
                     "cache": {"dir": str(cache_dir), "train_tokens": n_train_seqs * (T - 1),
                               "heldout_tokens": n_held_seqs * (T - 1)}})
     metrics.setdefault("layers", {})
