@@ -91,7 +91,7 @@ def test_training_learns_and_loads_through_engine(cache, tmp_path):
         assert r["explained_variance"] > 0.6, r
         assert r["explained_variance"] > r["explained_variance_skip_only"] + 0.02, r  # latents add to the skip
         assert r["l0"] <= CFG.k and r["dead_fraction"] < 0.5
-    assert metrics["compute_dtype"] in ("bf16", "fp32")
+    assert metrics["compute_dtype"] in ("bf16", "fp32") and metrics["device"] == "cpu"
     conf = yaml.safe_load((out / "config.yaml").read_text())
     assert conf["model_kind"] == "transcoder_set" and conf["activation"] == "topk" and conf["k"] == CFG.k
     assert conf["transcoders"] == ["layer_0.safetensors", "layer_1.safetensors"]

@@ -51,17 +51,18 @@ def _base_and_layers(model):
     return base, layers
 
 
-def load_model(model_dir: Path | str, dtype: torch.dtype | None = None):
-    """(model, tokenizer) from a local folder, in bf16 where this machine computes bf16 fast (about twice
+def load_model(model_dir: Path | str, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"):
+    """(model, tokenizer) from a local folder, in bf16 where `device` computes bf16 fast (CUDA; about twice
     fp32's speed with AVX512-BF16) and fp32 where it only emulates it (then 3.6x slower than fp32)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from circuitboard.precision import compute_dtype
 
-    dtype = dtype or compute_dtype()
+    device = torch.device(device)
+    dtype = dtype or compute_dtype(device.type)
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(device)
     model.eval()
     return model, tok
 
@@ -164,6 +165,7 @@ def build_activation_cache(
     """Fill (or resume, or reuse) the cache. `model` is a loaded *ForCausalLM; only its base model runs."""
     cache_dir = Path(cache_dir)
     base, blocks = _base_and_layers(model)
+    device = next(model.parameters()).device
     n_layers = len(blocks)
     layers = sorted(layers if layers is not None else range(n_layers))
     n_train = math.ceil(n_train_tokens / seq_len)
@@ -237,14 +239,14 @@ def build_activation_cache(
         with torch.inference_mode():
             for s0 in range(start, m["n_seqs"], batch_size):
                 s1 = min(s0 + batch_size, m["n_seqs"])
-                ids = torch.from_numpy(np.asarray(toks[s0:s1], dtype=np.int64))
+                ids = torch.from_numpy(np.asarray(toks[s0:s1], dtype=np.int64)).to(device)
                 captured.clear()
                 try:
                     base(input_ids=ids, use_cache=False)
                 except _Stop:
                     pass
                 for (layer, side), t in captured.items():
-                    arr = t.to(torch.bfloat16).reshape(-1, d).view(torch.int16).numpy().view(np.uint16)
+                    arr = t.to(torch.bfloat16).reshape(-1, d).cpu().view(torch.int16).numpy().view(np.uint16)
                     mm[(layer, side)][s0 * T : s1 * T] = arr
                 # msync of 36 memory maps (~50 MB a batch) only every `flush_every_s`: the disk writes overlap
                 # the forward passes, and an interruption loses at most that much work

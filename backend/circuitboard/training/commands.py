@@ -49,6 +49,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS_DIR, help="corpus folder")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--device", default=None,
+                   help="cpu or cuda[:N] for the activation cache and training (default: $CIRCUITBOARD_DEVICE, "
+                        "else cuda when available)")
 
 
 def _cmd_corpus_build(args) -> int:
@@ -70,13 +73,17 @@ def _train_config(args):
 
 
 def _setup_torch(args) -> None:
+    import os
+
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.device = args.device or os.environ.get("CIRCUITBOARD_DEVICE") or (
+        "cuda" if torch.cuda.is_available() else "cpu")
 
 
-def ensure_cache(rp, cfg, corpus_dir: Path, log=print) -> dict:
+def ensure_cache(rp, cfg, corpus_dir: Path, log=print, device: str = "cpu") -> dict:
     """Build the activation cache unless one at least this large is complete (loads the model only then)."""
     from circuitboard.training.activations import build_activation_cache, cache_satisfies, load_model, read_manifest
 
@@ -88,7 +95,7 @@ def ensure_cache(rp, cfg, corpus_dir: Path, log=print) -> dict:
     if cache_satisfies(m, n_train, n_held, T, list(range(n_layers))):
         log(f"activation cache: reusing {rp.activations_dir} ({m['n_tokens']} tokens)")
         return m
-    model, tok = load_model(rp.model_dir)
+    model, tok = load_model(rp.model_dir, device=device)
     return build_activation_cache(model, tok, corpus_dir, rp.activations_dir, n_train_tokens=n_train * T,
                                   n_heldout_tokens=n_held * T, model_name=rp.name, log=log)
 
@@ -101,9 +108,9 @@ def _cmd_train(args) -> int:
     rp = resolve_preset(args.preset, args.models_dir)
     cfg = _train_config(args)
     build_corpus(args.corpus)
-    ensure_cache(rp, cfg, args.corpus)
+    ensure_cache(rp, cfg, args.corpus, device=args.device)
     train_transcoders(rp.activations_dir, args.out or rp.transcoders_dir, cfg, model_name=rp.name,
-                      budget=args.budget, resume=args.resume)
+                      budget=args.budget, resume=args.resume, device=args.device)
     return 0
 
 
@@ -146,7 +153,7 @@ def _cmd_prepare(args) -> int:
         with step("corpus"):
             build_corpus(args.corpus)
         with step("activations"):
-            ensure_cache(rp, cfg, args.corpus)
+            ensure_cache(rp, cfg, args.corpus, device=args.device)
     if trained:
         with step("transcoders"):
             if _transcoders_current(rp, args.budget):
@@ -156,7 +163,7 @@ def _cmd_prepare(args) -> int:
                 same = partial.exists() and (partial / "metrics.json").exists() and json.loads(
                     (partial / "metrics.json").read_text()).get("budget") == args.budget
                 train_transcoders(rp.activations_dir, rp.transcoders_dir, cfg, model_name=rp.name,
-                                  budget=args.budget, resume=same)
+                                  budget=args.budget, resume=same, device=args.device)
     if not args.no_atlas:
         with step("atlas"):
             _build_atlas(rp, args)

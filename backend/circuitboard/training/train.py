@@ -96,9 +96,9 @@ class _SelectedPre(torch.autograd.Function):
         x, idx = ctx.saved_tensors
         B, k = idx.shape
         g = g.float()
-        if k * 8 > ctx.width:  # many selected (AuxK): a dense product is cheaper than a huge index_add
-            G = torch.zeros(B, ctx.width, dtype=torch.float32).scatter_add_(1, idx, g)
-            return G.T @ x, G.sum(0), None, None, None
+        if k * 8 > ctx.width or g.is_cuda:  # many selected (AuxK), or a GPU: the dense product is cheaper
+            G = torch.zeros(B, ctx.width, dtype=torch.float32, device=g.device).scatter_add_(1, idx, g)
+            return G.T @ x.float(), G.sum(0), None, None, None
         # a sparse [width, B] gradient matrix times x: ~15x faster than index_add of B·k rows on this CPU
         rows = torch.arange(B).repeat_interleave(k)
         S = torch.sparse_coo_tensor(torch.stack([idx.reshape(-1), rows]), g.reshape(-1), (ctx.width, B),
@@ -149,8 +149,6 @@ class Transcoder(torch.nn.Module):
     def __init__(self, d: int, width: int, k: int, activation: str = "topk", skip: bool = True):
         super().__init__()
         self.k, self.activation = k, activation
-        # the encoder's [batch, width] product, the one big matmul of a step: bf16 only where it is fast
-        self.mm_dtype = compute_dtype()
         self.W_enc = torch.nn.Parameter(torch.zeros(width, d))
         self.b_enc = torch.nn.Parameter(torch.zeros(width))
         self.W_dec = torch.nn.Parameter(torch.zeros(width, d))
@@ -158,11 +156,16 @@ class Transcoder(torch.nn.Module):
         self.W_skip = torch.nn.Parameter(torch.zeros(d, d)) if skip else None
         self.log_thr = torch.nn.Parameter(torch.full((width,), math.log(0.1))) if activation == "jumprelu" else None
 
+    @property
+    def mm_dtype(self) -> torch.dtype:
+        """The encoder's [batch, width] product, the one big matmul of a step: bf16 only where it is fast."""
+        return compute_dtype(self.W_enc.device.type)
+
     def encode(self, x: torch.Tensor):
         """(indices [B,k], values [B,k] with grad, dense pre-activations without grad) for TopK;
         (None, dense activations, None) for JumpReLU."""
         if self.activation == "jumprelu":
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.mm_dtype == torch.bfloat16):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.mm_dtype == torch.bfloat16):
                 pre = F.linear(x, self.W_enc, self.b_enc)
             return None, _JumpReLU.apply(pre.float(), self.log_thr, 0.05), pre
         with torch.no_grad():
@@ -174,7 +177,7 @@ class Transcoder(torch.nn.Module):
 
     def decode(self, idx, vals, x):
         if idx is None:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.mm_dtype == torch.bfloat16):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.mm_dtype == torch.bfloat16):
                 out = vals @ self.W_dec
             out = out.float() + self.b_dec
         else:
@@ -243,13 +246,13 @@ def init_transcoder(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, cfg: Train
 @torch.no_grad()
 def evaluate(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, sx: float, sy: float, chunk: int = 4096) -> dict:
     """Explained variance, L0 and dead fraction on held-out rows (raw bf16 activations)."""
-    width = tc.W_enc.shape[0]
-    fired = torch.zeros(width, dtype=torch.bool)
+    width, dev = tc.W_enc.shape[0], tc.W_enc.device
+    fired = torch.zeros(width, dtype=torch.bool, device=dev)
     sse = sse_skip = l0 = 0.0
-    mean = y.float().mean(0) / sy
+    mean = (y.float().mean(0) / sy).to(dev)
     sst = 0.0
     for i in range(0, len(x), chunk):
-        xb, yb = x[i : i + chunk].float() / sx, y[i : i + chunk].float() / sy
+        xb, yb = x[i : i + chunk].to(dev).float() / sx, y[i : i + chunk].to(dev).float() / sy
         idx, vals, _ = tc.encode(xb)
         yh = tc.decode(idx, vals, xb)
         sse += (yb - yh).pow(2).sum().item()
@@ -278,7 +281,8 @@ def _resample(tc: Transcoder, opt: torch.optim.Optimizer, dead: torch.Tensor, x:
     top-k at once instead of waiting below it), decoder row = its error direction; their Adam state is reset."""
     ids = dead.nonzero().squeeze(1)
     # distinct tokens when the pool allows: copies of one input would compete and die together again
-    rows = torch.multinomial(err.pow(2).sum(1) + 1e-12, len(ids), replacement=len(ids) > len(x), generator=gen)
+    w = (err.pow(2).sum(1) + 1e-12).cpu()  # drawn on the CPU: the generator lives there
+    rows = torch.multinomial(w, len(ids), replacement=len(ids) > len(x), generator=gen).to(x.device)
     xc = x[rows] - x.mean(0)
     live = ~dead
     norm = tc.W_enc[live].norm(dim=1).mean() if live.any() else torch.tensor(1.0)
@@ -310,12 +314,15 @@ def train_layer(
     ckpt_every_s: float = 60.0,
     on_step: Callable[[int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[Transcoder, float, float]:
     """Train one layer on raw bf16 rows x, y [n, d]. Returns (transcoder in normalised units, sx, sy).
 
     Resumes from `ckpt_path` when it exists; writes it every `ckpt_every_s` seconds. `on_step(tokens,
     batch_ev)` feeds the progress bar. `should_stop()` (tests) interrupts after a checkpoint, raising
-    KeyboardInterrupt as a real interruption would."""
+    KeyboardInterrupt as a real interruption would. Initialisation runs on the CPU; the steps run on `device`
+    (a GPU holds the whole bf16 train split, a few hundred MB)."""
+    device = torch.device(device)
     n, d = x.shape
     gen = torch.Generator().manual_seed(cfg.seed)
     sample = torch.randperm(n, generator=gen)[: min(n, 65_536)]
@@ -327,13 +334,15 @@ def train_layer(
     start_step = 0
     state = None
     if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
+        state = torch.load(ckpt_path, weights_only=False, map_location="cpu")
         tc.load_state_dict(state["model"])
         sx, sy, start_step = state["sx"], state["sy"], state["step"]
         gen.set_state(state["gen"])
     else:
         init_transcoder(tc, xs / sx, ys / sy, cfg, gen)
     del xs, ys
+    tc.to(device)
+    x, y = x.to(device), y.to(device)
     # the skip starts at its least-squares optimum: Adam's fixed-size steps at the full rate would only add
     # noise to it (each step moves every one of its d² entries by ~lr), so it gets a small rate
     skip_lr = SKIP_LR_SCALE if cfg.lsq_skip_init else 1.0
@@ -341,10 +350,10 @@ def train_layer(
     if tc.W_skip is not None:
         groups.append({"params": [tc.W_skip], "lr_scale": skip_lr})
     opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=True)
-    since_fired = torch.zeros(cfg.width, dtype=torch.long)
+    since_fired = torch.zeros(cfg.width, dtype=torch.long, device=device)
     if state is not None:
-        opt.load_state_dict(state["opt"])
-        since_fired = state["since_fired"]
+        opt.load_state_dict(state["opt"])  # moves the moments to the parameters' device
+        since_fired = state["since_fired"].to(device)
     l0_coef = 1e-3
     # dead latents are re-initialised early on (AuxK alone leaves a fifth of them dead in early layers)
     resample_at = {int(total_steps * f) for f in cfg.resample_at}
@@ -364,7 +373,7 @@ def train_layer(
     for step in range(start_step, total_steps):
         if pos + cfg.batch_size > n:
             perm, pos = torch.randperm(n, generator=gen), 0
-        bi = perm[pos : pos + cfg.batch_size]
+        bi = perm[pos : pos + cfg.batch_size].to(device)
         pos += cfg.batch_size
         xb, yb = x[bi].float() / sx, y[bi].float() / sy
         for g in opt.param_groups:
@@ -379,7 +388,7 @@ def train_layer(
             if idx is None:
                 fired = (vals > 0).any(0)
             else:
-                fired = torch.zeros(cfg.width, dtype=torch.bool)
+                fired = torch.zeros(cfg.width, dtype=torch.bool, device=device)
                 fired[idx[vals > 0]] = True
             since_fired += len(bi)
             since_fired[fired] = 0
@@ -415,7 +424,7 @@ def train_layer(
                 tc.b_enc[dead] += cfg.dead_boost * _lr_at(step, total_steps, cfg)
         if idx is not None and step in resample_at and n_dead > 0:
             with torch.no_grad():  # a pool of fresh rows larger than the batch, for distinct targets
-                pool = torch.randint(0, n, (8192,), generator=gen)
+                pool = torch.randint(0, n, (8192,), generator=gen).to(device)
                 xp, yp = x[pool].float() / sx, y[pool].float() / sy
                 ep = yp - tc.decode(*tc.encode(xp)[:2], xp)
             _resample(tc, opt, dead, xp, ep, gen, cfg.resample_scale)
@@ -437,15 +446,15 @@ def train_layer(
 def export_tensors(tc: Transcoder, sx: float, sy: float) -> dict[str, torch.Tensor]:
     """circuit-tracer PLT tensors acting on raw activations: fold x/sx and y*sy into the weights."""
     t = {
-        "W_enc": (tc.W_enc.detach() / sx).contiguous(),
-        "b_enc": tc.b_enc.detach().clone(),
-        "W_dec": (tc.W_dec.detach() * sy).contiguous(),
-        "b_dec": (tc.b_dec.detach() * sy).contiguous(),
+        "W_enc": (tc.W_enc.detach().cpu() / sx).contiguous(),
+        "b_enc": tc.b_enc.detach().cpu().clone(),
+        "W_dec": (tc.W_dec.detach().cpu() * sy).contiguous(),
+        "b_dec": (tc.b_dec.detach().cpu() * sy).contiguous(),
     }
     if tc.W_skip is not None:
-        t["W_skip"] = (tc.W_skip.detach() * (sy / sx)).contiguous()
+        t["W_skip"] = (tc.W_skip.detach().cpu() * (sy / sx)).contiguous()
     if tc.activation == "jumprelu":
-        t["activation_function.threshold"] = tc.log_thr.detach().exp().contiguous()
+        t["activation_function.threshold"] = tc.log_thr.detach().cpu().exp().contiguous()
     else:
         t["k"] = torch.tensor(tc.k, dtype=torch.int64)
     return {k: v.float() if v.is_floating_point() else v for k, v in t.items()}
@@ -478,10 +487,12 @@ def train_transcoders(
     progress: bool = True,
     log: Callable[[str], None] = print,
     should_stop: Callable[[], bool] | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict:
     """Train every layer of the cache into `out_dir` (PLT layout). Work in progress lives in
     `<out_dir>.partial/` (finished layers, the current layer's checkpoint, metrics so far); `resume=True`
     continues from there; the folder is renamed to `out_dir` only when every layer is done."""
+    device = torch.device(device)
     m = read_manifest(cache_dir)
     if m is None or m["complete_seqs"] < m["n_seqs"]:
         raise RuntimeError(f"activation cache {cache_dir} is missing or incomplete; build it first")
@@ -499,7 +510,7 @@ def train_transcoders(
     partial.mkdir(parents=True, exist_ok=True)
     metrics_path = partial / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    metrics.update({"budget": budget, "compute_dtype": compute_dtype_name(),
+    metrics.update({"budget": budget, "device": device.type, "compute_dtype": compute_dtype_name(device.type),
                     "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
                     "cache": {"dir": str(cache_dir), "train_tokens": n_train_seqs * (T - 1),
                               "heldout_tokens": n_held_seqs * (T - 1)}})
@@ -530,7 +541,8 @@ def train_transcoders(
                     bar.set_postfix_str(f"layer {layer} EV {ev_ema[0]:.3f}", refresh=False)
 
             ev_ema[0] = None
-            tc, sx, sy = train_layer(x, y, cfg, ckpt_path=ckpt, on_step=on_step, should_stop=should_stop)
+            tc, sx, sy = train_layer(x, y, cfg, ckpt_path=ckpt, on_step=on_step, should_stop=should_stop,
+                                     device=device)
             del x, y
             xh = load_rows(cache_dir, layer, "in", (ho0, ho0 + n_held_seqs), m)
             yh = load_rows(cache_dir, layer, "out", (ho0, ho0 + n_held_seqs), m)
