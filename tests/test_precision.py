@@ -41,3 +41,12 @@ def test_measurement_picks_the_faster_dtype(monkeypatch):
     monkeypatch.setattr(precision, "_matmul_seconds", lambda dt: 0.9 if dt is torch.bfloat16 else 1.0)
     assert precision.compute_dtype() is torch.float32
     assert precision.compute_dtype("cuda:0") is torch.bfloat16
+
+
+def test_named_precisions(monkeypatch):
+    monkeypatch.setenv("CIRCUITBOARD_COMPUTE_DTYPE", "fp32")
+    assert precision.dtype_for("bf16") is torch.bfloat16
+    assert precision.dtype_for("fp32") is torch.float32
+    assert precision.dtype_for("auto") is torch.float32  # as measured (here: forced)
+    with pytest.raises(ValueError, match="precision"):
+        precision.dtype_for("fp16")

@@ -44,5 +44,14 @@ def compute_dtype(device: str = "cpu") -> torch.dtype:
     return torch.bfloat16 if bf16 * 1.3 < fp32 else torch.float32
 
 
+def dtype_for(precision: str, device: str = "cpu") -> torch.dtype:
+    """"bf16" / "fp32" as asked, "auto" as measured (`compute_dtype`)."""
+    if precision == "auto":
+        return compute_dtype(device)
+    if precision not in _NAMES:
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    return _NAMES[precision]
+
+
 def compute_dtype_name(device: str = "cpu") -> str:
     return "bf16" if compute_dtype(device) == torch.bfloat16 else "fp32"

@@ -49,7 +49,7 @@ from circuitboard.atlas.sources import (
     write_activation_cache,
 )
 from circuitboard.atlas.store import AtlasStore, pack_examples
-from circuitboard.precision import compute_dtype
+from circuitboard.precision import dtype_for
 
 ProgressFn = Callable[[float, float, int], None]  # (tokens done, tokens total, layer)
 
@@ -141,16 +141,12 @@ class _ThreadTuner:
         self.avg[threads] = rate if prev is None else 0.5 * prev + 0.5 * rate
 
 
-def _matmul_dtype(precision: str) -> torch.dtype:
-    return {"bf16": torch.bfloat16, "fp32": torch.float32}.get(precision) or compute_dtype()
-
-
 class _Encoder:
     """Transcoder encoding of cached MLP inputs to sparse triplets, plus single-feature re-encoding."""
 
     def __init__(self, tc: LayerTranscoder, precision: str):
         self.tc = tc
-        self.dtype = _matmul_dtype(precision)
+        self.dtype = dtype_for(precision)
         self.W = tc.W_enc.to(self.dtype).contiguous()
         self.b = tc.b_enc.float()
         self.thr = tc.threshold.float() if tc.threshold is not None else None
@@ -450,7 +446,7 @@ def build_atlas(model_dir_or_model=None, transcoders_dir=None, cache_dir=None, o
     store.set_meta("seq_len", T)
     store.set_meta("window", [p.window_before, p.window_after])
 
-    W_U = head.W_U[logit_ids].to(_matmul_dtype(p.precision))
+    W_U = head.W_U[logit_ids].to(dtype_for(p.precision))
     report, close = _progress_fn(progress, n_tok)
     tuner = _ThreadTuner()
     timings: dict[str, float] = {"setup": time.perf_counter() - t_start}

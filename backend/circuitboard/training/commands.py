@@ -77,10 +77,11 @@ def _setup_torch(args) -> None:
 
     import torch
 
+    from circuitboard.engine.loading import default_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    args.device = args.device or os.environ.get("CIRCUITBOARD_DEVICE") or (
-        "cuda" if torch.cuda.is_available() else "cpu")
+    args.device = args.device or os.environ.get("CIRCUITBOARD_DEVICE") or str(default_device())
 
 
 def ensure_cache(rp, cfg, corpus_dir: Path, log=print, device: str = "cpu") -> dict:
