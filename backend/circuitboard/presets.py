@@ -228,9 +228,7 @@ def convert_gguf(gguf: Path, out_dir: Path, dtype: str = "float32", log: Callabl
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype)
-    )
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype))
     # transformers refuses to save a model that carries the GGUF quantizer although the weights are
     # already plain dequantised tensors; dropping it is safe (offline-models.md §3).
     model.hf_quantizer = None
@@ -284,8 +282,15 @@ class HubFetcher:
             f"`circuitboard prepare --preset {preset}`. Offline, use the default preset `{DEFAULT_PRESET}`."
         )
 
-    def snapshot(self, repo: str, *, revision: str | None = None, allow: list[str] | None = None,
-                 what: str = "files", preset: str = "") -> Path:
+    def snapshot(
+        self,
+        repo: str,
+        *,
+        revision: str | None = None,
+        allow: list[str] | None = None,
+        what: str = "files",
+        preset: str = "",
+    ) -> Path:
         from huggingface_hub import snapshot_download
 
         try:  # the cache first: works offline and costs no request
@@ -297,8 +302,9 @@ class HubFetcher:
             raise self._offline_error(repo, what, preset, why)
         return Path(snapshot_download(repo, revision=revision, allow_patterns=allow))
 
-    def file(self, repo: str, filename: str, *, revision: str | None = None, what: str = "a file",
-             preset: str = "") -> Path:
+    def file(
+        self, repo: str, filename: str, *, revision: str | None = None, what: str = "a file", preset: str = ""
+    ) -> Path:
         from huggingface_hub import hf_hub_download
 
         try:
@@ -340,8 +346,9 @@ def parse_hf_uri(uri: str) -> tuple[str, str, str | None]:
     return "/".join(parts[:2]), "/".join(parts[2:]), revision
 
 
-def ensure_hub_transcoders(rp: ResolvedPreset, fetcher: HubFetcher | None = None,
-                           log: Callable[[str], None] = print) -> Path:
+def ensure_hub_transcoders(
+    rp: ResolvedPreset, fetcher: HubFetcher | None = None, log: Callable[[str], None] = print
+) -> Path:
     """Make `rp.transcoders_dir` a circuit-tracer set folder from a hub transcoder release."""
     fetcher = fetcher or HubFetcher()
     tc = rp.preset.transcoders
@@ -381,9 +388,15 @@ def ensure_hub_transcoders(rp: ResolvedPreset, fetcher: HubFetcher | None = None
             local = fetcher.file(tc.repo or "", fname, revision=tc.revision, what=what, preset=rp.name)
             gemmascope2_to_plt(Path(local), tmp / f"layer_{layer}.safetensors")
             files.append(f"layer_{layer}.safetensors")
-        cfg = {"model_kind": "transcoder_set", "model_name": rp.preset.source.repo,
-               "feature_input_hook": "mlp.hook_in", "feature_output_hook": "mlp.hook_out",
-               "transcoders": files, "activation": "jumprelu", "source": f"hf://{tc.repo}"}
+        cfg = {
+            "model_kind": "transcoder_set",
+            "model_name": rp.preset.source.repo,
+            "feature_input_hook": "mlp.hook_in",
+            "feature_output_hook": "mlp.hook_out",
+            "transcoders": files,
+            "activation": "jumprelu",
+            "source": f"hf://{tc.repo}",
+        }
         (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

@@ -47,7 +47,11 @@ class LiveServer:
         self.app = create_app(settings, engine_factory=engine_factory)
         self.port = free_port()
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=1,
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            timeout_graceful_shutdown=1,
             lifespan="on",
         )
         self.server = uvicorn.Server(config)
@@ -165,9 +169,16 @@ class FakeEngine:
         self.started = threading.Event()
         self.calls = 0
         self.info = EngineInfo(
-            model_name="fake-model", transcoder_name="fake-transcoders", architecture="llama",
-            n_layers=self.N_LAYERS, d_model=8, d_transcoder=16, vocab_size=1000, cross_layer=False,
-            device="cpu", dtype="float32",
+            model_name="fake-model",
+            transcoder_name="fake-transcoders",
+            architecture="llama",
+            n_layers=self.N_LAYERS,
+            d_model=8,
+            d_transcoder=16,
+            vocab_size=1000,
+            cross_layer=False,
+            device="cpu",
+            dtype="float32",
         )
 
     @staticmethod
@@ -218,13 +229,12 @@ class FakeEngine:
         toks = self.tokenize(prompt, 0).tokens
         last = len(toks) - 1
         logit_layer = self.N_LAYERS + 1
-        nodes = [
-            _node(f"E_{t.id}_{p}", t.id, "E", p, "embedding") for p, t in enumerate(toks)
-        ] + [
+        nodes = [_node(f"E_{t.id}_{p}", t.id, "E", p, "embedding") for p, t in enumerate(toks)] + [
             _node(f"0_3_{last}", 3, "0", last, "cross layer transcoder", activation=1.5),
             _node(f"1_-1_{last}", -1, "1", last, "mlp reconstruction error"),
-            _node(f"{logit_layer}_500_{last}", 500, str(logit_layer), last, "logit", token_prob=0.5,
-                  is_target_logit=True),
+            _node(
+                f"{logit_layer}_500_{last}", 500, str(logit_layer), last, "logit", token_prob=0.5, is_target_logit=True
+            ),
         ]
         links = [
             {"source": f"E_{toks[-1].id}_{last}", "target": f"0_3_{last}", "weight": 0.7},
@@ -233,10 +243,13 @@ class FakeEngine:
         ]
         return {
             "metadata": {
-                "slug": params.slug or "fake", "scan": "fake-model", "prompt_tokens": [t.text for t in toks],
-                "prompt": prompt, "node_threshold": params.node_threshold, "schema_version": 1,
-                "info": {"model": "fake-model", "transcoders": "fake-transcoders",
-                         "parameters": params.model_dump()},
+                "slug": params.slug or "fake",
+                "scan": "fake-model",
+                "prompt_tokens": [t.text for t in toks],
+                "prompt": prompt,
+                "node_threshold": params.node_threshold,
+                "schema_version": 1,
+                "info": {"model": "fake-model", "transcoders": "fake-transcoders", "parameters": params.model_dump()},
             },
             "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
             "nodes": nodes,
@@ -252,8 +265,17 @@ class FakeEngine:
 
 def _node(node_id: str, feature: int, layer: str, ctx: int, ftype: str, **kw: Any) -> dict[str, Any]:
     return {
-        "node_id": node_id, "feature": feature, "layer": layer, "ctx_idx": ctx, "feature_type": ftype,
-        "token_prob": kw.get("token_prob", 0.0), "is_target_logit": kw.get("is_target_logit", False),
-        "run_idx": 0, "reverse_ctx_idx": 0, "jsNodeId": node_id, "clerp": "", "influence": 0.5,
+        "node_id": node_id,
+        "feature": feature,
+        "layer": layer,
+        "ctx_idx": ctx,
+        "feature_type": ftype,
+        "token_prob": kw.get("token_prob", 0.0),
+        "is_target_logit": kw.get("is_target_logit", False),
+        "run_idx": 0,
+        "reverse_ctx_idx": 0,
+        "jsNodeId": node_id,
+        "clerp": "",
+        "influence": 0.5,
         "activation": kw.get("activation"),
     }

@@ -19,8 +19,21 @@ def _atlas(path, feats: dict[tuple[int, int], tuple[float, str]]):
         for (lay, idx), (freq, label) in sorted(feats.items()):
             if lay != layer:
                 continue
-            rows.append((lay, idx, 5.0, 1.0, freq, 10, json.dumps({"hi": 5.0, "counts": []}),
-                         json.dumps({"top": [], "bottom": []}), "[]", b"", label))
+            rows.append(
+                (
+                    lay,
+                    idx,
+                    5.0,
+                    1.0,
+                    freq,
+                    10,
+                    json.dumps({"hi": 5.0, "counts": []}),
+                    json.dumps({"top": [], "bottom": []}),
+                    "[]",
+                    b"",
+                    label,
+                )
+            )
             search_rows.append((lay, idx, 5.0, freq, label, label.lower()))
         store.put_layer(layer, rows, search_rows, seconds=0.0)
     return store

@@ -49,8 +49,14 @@ def test_queue_positions_and_full_queue(held_server, held_engine):
         assert same.status_code == 202 and same.json()["job_id"] == b["job_id"]
         # cancelling a queued job frees its slot and moves the next one up
         assert c.delete(f"/api/jobs/{b['job_id']}").json() == {
-            "id": b["job_id"], "status": "cancelled", "position": None, "phase": None, "done": 0, "total": 0,
-            "slug": None, "error": None,
+            "id": b["job_id"],
+            "status": "cancelled",
+            "position": None,
+            "phase": None,
+            "done": 0,
+            "total": 0,
+            "slug": None,
+            "error": None,
         }
         assert c.get(f"/api/jobs/{d['job_id']}").json()["position"] == 1
         assert c.post("/api/graphs", json={"prompt": "job four"}).status_code == 202

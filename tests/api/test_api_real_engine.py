@@ -115,6 +115,7 @@ def test_interventions(tiny_server):
         assert out["before"]["top"] != out["after"]["top"]
         bad = c.post("/api/interventions", json={**body, "interventions": [{**body["interventions"][0], "layer": 3}]})
         assert bad.status_code == 422 and "layer" in bad.text
-        bad = c.post("/api/interventions",
-                     json={**body, "interventions": [{**body["interventions"][0], "feature": 128}]})
+        bad = c.post(
+            "/api/interventions", json={**body, "interventions": [{**body["interventions"][0], "feature": 128}]}
+        )
         assert bad.status_code == 422 and "feature" in bad.text

@@ -33,8 +33,15 @@ def test_everything_survives_a_restart(tmp_path):
 def test_interrupted_jobs_are_requeued_or_failed(tmp_path):
     settings = make_settings(tmp_path)
     store = Store(settings.resolved_database_url)
-    req = {"prompt": "left running", "max_n_logits": 10, "desired_logit_prob": 0.95, "max_feature_nodes": 100,
-           "node_threshold": 0.8, "edge_threshold": 0.98, "batch_size": 8}
+    req = {
+        "prompt": "left running",
+        "max_n_logits": 10,
+        "desired_logit_prob": 0.95,
+        "max_feature_nodes": 100,
+        "node_threshold": 0.8,
+        "edge_threshold": 0.98,
+        "batch_size": 8,
+    }
     store.jobs.create("crashed-once", "left running", req, None)
     store.jobs.create("crashed-twice", "left running too", {**req, "prompt": "left running too"}, None)
     store.jobs.create("never-started", "still queued", {**req, "prompt": "still queued"}, None)

@@ -25,11 +25,28 @@ def test_serve_arguments():
     assert (s.host, s.port, s.preset, s.load_engine) == ("127.0.0.1", 8000, "gemma-3-270m", True)
     assert s.url == "http://127.0.0.1:8000"
     s = settings_from_args(
-        _parse(["serve", "0.0.0.0", "9000", "--preset", "llama-3.2-1b", "--model", "/m", "--transcoders", "/t",
-                "--no-engine"])
+        _parse(
+            [
+                "serve",
+                "0.0.0.0",
+                "9000",
+                "--preset",
+                "llama-3.2-1b",
+                "--model",
+                "/m",
+                "--transcoders",
+                "/t",
+                "--no-engine",
+            ]
+        )
     )
     assert (s.host, s.port, s.preset, s.model_path, s.transcoders_path, s.load_engine) == (
-        "0.0.0.0", 9000, "llama-3.2-1b", "/m", "/t", False
+        "0.0.0.0",
+        9000,
+        "llama-3.2-1b",
+        "/m",
+        "/t",
+        False,
     )
 
 
@@ -38,7 +55,10 @@ def test_serve_subprocess_no_engine(tmp_path):
     env = {**os.environ, "CIRCUITBOARD_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite'}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "circuitboard", "serve", "127.0.0.1", str(port), "--no-engine"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     try:
         first = proc.stdout.readline()

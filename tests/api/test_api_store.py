@@ -46,7 +46,10 @@ def test_alembic_command_line(tmp_path):
     env = {"CIRCUITBOARD_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite'}", "PATH": ""}
     out = subprocess.run(
         [sys.executable, "-m", "alembic", "-c", str(MIGRATIONS_DIR / "alembic.ini"), "upgrade", "head"],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     store = Store(f"sqlite:///{tmp_path / 'cli.sqlite'}")

@@ -8,9 +8,7 @@ import pytest
 def _named(r, field: str) -> None:
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     detail = r.json()["detail"]
-    text = detail if isinstance(detail, str) else " ".join(
-        f"{'.'.join(map(str, d['loc']))} {d['msg']}" for d in detail
-    )
+    text = detail if isinstance(detail, str) else " ".join(f"{'.'.join(map(str, d['loc']))} {d['msg']}" for d in detail)
     assert field in text, text
 
 
@@ -100,8 +98,7 @@ def test_bad_tokenize(shared_server):
         ({"prompt": "a b", "interventions": [{"layer": 5, "feature": 0, "mode": "zero"}]}, "layer"),
         ({"prompt": "a b", "interventions": [{"layer": 0, "feature": 99, "mode": "zero"}]}, "feature"),
         ({"prompt": "a b", "interventions": [{"layer": 0, "feature": 1, "mode": "boost"}]}, "mode"),
-        ({"prompt": "a b", "interventions": [{"layer": 0, "feature": 1, "position": 3, "mode": "set"}]},
-         "position"),
+        ({"prompt": "a b", "interventions": [{"layer": 0, "feature": 1, "position": 3, "mode": "set"}]}, "position"),
         ({"prompt": "a b", "n_tokens": 1000}, "n_tokens"),
         ({"prompt": "a b", "top_k": 0}, "top_k"),
         ({"prompt": "a b", "temperature": 9}, "temperature"),

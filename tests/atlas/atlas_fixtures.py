@@ -15,8 +15,10 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-WORDS = ("the a of in is was and to on at city state river town people live near big small old new north "
-         "south east west texas dallas houston austin paris france london music game team school road").split()
+WORDS = (
+    "the a of in is was and to on at city state river town people live near big small old new north "
+    "south east west texas dallas houston austin paris france london music game team school road"
+).split()
 SPECIAL = ["<unk>", "<bos>", "<eos>"]
 PLANT_LAYER, PLANT_FEATURE = 1, 5
 D_MODEL, D_T, SEQ_LEN, N_SEQS = 64, 48, 32, 48
@@ -38,9 +40,19 @@ def make_model(folder: Path, vocab_size: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=D_MODEL, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=D_MODEL,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(cfg).eval()
     model.save_pretrained(folder)
     return model
@@ -58,8 +70,9 @@ def corpus_texts(n: int = 120, seed: int = 0) -> list[str]:
     return texts
 
 
-def write_transcoders(folder: Path, cache_dir: Path, W_U: torch.Tensor, dallas_id: int, texas_id: int,
-                      kind: str = "relu", seed: int = 1) -> None:
+def write_transcoders(
+    folder: Path, cache_dir: Path, W_U: torch.Tensor, dallas_id: int, texas_id: int, kind: str = "relu", seed: int = 1
+) -> None:
     """Random sparse transcoders for both layers, with the planted feature on layer 1."""
     import numpy as np
 
@@ -105,8 +118,13 @@ def write_transcoders(folder: Path, cache_dir: Path, W_U: torch.Tensor, dallas_i
         name = f"layer_{layer}.safetensors"
         save_file(tensors, str(folder / name))
         files.append(name)
-    cfg = {"model_kind": "transcoder_set", "model_name": "tiny", "feature_input_hook": "mlp.hook_in",
-           "feature_output_hook": "mlp.hook_out", "transcoders": files}
+    cfg = {
+        "model_kind": "transcoder_set",
+        "model_name": "tiny",
+        "feature_input_hook": "mlp.hook_in",
+        "feature_output_hook": "mlp.hook_out",
+        "transcoders": files,
+    }
     if kind != "relu":
         cfg["activation"] = kind
     if kind == "topk":

@@ -30,8 +30,18 @@ def tiny_world(tmp_path_factory) -> SimpleNamespace:
     for kind in ("relu", "topk", "jumprelu"):
         sets[kind] = root / f"transcoders_{kind}"
         write_transcoders(sets[kind], cache_dir, W_U, dallas, texas, kind=kind)
-    return SimpleNamespace(root=root, model_dir=model_dir, tokenizer=tok, model=model, texts=texts,
-                           cache_dir=cache_dir, sets=sets, dallas=dallas, texas=texas, seqs=seqs)
+    return SimpleNamespace(
+        root=root,
+        model_dir=model_dir,
+        tokenizer=tok,
+        model=model,
+        texts=texts,
+        cache_dir=cache_dir,
+        sets=sets,
+        dallas=dallas,
+        texas=texas,
+        seqs=seqs,
+    )
 
 
 @pytest.fixture(scope="session")

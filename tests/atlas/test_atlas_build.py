@@ -113,8 +113,7 @@ def test_resume_after_interruption(tiny_world, tmp_path, built_atlas):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out,
-                    progress=stop_in_layer_1)
+        build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out, progress=stop_in_layer_1)
     store = AtlasStore(out)
     assert store.done_layers() == {0}
     store.set_user_label(0, 3, "my label")
@@ -130,11 +129,16 @@ def test_resume_after_interruption(tiny_world, tmp_path, built_atlas):
             assert a[key] == b[key], (idx, key)
     assert feature_record(store, 0, 3)["label"] == "my label"
     # nothing left to do: a third call builds nothing
-    assert build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out,
-                       progress=False).layers_built == []
+    assert (
+        build_atlas(
+            tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out, progress=False
+        ).layers_built
+        == []
+    )
     # resume=False rebuilds everything but keeps the user's label
-    res = build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out, progress=False,
-                      resume=False)
+    res = build_atlas(
+        tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out, progress=False, resume=False
+    )
     assert res.layers_built == [0, 1]
     assert feature_record(store, 0, 3)["label"] == "my label"
 
@@ -142,8 +146,17 @@ def test_resume_after_interruption(tiny_world, tmp_path, built_atlas):
 def test_missing_cache_is_computed_with_one_model_pass(tiny_world, tmp_path):
     cache = tmp_path / "activations"
     out = tmp_path / "atlas.sqlite"
-    build_atlas(tiny_world.model, tiny_world.sets["relu"], cache, out, progress=False, texts=tiny_world.texts,
-                tokenizer=tiny_world.tokenizer, seq_len=32, max_tokens=48 * 32)
+    build_atlas(
+        tiny_world.model,
+        tiny_world.sets["relu"],
+        cache,
+        out,
+        progress=False,
+        texts=tiny_world.texts,
+        tokenizer=tiny_world.tokenizer,
+        seq_len=32,
+        max_tokens=48 * 32,
+    )
     assert (cache / "manifest.json").is_file()
     rec = feature_record(AtlasStore(out), PLANT_LAYER, PLANT_FEATURE)
     assert rec["label"] == '→ texas · on "dallas"'

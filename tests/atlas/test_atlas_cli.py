@@ -9,8 +9,16 @@ from circuitboard.cli import main
 
 def test_cli_build_search_export(tiny_world, tmp_path, capsys):
     out = tmp_path / "atlas.sqlite"
-    where = ["--model", str(tiny_world.model_dir), "--transcoders", str(tiny_world.sets["topk"]),
-             "--cache", str(tiny_world.cache_dir), "--atlas", str(out)]
+    where = [
+        "--model",
+        str(tiny_world.model_dir),
+        "--transcoders",
+        str(tiny_world.sets["topk"]),
+        "--cache",
+        str(tiny_world.cache_dir),
+        "--atlas",
+        str(out),
+    ]
     try:
         assert main(["atlas", "build", *where, "--quiet", "--threads", "1", "--max-tokens", "1000"]) == 0
     finally:
@@ -34,9 +42,15 @@ def test_build_atlas_by_keyword_as_prepare_calls_it(tiny_world, tmp_path):
 
     from circuitboard.atlas.build import build_atlas
 
-    known = {"preset": "tiny", "model_dir": tiny_world.model_dir, "model": tiny_world.model_dir,
-             "transcoders_dir": tiny_world.sets["relu"], "cache_dir": tiny_world.cache_dir,
-             "out_path": tmp_path / "atlas.sqlite", "atlas_path": tmp_path / "atlas.sqlite"}
+    known = {
+        "preset": "tiny",
+        "model_dir": tiny_world.model_dir,
+        "model": tiny_world.model_dir,
+        "transcoders_dir": tiny_world.sets["relu"],
+        "cache_dir": tiny_world.cache_dir,
+        "out_path": tmp_path / "atlas.sqlite",
+        "atlas_path": tmp_path / "atlas.sqlite",
+    }
     params = inspect.signature(build_atlas).parameters
     res = build_atlas(**{k: v for k, v in known.items() if k in params}, progress=False)
     assert res.layers_built == [0, 1]

@@ -106,8 +106,9 @@ def test_atlas_found_from_settings(built_atlas, tmp_path):
     link = tmp_path / "preset" / "atlas.sqlite"
     link.parent.mkdir()
     link.symlink_to(built_atlas)
-    app.state.services = SimpleNamespace(settings=SimpleNamespace(transcoders_path=str(tmp_path / "preset" / "tc"),
-                                                                  preset="x", models_dir=tmp_path))
+    app.state.services = SimpleNamespace(
+        settings=SimpleNamespace(transcoders_path=str(tmp_path / "preset" / "tc"), preset="x", models_dir=tmp_path)
+    )
     with TestClient(app) as c:
         assert c.get(f"/api/features/{PLANT_LAYER}/{PLANT_FEATURE}").status_code == 200
 
@@ -120,8 +121,18 @@ def test_export_round_trips(built_atlas, tmp_path):
     assert len(index[1]["offsets"]) == 48 + 1
     rec = feature_record(AtlasStore(built_atlas), *PLANTED)
     got = read_feature(fdir, *PLANTED)
-    assert set(got) == {"transcoder_id", "index", "examples_quantiles", "top_logits", "bottom_logits", "act_min",
-                        "act_max", "quantile_values", "histogram", "activation_frequency"}
+    assert set(got) == {
+        "transcoder_id",
+        "index",
+        "examples_quantiles",
+        "top_logits",
+        "bottom_logits",
+        "act_min",
+        "act_max",
+        "quantile_values",
+        "histogram",
+        "activation_frequency",
+    }
     assert got["index"] == PLANT_FEATURE and got["act_max"] == pytest.approx(rec["max_act"])
     assert got["top_logits"][0] == "texas"
     top = got["examples_quantiles"][0]

@@ -30,9 +30,19 @@ LINKS = [
 
 def make_scores_graph(slug: str = "scores-fixture") -> dict:
     def node(node_id, layer, ctx, ftype, **kw):
-        d = {"node_id": node_id, "feature": 0, "layer": str(layer), "ctx_idx": ctx, "feature_type": ftype,
-             "token_prob": 0.0, "is_target_logit": False, "jsNodeId": node_id, "clerp": "", "influence": 0.1,
-             "activation": None}
+        d = {
+            "node_id": node_id,
+            "feature": 0,
+            "layer": str(layer),
+            "ctx_idx": ctx,
+            "feature_type": ftype,
+            "token_prob": 0.0,
+            "is_target_logit": False,
+            "jsNodeId": node_id,
+            "clerp": "",
+            "influence": 0.1,
+            "activation": None,
+        }
         d.update(kw)
         return d
 
@@ -51,8 +61,15 @@ def make_scores_graph(slug: str = "scores-fixture") -> dict:
         node("3_200_2", 3, 2, "logit", clerp='Output " no" (p=0.300)', token_prob=0.3),
     ]
     return {
-        "metadata": {"slug": slug, "scan": "fixture-tiny", "prompt_tokens": ["<bos>", " a", " b"], "prompt": " a b",
-                     "node_threshold": 0.8, "schema_version": 1, "info": {"model": "fixture-model"}},
+        "metadata": {
+            "slug": slug,
+            "scan": "fixture-tiny",
+            "prompt_tokens": ["<bos>", " a", " b"],
+            "prompt": " a b",
+            "node_threshold": 0.8,
+            "schema_version": 1,
+            "info": {"model": "fixture-model"},
+        },
         "qParams": {},
         "nodes": nodes,
         "links": [{"source": s, "target": t, "weight": w} for s, t, w in LINKS],

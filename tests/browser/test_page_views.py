@@ -238,11 +238,19 @@ def test_saved_view_keeps_new_view_state(page: Page, fake_server):
         "&logitDiff=3_100_2__vs__3_200_2&densityThreshold=0.5&clickedId=logit-diff"
     )
     page.wait_for_selector(READY)
-    keys = "({pinnedIds, hiddenLinks, sgPos, logitDiff, densityThreshold, clickedId}) => " \
-           "({pinnedIds, hiddenLinks, sgPos, logitDiff, densityThreshold, clickedId})"
+    keys = (
+        "({pinnedIds, hiddenLinks, sgPos, logitDiff, densityThreshold, clickedId}) => "
+        "({pinnedIds, hiddenLinks, sgPos, logitDiff, densityThreshold, clickedId})"
+    )
     state = page.evaluate(f"({keys})(window.__cb.store.state)")
-    assert state == {"pinnedIds": ["1_2_2", "logit-diff"], "hiddenLinks": ["neg"], "sgPos": {"1_2_2": [100, 120]},
-                     "logitDiff": ["3_100_2", "3_200_2"], "densityThreshold": 0.5, "clickedId": "logit-diff"}
+    assert state == {
+        "pinnedIds": ["1_2_2", "logit-diff"],
+        "hiddenLinks": ["neg"],
+        "sgPos": {"1_2_2": [100, 120]},
+        "logitDiff": ["3_100_2", "3_200_2"],
+        "densityThreshold": 0.5,
+        "clickedId": "logit-diff",
+    }
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.click("#save-view")
     expect(page.locator("#toast")).to_contain_text("saved")

@@ -22,8 +22,15 @@ def _graph(tiny_models, arch, tc_kwargs, **kw):
     model, tok, adapter = tiny_models(arch)
     ids = tok(PROMPT, return_tensors="pt").input_ids[0]
     tset = random_transcoder_set(adapter.n_layers, adapter.d_model, 96, seed=1, **tc_kwargs)
-    graph = attribute(adapter, tset, ids, targets_fn=lambda ctx: salient_targets(adapter, ctx, 5, 0.99, str),
-                      batch_size=7, compute_batch=7, **kw)
+    graph = attribute(
+        adapter,
+        tset,
+        ids,
+        targets_fn=lambda ctx: salient_targets(adapter, ctx, 5, 0.99, str),
+        batch_size=7,
+        compute_batch=7,
+        **kw,
+    )
     return model, adapter, tset, ids, graph
 
 
@@ -82,8 +89,10 @@ def test_edges_equal_perturbation(tiny_models, arch, tc):
         rows = tset.decoder_rows(layer, torch.tensor([feat]))[0]
         for k, out_layer in enumerate(tset.output_layers(layer)):
             add[out_layer, pos] += value * rows[k]
-        nonzero += _check_column(adapter, tset, ids, graph, ctx, base, i,
-                                 frozen_forward(adapter, tset, ctx, mlp_add=add)) > 1e-5
+        nonzero += (
+            _check_column(adapter, tset, ids, graph, ctx, base, i, frozen_forward(adapter, tset, ctx, mlp_add=add))
+            > 1e-5
+        )
     # Error sources: adding the error vector once more.
     for layer, pos in [(0, P - 1), (L - 1, P - 2), (1, 3)]:
         add = torch.zeros(L, P, adapter.d_model)
@@ -98,8 +107,10 @@ def test_edges_equal_perturbation(tiny_models, arch, tc):
         emb = ctx.embeddings.clone()
         emb[pos] *= 2
         col = graph.token_slice.start + pos
-        nonzero += _check_column(adapter, tset, ids, graph, ctx, base, col,
-                                 frozen_forward(adapter, tset, ctx, embeddings=emb)) > 1e-5
+        nonzero += (
+            _check_column(adapter, tset, ids, graph, ctx, base, col, frozen_forward(adapter, tset, ctx, embeddings=emb))
+            > 1e-5
+        )
     assert nonzero >= 3, "perturbations moved nothing: the check would pass vacuously"
 
 

@@ -9,8 +9,9 @@ import pytest
 
 
 def _run(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "circuitboard", *args], capture_output=True, text=True,
-                          check=check, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "circuitboard", *args], capture_output=True, text=True, check=check, timeout=300
+    )
 
 
 def test_help_lists_subcommands():
@@ -29,9 +30,22 @@ def tiny(tmp_path_factory):
 
 def test_trace_writes_graph_and_raw(tiny, tmp_path):
     out, raw = tmp_path / "g.json", tmp_path / "g.npz"
-    res = _run("trace", "The opposite of hot is", "--model", str(tiny / "model"), "--transcoders",
-               str(tiny / "transcoders"), "--max-feature-nodes", "25", "--batch-size", "8", "--out", str(out),
-               "--raw", str(raw))
+    res = _run(
+        "trace",
+        "The opposite of hot is",
+        "--model",
+        str(tiny / "model"),
+        "--transcoders",
+        str(tiny / "transcoders"),
+        "--max-feature-nodes",
+        "25",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+        "--raw",
+        str(raw),
+    )
     assert "features" in res.stderr  # progress bar phases on stderr
     graph = json.loads(out.read_text())
     assert graph["metadata"]["prompt"] == "The opposite of hot is"
@@ -42,9 +56,28 @@ def test_trace_writes_graph_and_raw(tiny, tmp_path):
 
 
 def test_intervene_prints_before_and_after(tiny):
-    res = _run("intervene", "The opposite of hot is", "--model", str(tiny / "model"), "--transcoders",
-               str(tiny / "transcoders"), "--feature", "1:3=40", "--n-tokens", "3")
+    res = _run(
+        "intervene",
+        "The opposite of hot is",
+        "--model",
+        str(tiny / "model"),
+        "--transcoders",
+        str(tiny / "transcoders"),
+        "--feature",
+        "1:3=40",
+        "--n-tokens",
+        "3",
+    )
     assert "before:" in res.stdout and "after:" in res.stdout
-    bad = _run("intervene", "x", "--model", str(tiny / "model"), "--transcoders", str(tiny / "transcoders"),
-               "--feature", "nonsense", check=False)
+    bad = _run(
+        "intervene",
+        "x",
+        "--model",
+        str(tiny / "model"),
+        "--transcoders",
+        str(tiny / "transcoders"),
+        "--feature",
+        "nonsense",
+        check=False,
+    )
     assert bad.returncode != 0 and "--feature" in bad.stderr

@@ -13,9 +13,16 @@ from circuitboard.engine.transcoders import load_transcoder_set, random_transcod
 from circuitboard.engine.types import AttributionParams
 
 
-@pytest.mark.parametrize("kw", [dict(kind="relu"), dict(kind="jumprelu", skip=True), dict(kind="topk", k=5),
-                                dict(kind="jumprelu", cross_layer=True, skip=True)],
-                         ids=["relu", "jumprelu-skip", "topk", "clt"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(kind="relu"),
+        dict(kind="jumprelu", skip=True),
+        dict(kind="topk", k=5),
+        dict(kind="jumprelu", cross_layer=True, skip=True),
+    ],
+    ids=["relu", "jumprelu-skip", "topk", "clt"],
+)
 def test_transcoder_roundtrip(tmp_path, kw):
     tset = random_transcoder_set(3, 16, 32, seed=3, **kw)
     save_transcoder_set(tset, tmp_path, model_name="tiny")
@@ -46,9 +53,14 @@ def test_gemmascope_npz_layout(tmp_path):
     for layer in range(2):
         d = tmp_path / f"layer_{layer}" / "width_16k" / "average_l0_10"
         d.mkdir(parents=True)
-        np.savez(d / "params.npz", W_enc=rng.normal(size=(8, 12)).astype(np.float32),
-                 W_dec=rng.normal(size=(12, 8)).astype(np.float32), b_enc=np.zeros(12, np.float32),
-                 b_dec=np.zeros(8, np.float32), threshold=np.full(12, 0.5, np.float32))
+        np.savez(
+            d / "params.npz",
+            W_enc=rng.normal(size=(8, 12)).astype(np.float32),
+            W_dec=rng.normal(size=(12, 8)).astype(np.float32),
+            b_enc=np.zeros(12, np.float32),
+            b_dec=np.zeros(8, np.float32),
+            threshold=np.full(12, 0.5, np.float32),
+        )
     tset = load_transcoder_set(tmp_path)
     assert tset.d_transcoder == 12 and tset.d_model == 8
     assert tset.layers[0].activation.kind == "jumprelu"
@@ -81,10 +93,15 @@ def test_graph_json_roundtrip(tiny_engine):
 
 def test_import_accepts_old_error_ids_and_rejects_bad_input():
     node = dict(feature=-1, layer="2", ctx_idx=3, feature_type="mlp reconstruction error")
-    data = {"metadata": {"slug": "x", "prompt_tokens": ["a"], "prompt": "a"}, "qParams": {},
-            "nodes": [dict(node, node_id="0_2_3"), dict(node_id="E_5_0", feature=0, layer="E", ctx_idx=0,
-                                                       feature_type="embedding")],
-            "links": [{"source": "E_5_0", "target": "0_2_3", "weight": 0.5}]}
+    data = {
+        "metadata": {"slug": "x", "prompt_tokens": ["a"], "prompt": "a"},
+        "qParams": {},
+        "nodes": [
+            dict(node, node_id="0_2_3"),
+            dict(node_id="E_5_0", feature=0, layer="E", ctx_idx=0, feature_type="embedding"),
+        ],
+        "links": [{"source": "E_5_0", "target": "0_2_3", "weight": 0.5}],
+    }
     out = graph_from_json(data)
     assert out["nodes"][0]["node_id"] == "2_-1_3" and out["links"][0]["target"] == "2_-1_3"
     with pytest.raises(GraphFormatError, match="nodes"):

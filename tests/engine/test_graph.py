@@ -8,14 +8,28 @@ from circuitboard.engine.graph import Graph, compute_graph_scores, compute_influ
 
 def _graph() -> Graph:
     # Nodes: [feature f | error e | token t | logit y]; rows = targets, columns = sources.
-    A = torch.tensor([[0.0, 0.0, 2.0, 0.0],    # f <- t
-                      [0.0, 0.0, 0.0, 0.0],    # e
-                      [0.0, 0.0, 0.0, 0.0],    # t
-                      [3.0, -1.0, 1.0, 0.0]])  # y <- f, e, t
-    return Graph(input_string="x", input_tokens=torch.tensor([5]), token_strings=["x"],
-                 active_features=torch.tensor([[0, 0, 7]]), activation_values=torch.tensor([1.0]),
-                 selected_features=torch.tensor([0]), adjacency_matrix=A, logit_tokens=[9], logit_strings=["y"],
-                 logit_probabilities=torch.tensor([1.0]), n_layers=1, vocab_size=10)
+    A = torch.tensor(
+        [
+            [0.0, 0.0, 2.0, 0.0],  # f <- t
+            [0.0, 0.0, 0.0, 0.0],  # e
+            [0.0, 0.0, 0.0, 0.0],  # t
+            [3.0, -1.0, 1.0, 0.0],
+        ]
+    )  # y <- f, e, t
+    return Graph(
+        input_string="x",
+        input_tokens=torch.tensor([5]),
+        token_strings=["x"],
+        active_features=torch.tensor([[0, 0, 7]]),
+        activation_values=torch.tensor([1.0]),
+        selected_features=torch.tensor([0]),
+        adjacency_matrix=A,
+        logit_tokens=[9],
+        logit_strings=["y"],
+        logit_probabilities=torch.tensor([1.0]),
+        n_layers=1,
+        vocab_size=10,
+    )
 
 
 def test_influence_by_hand():
@@ -27,8 +41,8 @@ def test_influence_by_hand():
 
 def test_scores_by_hand():
     replacement, completeness = compute_graph_scores(_graph())
-    assert replacement == pytest.approx(0.8)            # tokens 0.8 / (tokens 0.8 + error 0.2)
-    assert completeness == pytest.approx(2.4 / 2.6)     # (0.6 + 0.2 + 0.8 + 1·0.8) / (0.6 + 0.2 + 0.8 + 1)
+    assert replacement == pytest.approx(0.8)  # tokens 0.8 / (tokens 0.8 + error 0.2)
+    assert completeness == pytest.approx(2.4 / 2.6)  # (0.6 + 0.2 + 0.8 + 1·0.8) / (0.6 + 0.2 + 0.8 + 1)
 
 
 def test_pruning_by_hand():

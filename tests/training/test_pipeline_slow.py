@@ -27,8 +27,23 @@ def test_prepare_tiny_budget(tmp_path):
         (models / "gemma-3-270m").mkdir()
         (models / "gemma-3-270m" / "model").symlink_to(real)
     corpus = REPO_ROOT / "data" / "corpus" / "default"  # shared with the real pipeline: built once
-    assert main(["prepare", "--preset", "gemma-3-270m", "--budget", "tiny", "--models-dir", str(models),
-                 "--corpus", str(corpus), "--no-atlas"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "--preset",
+                "gemma-3-270m",
+                "--budget",
+                "tiny",
+                "--models-dir",
+                str(models),
+                "--corpus",
+                str(corpus),
+                "--no-atlas",
+            ]
+        )
+        == 0
+    )
     tdir = models / "gemma-3-270m" / "transcoders"
     conf = yaml.safe_load((tdir / "config.yaml").read_text())
     assert len(conf["transcoders"]) == 18 and conf["activation"] == "topk"
@@ -38,7 +53,22 @@ def test_prepare_tiny_budget(tmp_path):
     ts = load_transcoder_set(tdir)
     assert len(ts.layers) == 18 and ts.layers[0].W_enc.shape == (1024, 640)
     # a second prepare finds every step done and takes seconds
-    assert main(["prepare", "--preset", "gemma-3-270m", "--budget", "tiny", "--models-dir", str(models),
-                 "--corpus", str(corpus), "--no-atlas"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "--preset",
+                "gemma-3-270m",
+                "--budget",
+                "tiny",
+                "--models-dir",
+                str(models),
+                "--corpus",
+                str(corpus),
+                "--no-atlas",
+            ]
+        )
+        == 0
+    )
     took = json.loads((models / "gemma-3-270m" / "prepare.json").read_text())["seconds"]
     assert took["total"] < 30, took

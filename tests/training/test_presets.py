@@ -24,8 +24,14 @@ D, DT, L = 16, 32, 2
 
 def test_shipped_presets_validate():
     names = {p.name for p in list_presets(DEFAULT_MODELS_DIR)}
-    assert {"gemma-3-270m", "smollm2-135m", "gemma-2-2b", "llama-3.2-1b", "qwen3-0.6b",
-            "gemma-3-270m-gemmascope2"} <= names
+    assert {
+        "gemma-3-270m",
+        "smollm2-135m",
+        "gemma-2-2b",
+        "llama-3.2-1b",
+        "qwen3-0.6b",
+        "gemma-3-270m-gemmascope2",
+    } <= names
     p = load_preset("gemma-3-270m")
     assert p.source.kind == "pypi" and p.transcoders.kind == "trained" and not p.online
 
@@ -59,9 +65,20 @@ def test_offline_online_preset_fails_fast_and_says_how(tmp_path, monkeypatch):
 
 
 def test_missing_pypi_package_names_install_command(tmp_path):
-    models = _models_dir(tmp_path, {"name": "x", "architecture": "llama",
-                                    "source": {"kind": "pypi", "package": "no-such-pkg", "module": "no_such_pkg_xyz",
-                                               "install": "pip install no-such-pkg", "gguf_file": "m.gguf"}})
+    models = _models_dir(
+        tmp_path,
+        {
+            "name": "x",
+            "architecture": "llama",
+            "source": {
+                "kind": "pypi",
+                "package": "no-such-pkg",
+                "module": "no_such_pkg_xyz",
+                "install": "pip install no-such-pkg",
+                "gguf_file": "m.gguf",
+            },
+        },
+    )
     with pytest.raises(PresetError, match="pip install no-such-pkg"):
         resolve_preset("x", models)
 
@@ -74,18 +91,29 @@ def _gemmascope_release(root):
         rel = f"layer_{i}/width_16k/average_l0_{50 + i}/params.npz"
         p = root / "google/gemma-scope-2b-pt-transcoders" / rel
         p.parent.mkdir(parents=True)
-        t = {"W_enc": rng.standard_normal((D, DT)).astype(np.float32),
-             "W_dec": rng.standard_normal((DT, D)).astype(np.float32),
-             "b_enc": rng.standard_normal(DT).astype(np.float32), "b_dec": rng.standard_normal(D).astype(np.float32),
-             "threshold": np.abs(rng.standard_normal(DT)).astype(np.float32)}
+        t = {
+            "W_enc": rng.standard_normal((D, DT)).astype(np.float32),
+            "W_dec": rng.standard_normal((DT, D)).astype(np.float32),
+            "b_enc": rng.standard_normal(DT).astype(np.float32),
+            "b_dec": rng.standard_normal(D).astype(np.float32),
+            "threshold": np.abs(rng.standard_normal(DT)).astype(np.float32),
+        }
         np.savez(p, **t)
         refs.append(f"hf://google/gemma-scope-2b-pt-transcoders/{rel}")
         want.append(t)
     cfg = root / "mwhanna/gemma-scope-transcoders/config.yaml"
     cfg.parent.mkdir(parents=True)
-    cfg.write_text(yaml.safe_dump({"model_name": "google/gemma-2-2b", "model_kind": "transcoder_set",
-                                   "feature_input_hook": "mlp.hook_in", "feature_output_hook": "mlp.hook_out",
-                                   "transcoders": refs}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "model_name": "google/gemma-2-2b",
+                "model_kind": "transcoder_set",
+                "feature_input_hook": "mlp.hook_in",
+                "feature_output_hook": "mlp.hook_out",
+                "transcoders": refs,
+            }
+        )
+    )
     _fake_hf_model(root / "google/gemma-2-2b")
     return want
 
@@ -111,12 +139,28 @@ def _plt_release(root, repo):
     files = []
     (root / repo).mkdir(parents=True, exist_ok=True)
     for i in range(L):
-        save_file({"W_enc": torch.randn(DT, D), "W_dec": torch.randn(DT, D), "b_enc": torch.randn(DT),
-                   "b_dec": torch.randn(D), "W_skip": torch.randn(D, D)}, str(root / repo / f"layer_{i}.safetensors"))
+        save_file(
+            {
+                "W_enc": torch.randn(DT, D),
+                "W_dec": torch.randn(DT, D),
+                "b_enc": torch.randn(DT),
+                "b_dec": torch.randn(D),
+                "W_skip": torch.randn(D, D),
+            },
+            str(root / repo / f"layer_{i}.safetensors"),
+        )
         files.append(f"hf://{repo}/layer_{i}.safetensors")
-    (root / repo / "config.yaml").write_text(yaml.safe_dump(
-        {"model_kind": "transcoder_set", "model_name": "meta-llama/Llama-3.2-1B",
-         "feature_input_hook": "mlp.hook_in", "feature_output_hook": "mlp.hook_out", "transcoders": files}))
+    (root / repo / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model_kind": "transcoder_set",
+                "model_name": "meta-llama/Llama-3.2-1B",
+                "feature_input_hook": "mlp.hook_in",
+                "feature_output_hook": "mlp.hook_out",
+                "transcoders": files,
+            }
+        )
+    )
 
 
 def test_plt_preset_from_local_mirror(tmp_path):
@@ -138,17 +182,31 @@ def test_clt_preset_from_local_mirror(tmp_path):
     repo = mirror / "mntss/clt-llama-3.2-1b-524k"
     repo.mkdir(parents=True)
     for i in range(L):
-        save_file({f"W_enc_{i}": torch.randn(DT, D), f"b_enc_{i}": torch.randn(DT), f"b_dec_{i}": torch.randn(D)},
-                  str(repo / f"W_enc_{i}.safetensors"))
+        save_file(
+            {f"W_enc_{i}": torch.randn(DT, D), f"b_enc_{i}": torch.randn(DT), f"b_dec_{i}": torch.randn(D)},
+            str(repo / f"W_enc_{i}.safetensors"),
+        )
         save_file({f"W_dec_{i}": torch.randn(DT, L - i, D)}, str(repo / f"W_dec_{i}.safetensors"))
-    (repo / "config.yaml").write_text(yaml.safe_dump(
-        {"model_kind": "cross_layer_transcoder", "feature_input_hook": "mlp.hook_in",
-         "feature_output_hook": "mlp.hook_out"}))
+    (repo / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model_kind": "cross_layer_transcoder",
+                "feature_input_hook": "mlp.hook_in",
+                "feature_output_hook": "mlp.hook_out",
+            }
+        )
+    )
     _fake_hf_model(mirror / "meta-llama/Llama-3.2-1B")
-    models = _models_dir(tmp_path, {"name": "llama-clt", "architecture": "llama", "online": True,
-                                    "source": {"kind": "hub", "repo": "meta-llama/Llama-3.2-1B"},
-                                    "transcoders": {"kind": "hub", "layout": "clt",
-                                                    "repo": "mntss/clt-llama-3.2-1b-524k"}})
+    models = _models_dir(
+        tmp_path,
+        {
+            "name": "llama-clt",
+            "architecture": "llama",
+            "online": True,
+            "source": {"kind": "hub", "repo": "meta-llama/Llama-3.2-1B"},
+            "transcoders": {"kind": "hub", "layout": "clt", "repo": "mntss/clt-llama-3.2-1b-524k"},
+        },
+    )
     rp = resolve_preset("llama-clt", models, fetcher=LocalHubFetcher(mirror), log=lambda s: None)
     ts = load_transcoder_set(rp.transcoders_dir)
     assert ts.cross_layer and len(ts.layers) == L
@@ -165,8 +223,17 @@ def test_gemmascope2_preset_from_local_mirror(tmp_path):
         p.parent.mkdir(parents=True)
         A = torch.randn(D, D)
         affine.append(A)
-        save_file({"w_enc": torch.randn(D, DT), "w_dec": torch.randn(DT, D), "b_enc": torch.randn(DT),
-                   "b_dec": torch.randn(D), "threshold": torch.rand(DT), "affine_skip_connection": A}, str(p))
+        save_file(
+            {
+                "w_enc": torch.randn(D, DT),
+                "w_dec": torch.randn(DT, D),
+                "b_enc": torch.randn(DT),
+                "b_dec": torch.randn(D),
+                "threshold": torch.rand(DT),
+                "affine_skip_connection": A,
+            },
+            str(p),
+        )
     _fake_hf_model(mirror / "google/gemma-3-270m")
     models = _models_dir(tmp_path, preset)
     rp = resolve_preset(preset["name"], models, fetcher=LocalHubFetcher(mirror), log=lambda s: None)

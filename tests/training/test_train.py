@@ -23,8 +23,18 @@ from circuitboard.training.activations import (
 from circuitboard.training.corpus import build_corpus
 from circuitboard.training.train import TrainConfig, train_transcoders
 
-CFG = TrainConfig(width=256, k=8, train_tokens=6_000, heldout_tokens=1_500, steps_tokens=40_000, batch_size=128,
-                  lr=3e-3, warmup_steps=10, dead_window=3_000, aux_k=64)
+CFG = TrainConfig(
+    width=256,
+    k=8,
+    train_tokens=6_000,
+    heldout_tokens=1_500,
+    steps_tokens=40_000,
+    batch_size=128,
+    lr=3e-3,
+    warmup_steps=10,
+    dead_window=3_000,
+    aux_k=64,
+)
 T = 32
 
 
@@ -33,9 +43,19 @@ def cache(tiny_lm, text_dir, tmp_path_factory):
     model, tok = tiny_lm
     root = tmp_path_factory.mktemp("prep")
     build_corpus(root / "corpus", local_dir=text_dir, heldout_fraction=0.2, log=lambda s: None)
-    m = build_activation_cache(model, tok, root / "corpus", root / "acts", n_train_tokens=6_016,
-                               n_heldout_tokens=1_536, seq_len=T, batch_size=16, model_name="tiny",
-                               progress=False, log=lambda s: None)
+    m = build_activation_cache(
+        model,
+        tok,
+        root / "corpus",
+        root / "acts",
+        n_train_tokens=6_016,
+        n_heldout_tokens=1_536,
+        seq_len=T,
+        batch_size=16,
+        model_name="tiny",
+        progress=False,
+        log=lambda s: None,
+    )
     return root, m
 
 
@@ -46,8 +66,10 @@ def test_cache_matches_the_model(cache, tiny_lm):
     toks = torch.from_numpy(np.asarray(open_tokens(root / "acts")[:2], dtype=np.int64))
     assert (toks[:, 0] == m["bos_id"]).all()
     got = {}
-    hooks = [mod.register_forward_hook(lambda _m, _i, o, s=s: got.__setitem__(s, o))
-             for s, mod in zip(("in", "out"), mlp_io_modules(model, 1), strict=True)]
+    hooks = [
+        mod.register_forward_hook(lambda _m, _i, o, s=s: got.__setitem__(s, o))
+        for s, mod in zip(("in", "out"), mlp_io_modules(model, 1), strict=True)
+    ]
     with torch.no_grad():
         model.model(input_ids=toks)
     for h in hooks:
@@ -72,8 +94,19 @@ def test_cache_resumes(cache, tiny_lm, tmp_path):
     mm = json.loads((acts / "manifest.json").read_text())
     mm["complete_seqs"] = half
     (acts / "manifest.json").write_text(json.dumps(mm))
-    build_activation_cache(model, tok, root / "corpus", acts, n_train_tokens=6_016, n_heldout_tokens=1_536,
-                           seq_len=T, batch_size=16, model_name="tiny", progress=False, log=lambda s: None)
+    build_activation_cache(
+        model,
+        tok,
+        root / "corpus",
+        acts,
+        n_train_tokens=6_016,
+        n_heldout_tokens=1_536,
+        seq_len=T,
+        batch_size=16,
+        model_name="tiny",
+        progress=False,
+        log=lambda s: None,
+    )
     assert read_manifest(acts)["complete_seqs"] == m["n_seqs"]
     for layer in (0, 1):
         a = np.asarray(open_layer(root / "acts", layer, "out"))
@@ -84,8 +117,9 @@ def test_cache_resumes(cache, tiny_lm, tmp_path):
 def test_training_learns_and_loads_through_engine(cache, tmp_path):
     root, m = cache
     out = tmp_path / "tc"
-    metrics = train_transcoders(root / "acts", out, CFG, model_name="tiny", budget="test", progress=False,
-                                log=lambda s: None)
+    metrics = train_transcoders(
+        root / "acts", out, CFG, model_name="tiny", budget="test", progress=False, log=lambda s: None
+    )
     for layer in ("0", "1"):
         r = metrics["layers"][layer]
         assert r["explained_variance"] > 0.6, r

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 
-WORDS = ("the of and to in is was for on that with as by at from his her their city river music war king "
-         "queen ship house garden science water light stone north south winter summer small great old new "
-         "red blue green paper letter road bridge market school church station island mountain").split()
+WORDS = (
+    "the of and to in is was for on that with as by at from his her their city river music war king "
+    "queen ship house garden science water light stone north south winter summer small great old new "
+    "red blue green paper letter road bridge market school church station island mountain"
+).split()
 
 
 def make_text(seed: int, n_docs: int = 40, words: int = 120) -> list[str]:

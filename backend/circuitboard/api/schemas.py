@@ -132,11 +132,14 @@ class SubgraphCreate(_In):
     densityThreshold: float | None = Field(default=None, ge=0.0, le=1.0)
     clickedId: str | None = None
     hideLinks: list[Literal["pos", "neg", "feature", "error", "embedding"]] = Field(
-        default_factory=list, max_length=5, description="link classes the link graph does not draw")
+        default_factory=list, max_length=5, description="link classes the link graph does not draw"
+    )
     sgPos: list[tuple[str, float, float]] = Field(
-        default_factory=list, max_length=5000, description="[[subgraph item id, x, y]]: placed subgraph nodes")
+        default_factory=list, max_length=5000, description="[[subgraph item id, x, y]]: placed subgraph nodes"
+    )
     logitDiff: tuple[str, str] | None = Field(
-        default=None, description=f"[target logit id, contrast logit id]: the synthetic node {LOGIT_DIFF_ID!r}")
+        default=None, description=f"[target logit id, contrast logit id]: the synthetic node {LOGIT_DIFF_ID!r}"
+    )
 
 
 class SubgraphCreated(BaseModel):

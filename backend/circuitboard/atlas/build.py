@@ -181,20 +181,21 @@ class _Encoder:
         Feature-major blocks: one bmm per block against the block's encoder rows, no per-example gather of
         encoder rows."""
         n, S, W, d = x.shape
-        w = self.W[f0:f0 + n].unsqueeze(2)  # [n, d, 1]
+        w = self.W[f0 : f0 + n].unsqueeze(2)  # [n, d, 1]
         pre = torch.bmm(x.view(n, S * W, d).to(self.dtype), w).view(n, S, W).float()
-        pre += self.b[f0:f0 + n].view(n, 1, 1)
+        pre += self.b[f0 : f0 + n].view(n, 1, 1)
         if self.tc.activation == "topk":
             assert kth is not None
             return torch.where((pre >= kth) & (pre > 0), pre, torch.zeros(()))
         if self.thr is not None:
-            thr = self.thr[f0:f0 + n].view(n, 1, 1)
+            thr = self.thr[f0 : f0 + n].view(n, 1, 1)
             return torch.where((pre > thr) & (pre > 0), pre, torch.zeros(()))
         return pre.clamp_min(0)
 
 
-def _candidates_topk(f: torch.Tensor, key: torch.Tensor, payload: list[torch.Tensor], F: int, K: int,
-                     floor: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+def _candidates_topk(
+    f: torch.Tensor, key: torch.Tensor, payload: list[torch.Tensor], F: int, K: int, floor: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
     """Per-row top-K of sparse candidates (row f, key) as dense [F, K] tables (-inf / -1 padded).
 
     Candidates not above their row's current K-th best (`floor`) are dropped first: after the first chunks
@@ -223,8 +224,9 @@ def _candidates_topk(f: torch.Tensor, key: torch.Tensor, payload: list[torch.Ten
     return out_k, outs
 
 
-def _merge_rows(key: torch.Tensor, payload: list[torch.Tensor], new_key: torch.Tensor,
-                new_payload: list[torch.Tensor]) -> None:
+def _merge_rows(
+    key: torch.Tensor, payload: list[torch.Tensor], new_key: torch.Tensor, new_payload: list[torch.Tensor]
+) -> None:
     """Row-wise merge of two [F, K] top tables (dense, no sorting of anything but 2K columns)."""
     K = key.shape[1]
     allk = torch.cat([key, new_key], 1)
@@ -307,9 +309,14 @@ def _progress_fn(progress: bool | ProgressFn, total: float) -> tuple[ProgressFn,
         return (lambda done, tot, layer: None), lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(total=int(total), unit="tok", unit_scale=True, desc="atlas", smoothing=0.1,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} tokens "
-                          "[{elapsed}<{remaining}, {rate_fmt}]")
+    bar = tqdm(
+        total=int(total),
+        unit="tok",
+        unit_scale=True,
+        desc="atlas",
+        smoothing=0.1,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} tokens [{elapsed}<{remaining}, {rate_fmt}]",
+    )
     state = {"last": 0.0}
 
     def fn(done: float, tot: float, layer: int) -> None:
@@ -345,8 +352,9 @@ def _resolve_model(model_dir_or_model, tokenizer):
     return head_from_model(model), tokenizer, model, name
 
 
-def _ensure_cache(cache_dir: Path, model_dir_or_model, model, tokenizer, texts, max_tokens, seq_len,
-                  corpus_dir: Path | None) -> ActivationCache:
+def _ensure_cache(
+    cache_dir: Path, model_dir_or_model, model, tokenizer, texts, max_tokens, seq_len, corpus_dir: Path | None
+) -> ActivationCache:
     """The training cache when it exists; otherwise one model pass (training's writer over its corpus, or
     our small writer over `texts`)."""
     if ActivationCache.exists(cache_dir):
@@ -360,12 +368,22 @@ def _ensure_cache(cache_dir: Path, model_dir_or_model, model, tokenizer, texts, 
             build_activation_cache = None
         corpus = Path(corpus_dir) if corpus_dir else (DEFAULT_CORPUS_DIR if build_activation_cache else None)
         if build_activation_cache is None or corpus is None or not (corpus / "manifest.json").is_file():
-            raise FileNotFoundError(f"no activation cache at {cache_dir} and no corpus to build one from; run "
-                                    "`circuitboard corpus build` (or `circuitboard prepare`) first, or pass texts=")
+            raise FileNotFoundError(
+                f"no activation cache at {cache_dir} and no corpus to build one from; run "
+                "`circuitboard corpus build` (or `circuitboard prepare`) first, or pass texts="
+            )
         if model is None:
             model = load_model(model_dir_or_model)
-        build_activation_cache(model, tokenizer, corpus, cache_dir, n_train_tokens=n_tokens, n_heldout_tokens=0,
-                               seq_len=seq_len, model_name=str(model_dir_or_model))
+        build_activation_cache(
+            model,
+            tokenizer,
+            corpus,
+            cache_dir,
+            n_train_tokens=n_tokens,
+            n_heldout_tokens=0,
+            seq_len=seq_len,
+            model_name=str(model_dir_or_model),
+        )
         return ActivationCache(cache_dir)
     if model is None:
         from transformers import AutoModelForCausalLM
@@ -376,10 +394,23 @@ def _ensure_cache(cache_dir: Path, model_dir_or_model, model, tokenizer, texts, 
     return write_activation_cache(model, seqs, cache_dir, model_name=str(model_dir_or_model))
 
 
-def build_atlas(model_dir_or_model=None, transcoders_dir=None, cache_dir=None, out_path=None,
-                max_tokens: int | None = None, progress: bool | ProgressFn = True, resume: bool = True, *,
-                tokenizer=None, params: AtlasParams | None = None, layers: list[int] | None = None, texts=None,
-                seq_len: int = 128, corpus_dir: Path | None = None, model_dir=None) -> BuildResult:
+def build_atlas(
+    model_dir_or_model=None,
+    transcoders_dir=None,
+    cache_dir=None,
+    out_path=None,
+    max_tokens: int | None = None,
+    progress: bool | ProgressFn = True,
+    resume: bool = True,
+    *,
+    tokenizer=None,
+    params: AtlasParams | None = None,
+    layers: list[int] | None = None,
+    texts=None,
+    seq_len: int = 128,
+    corpus_dir: Path | None = None,
+    model_dir=None,
+) -> BuildResult:
     """Build (or resume) the atlas SQLite file at `out_path`. See the module docstring for the method.
 
     `model_dir_or_model`: a model folder (only its tokenizer, final norm and unembedding are read) or a
@@ -392,8 +423,7 @@ def build_atlas(model_dir_or_model=None, transcoders_dir=None, cache_dir=None, o
         raise TypeError("build_atlas needs model_dir_or_model, transcoders_dir, cache_dir and out_path")
     p = params or AtlasParams()
     head, tokenizer, model, model_name = _resolve_model(model_dir_or_model, tokenizer)
-    cache = _ensure_cache(Path(cache_dir), model_dir_or_model, model, tokenizer, texts, max_tokens, seq_len,
-                          corpus_dir)
+    cache = _ensure_cache(Path(cache_dir), model_dir_or_model, model, tokenizer, texts, max_tokens, seq_len, corpus_dir)
     tset = TranscoderSet(transcoders_dir)
     T = cache.seq_len
     n_seqs = cache.n_seqs if max_tokens is None else min(cache.n_seqs, max(1, math.ceil(max_tokens / T)))
@@ -404,9 +434,15 @@ def build_atlas(model_dir_or_model=None, transcoders_dir=None, cache_dir=None, o
     if missing:
         raise ValueError(f"activation cache lacks layers {missing}")
 
-    config = {"cache": str(Path(cache_dir).resolve()), "n_seqs": n_seqs, "seq_len": T,
-              "transcoders": str(Path(transcoders_dir).resolve()), "transcoders_fp": tset.fingerprint(),
-              "vocab_size": head.vocab_size, "params": asdict(p)}
+    config = {
+        "cache": str(Path(cache_dir).resolve()),
+        "n_seqs": n_seqs,
+        "seq_len": T,
+        "transcoders": str(Path(transcoders_dir).resolve()),
+        "transcoders_fp": tset.fingerprint(),
+        "vocab_size": head.vocab_size,
+        "params": asdict(p),
+    }
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     store = AtlasStore(out_path, create=True)
     if not resume or store.get_meta("build_hash") != config_hash:
@@ -465,7 +501,7 @@ def build_atlas(model_dir_or_model=None, transcoders_dir=None, cache_dir=None, o
             kth_all = torch.full((n_seqs * T,), float("inf")) if tc.activation == "topk" else None
             for s0 in range(0, n_seqs, seqs_per_chunk):
                 s1 = min(n_seqs, s0 + seqs_per_chunk)
-                x = X[s0 * T:s1 * T].view(s1 - s0, T, -1)[:, 1:].reshape(-1, X.shape[1])
+                x = X[s0 * T : s1 * T].view(s1 - s0, T, -1)[:, 1:].reshape(-1, X.shape[1])
                 g_rows = (torch.arange(s0, s1).unsqueeze(1) * T + torch.arange(1, T)).reshape(-1)
                 threads = tuner.pick()
                 torch.set_num_threads(threads)
@@ -483,8 +519,25 @@ def build_atlas(model_dir_or_model=None, transcoders_dir=None, cache_dir=None, o
                 report(done_tok, n_tok, layer)
             _tick(timings, "scan", t_layer)
             torch.set_num_threads(tuner.best())  # the logit matmuls behave like the encoder's
-            rows, search_rows = _finish_layer(layer, tc, enc, stats, X, kth_all, tokens, T, n_tok, head, W_U, logit_ids,
-                                 keep_ids, vocab_text, store, p, timings)
+            rows, search_rows = _finish_layer(
+                layer,
+                tc,
+                enc,
+                stats,
+                X,
+                kth_all,
+                tokens,
+                T,
+                n_tok,
+                head,
+                W_U,
+                logit_ids,
+                keep_ids,
+                vocab_text,
+                store,
+                p,
+                timings,
+            )
             torch.set_num_threads(tuner.n)
             t_w = time.perf_counter()
             store.put_layer(layer, rows, search_rows, time.perf_counter() - t_layer)
@@ -500,14 +553,37 @@ def build_atlas(model_dir_or_model=None, transcoders_dir=None, cache_dir=None, o
     store.set_meta("tokens_per_s", tps)
     timings["encode_threads"] = tuner.best()
     store.set_meta("timings", {k: round(v, 2) for k, v in timings.items()})
-    return BuildResult(Path(out_path), len(layer_list), store.n_features(), n_tok, seconds, tps, todo,
-                       {k: round(v, 2) for k, v in timings.items()})
+    return BuildResult(
+        Path(out_path),
+        len(layer_list),
+        store.n_features(),
+        n_tok,
+        seconds,
+        tps,
+        todo,
+        {k: round(v, 2) for k, v in timings.items()},
+    )
 
 
-def _finish_layer(layer: int, tc: LayerTranscoder, enc: _Encoder, st: _LayerStats, X: torch.Tensor,
-                  kth_all: torch.Tensor | None, tokens: torch.Tensor, T: int, n_tok: int, head: OutputHead,
-                  W_U: torch.Tensor, logit_ids: torch.Tensor, keep_ids: torch.Tensor, vocab_text: dict[int, str],
-                  store: AtlasStore, p: AtlasParams, timings: dict[str, float]) -> tuple[list[tuple], list[tuple]]:
+def _finish_layer(
+    layer: int,
+    tc: LayerTranscoder,
+    enc: _Encoder,
+    st: _LayerStats,
+    X: torch.Tensor,
+    kth_all: torch.Tensor | None,
+    tokens: torch.Tensor,
+    T: int,
+    n_tok: int,
+    head: OutputHead,
+    W_U: torch.Tensor,
+    logit_ids: torch.Tensor,
+    keep_ids: torch.Tensor,
+    vocab_text: dict[int, str],
+    store: AtlasStore,
+    p: AtlasParams,
+    timings: dict[str, float],
+) -> tuple[list[tuple], list[tuple]]:
     t0 = time.perf_counter()
     with _one_thread():  # small index bookkeeping; the gathers and matmuls below use every thread
         F = st.F
@@ -521,8 +597,9 @@ def _finish_layer(layer: int, tc: LayerTranscoder, enc: _Encoder, st: _LayerStat
         m = p.n_bands * p.per_band
         frac = torch.linspace(0, 1, m)
         pick = (frac.unsqueeze(0) * (n_valid - 1).clamp_min(0).unsqueeze(1)).round().long()
-        pick_ok = (n_valid.unsqueeze(1) > 0) & torch.cat([torch.ones(F, 1, dtype=torch.bool),
-                                                          pick[:, 1:] != pick[:, :-1]], dim=1)
+        pick_ok = (n_valid.unsqueeze(1) > 0) & torch.cat(
+            [torch.ones(F, 1, dtype=torch.bool), pick[:, 1:] != pick[:, :-1]], dim=1
+        )
         q_v, q_g = res_v.gather(1, pick), res_g.gather(1, pick)
         q_ok = pick_ok & torch.isfinite(q_v)
         top_ok = torch.isfinite(st.top_v) & (st.top_g >= 0)
@@ -531,8 +608,9 @@ def _finish_layer(layer: int, tc: LayerTranscoder, enc: _Encoder, st: _LayerStat
         slot_g = torch.cat([st.top_g.masked_fill(~top_ok, -1), q_g.masked_fill(~q_ok, -1)], 1)
         slot_v = torch.cat([st.top_v, q_v], 1)
         band = torch.arange(m) // p.per_band + 1
-        slot_grp = torch.cat([torch.zeros(F, p.n_top, dtype=torch.int8),
-                              band.to(torch.int8).unsqueeze(0).expand(F, -1)], 1)
+        slot_grp = torch.cat(
+            [torch.zeros(F, p.n_top, dtype=torch.int8), band.to(torch.int8).unsqueeze(0).expand(F, -1)], 1
+        )
         ok = slot_g >= 0
         S = slot_g.shape[1]
         W = p.window_before + 1 + p.window_after
@@ -576,7 +654,7 @@ def _finish_layer(layer: int, tc: LayerTranscoder, enc: _Encoder, st: _LayerStat
     nl = min(p.n_logits, W_U.shape[0])
     top_l_v, top_l_i, bot_l_v, bot_l_i = [], [], [], []
     for f0 in range(0, F, 512):
-        lg = (dirs[f0:f0 + 512] @ W_U.T).float()
+        lg = (dirs[f0 : f0 + 512] @ W_U.T).float()
         tv, ti = lg.topk(nl, dim=1)
         bv, bi = (-lg).topk(nl, dim=1)
         top_l_v.append(tv)
@@ -613,8 +691,10 @@ def _finish_layer(layer: int, tc: LayerTranscoder, enc: _Encoder, st: _LayerStat
         e_grp, e_seq, e_pos = grp_np[i][sel], seq_np[i][sel], pos_np[i][sel]
         blob = pack_examples(e_grp, e_seq, e_pos, acts_np[i][sel])
         inputs = [[in_ids[i][j], round(in_v[i][j], 5), in_c[i][j]] for j in range(ni) if in_c[i][j] > 0]
-        logits = {"top": [[top_l_i[i][j], round(top_l_v[i][j], 5)] for j in range(nl)],
-                  "bottom": [[bot_l_i[i][j], round(bot_l_v[i][j], 5)] for j in range(nl)]}
+        logits = {
+            "top": [[top_l_i[i][j], round(top_l_v[i][j], 5)] for j in range(nl)],
+            "bottom": [[bot_l_i[i][j], round(bot_l_v[i][j], 5)] for j in range(nl)],
+        }
         alive = count[i] > 0
         label = labels_mod.auto_label(
             top_logits=[text.get(t, "") for t in top_l_i[i][:3]],
@@ -627,13 +707,32 @@ def _finish_layer(layer: int, tc: LayerTranscoder, enc: _Encoder, st: _LayerStat
                 if e_grp[j] != 0:
                     break
                 s, q = int(e_seq[j]), int(e_pos[j])
-                snippets.append("".join([text.get(t, "") for t in tok_np[s, max(1, q - 3):q + 1].tolist()]))
-        search = "\n".join([label, " ".join(text.get(t, "") for t, _, _ in inputs[:5]),
-                            " ".join(text.get(t, "") for t in top_l_i[i][:3]), " | ".join(snippets)]).lower()
+                snippets.append("".join([text.get(t, "") for t in tok_np[s, max(1, q - 3) : q + 1].tolist()]))
+        search = "\n".join(
+            [
+                label,
+                " ".join(text.get(t, "") for t, _, _ in inputs[:5]),
+                " ".join(text.get(t, "") for t in top_l_i[i][:3]),
+                " | ".join(snippets),
+            ]
+        ).lower()
         hist_json = json.dumps({"hi": hist_hi[i] if alive else 0.0, "nb": st.nb, "counts": _trim(hist[i])})
         freq = count[i] / max(n_tok, 1)
-        rows_out.append((layer, i, max_act[i], mean[i] if alive else 0.0, freq, count[i],
-                         hist_json, json.dumps(logits), json.dumps(inputs), blob, label))
+        rows_out.append(
+            (
+                layer,
+                i,
+                max_act[i],
+                mean[i] if alive else 0.0,
+                freq,
+                count[i],
+                hist_json,
+                json.dumps(logits),
+                json.dumps(inputs),
+                blob,
+                label,
+            )
+        )
         search_out.append((layer, i, max_act[i], freq, label, search))
     _tick(timings, "rows", t1)
     return rows_out, search_out

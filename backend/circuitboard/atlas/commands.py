@@ -18,8 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--max-tokens", type=int, default=None, help="use at most this many cached tokens")
     b.add_argument("--layers", help="comma-separated subset of layers")
     b.add_argument("--no-resume", action="store_true", help="rebuild every layer (user labels are kept)")
-    b.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="matmul dtype (auto: bf16 only where this machine computes it fast)")
+    b.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="matmul dtype (auto: bf16 only where this machine computes it fast)",
+    )
     b.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_cmd_build)
@@ -56,13 +60,15 @@ def _where(p: argparse.ArgumentParser) -> None:
 
 def _paths(args, fetch: bool = False) -> dict:
     """The preset's paths with any explicit override; presets are only resolved when something is missing."""
-    out = {"model": args.model, "transcoders": args.transcoders, "cache": args.cache, "atlas": args.atlas,
-           "root": None}
+    out = {"model": args.model, "transcoders": args.transcoders, "cache": args.cache, "atlas": args.atlas, "root": None}
     if any(v is None for k, v in out.items() if k != "root"):
         from circuitboard.presets import load_preset, preset_paths, resolve_preset
 
-        rp = (resolve_preset(args.preset, args.models_dir) if fetch
-              else preset_paths(load_preset(args.preset, args.models_dir), args.models_dir))
+        rp = (
+            resolve_preset(args.preset, args.models_dir)
+            if fetch
+            else preset_paths(load_preset(args.preset, args.models_dir), args.models_dir)
+        )
         out["model"] = out["model"] or rp.model_dir
         out["transcoders"] = out["transcoders"] or rp.transcoders_dir
         out["cache"] = out["cache"] or rp.activations_dir
@@ -80,15 +86,27 @@ def _cmd_build(args) -> int:
     needs_model = args.model is None
     paths = _paths(args, fetch=needs_model)
     if not Path(paths["transcoders"]).is_dir():
-        raise SystemExit(f"no transcoders at {paths['transcoders']}; run `circuitboard prepare --preset "
-                         f"{args.preset}` (or train-transcoders) first")
+        raise SystemExit(
+            f"no transcoders at {paths['transcoders']}; run `circuitboard prepare --preset "
+            f"{args.preset}` (or train-transcoders) first"
+        )
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
-    res = build_atlas(paths["model"], paths["transcoders"], paths["cache"], paths["atlas"],
-                      max_tokens=args.max_tokens, progress=not args.quiet, resume=not args.no_resume,
-                      params=AtlasParams(precision=args.precision), layers=layers)
-    print(f"atlas: {res.out_path} — {res.n_features} features over {res.n_tokens} tokens; built layers "
-          f"{res.layers_built or 'none (up to date)'} in {res.seconds:.1f} s"
-          + (f" ({res.tokens_per_s:,.0f} tokens/s)" if res.layers_built else ""))
+    res = build_atlas(
+        paths["model"],
+        paths["transcoders"],
+        paths["cache"],
+        paths["atlas"],
+        max_tokens=args.max_tokens,
+        progress=not args.quiet,
+        resume=not args.no_resume,
+        params=AtlasParams(precision=args.precision),
+        layers=layers,
+    )
+    print(
+        f"atlas: {res.out_path} — {res.n_features} features over {res.n_tokens} tokens; built layers "
+        f"{res.layers_built or 'none (up to date)'} in {res.seconds:.1f} s"
+        + (f" ({res.tokens_per_s:,.0f} tokens/s)" if res.layers_built else "")
+    )
     if res.timings:
         print("atlas timings (s): " + ", ".join(f"{k} {v}" for k, v in res.timings.items()))
     return 0
@@ -123,6 +141,9 @@ def _cmd_explain(args) -> int:
     store = AtlasStore(_paths(args)["atlas"])
     for spec in args.features:
         layer, index = (int(x) for x in spec.replace(":", "/").split("/"))
-        print(json.dumps({"layer": layer, "index": index,
-                          "explanation": explain(store, layer, index, cfg, refresh=args.refresh)}))
+        print(
+            json.dumps(
+                {"layer": layer, "index": index, "explanation": explain(store, layer, index, cfg, refresh=args.refresh)}
+            )
+        )
     return 0

@@ -54,12 +54,17 @@ def to_circuit_tracer(record: dict, transcoder_id: str) -> dict:
     """One feature record (our API shape) as circuit-tracer's `feature_models.Model`."""
 
     def ex(e: dict) -> dict:
-        return {"tokens_acts_list": e["acts"], "train_token_ind": e["center"], "is_repeated_datapoint": False,
-                "tokens": e["tokens"]}
+        return {
+            "tokens_acts_list": e["acts"],
+            "train_token_ind": e["center"],
+            "is_repeated_datapoint": False,
+            "tokens": e["tokens"],
+        }
 
     quantiles = [{"quantile_name": "Top activations", "examples": [ex(e) for e in record["examples"]]}]
-    quantiles += [{"quantile_name": q["name"], "examples": [ex(e) for e in q["examples"]]}
-                  for q in record["quantile_examples"]]
+    quantiles += [
+        {"quantile_name": q["name"], "examples": [ex(e) for e in q["examples"]]} for q in record["quantile_examples"]
+    ]
     return {
         "transcoder_id": transcoder_id,
         "index": record["index"],
@@ -81,11 +86,16 @@ def encode_record(obj: dict) -> bytes:
 
 def decode_record(data: bytes) -> dict:
     (n,) = struct.unpack("<I", data[:4])
-    return json.loads(zlib.decompress(data[4:4 + n]))
+    return json.loads(zlib.decompress(data[4 : 4 + n]))
 
 
-def export_atlas(atlas_path: str | Path, out_dir: str | Path, transcoder_name: str | None = None,
-                 json_files: bool = False, progress: bool = False) -> Path:
+def export_atlas(
+    atlas_path: str | Path,
+    out_dir: str | Path,
+    transcoder_name: str | None = None,
+    json_files: bool = False,
+    progress: bool = False,
+) -> Path:
     """Write `<out_dir>/features/` and return it."""
     store = AtlasStore(atlas_path)
     name = transcoder_name or Path(str(store.get_meta("transcoders", "transcoders"))).name

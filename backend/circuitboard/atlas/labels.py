@@ -79,8 +79,13 @@ def explanation_prompt(record: dict, max_examples: int = 8) -> str:
         lines.append(f"- ({acts[c]:.2f}) {text!r}")
     top = ", ".join(repr(x["text"]) for x in record.get("top_logits", [])[:8])
     bottom = ", ".join(repr(x["text"]) for x in record.get("bottom_logits", [])[:5])
-    lines += ["", f"Tokens it promotes as the next token: {top}", f"Tokens it suppresses: {bottom}", "",
-              "In at most 12 words, what does this feature detect or do? Answer with the description only."]
+    lines += [
+        "",
+        f"Tokens it promotes as the next token: {top}",
+        f"Tokens it suppresses: {bottom}",
+        "",
+        "In at most 12 words, what does this feature detect or do? Answer with the description only.",
+    ]
     return "\n".join(lines)
 
 
@@ -89,9 +94,14 @@ def request_explanation(record: dict, cfg: LLMConfig) -> str:
     import httpx
 
     headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
-    body = {"model": cfg.model, "temperature": 0,
-            "messages": [{"role": "system", "content": "You label features of neural networks concisely."},
-                         {"role": "user", "content": explanation_prompt(record)}]}
+    body = {
+        "model": cfg.model,
+        "temperature": 0,
+        "messages": [
+            {"role": "system", "content": "You label features of neural networks concisely."},
+            {"role": "user", "content": explanation_prompt(record)},
+        ],
+    }
     url = cfg.base_url + "/chat/completions"
     resp = httpx.post(url, json=body, headers=headers, timeout=cfg.timeout_s)
     resp.raise_for_status()

@@ -44,14 +44,21 @@ def _examples(store: AtlasStore, blob: bytes, window: tuple[int, int]) -> tuple[
         pos = int(ex.pos[j])
         start = max(pos - before, 0)
         end = min(pos + after, len(toks) - 1)
-        ids = toks[start:end + 1].tolist()
+        ids = toks[start : end + 1].tolist()
         needed.update(ids)
         spans.append((start, pos, ids))
     text = dict(zip(sorted(needed), store.vocab_text(sorted(needed)), strict=True))
     for j, (start, pos, ids) in enumerate(spans):
         acts = [round(float(a), 4) for a in ex.acts[j, : len(ids)]]
-        rec = {"tokens": [text[i] for i in ids], "token_ids": ids, "acts": acts,
-               "max_act": max(acts) if acts else 0.0, "center": pos - start, "seq": int(ex.seq[j]), "position": pos}
+        rec = {
+            "tokens": [text[i] for i in ids],
+            "token_ids": ids,
+            "acts": acts,
+            "max_act": max(acts) if acts else 0.0,
+            "center": pos - start,
+            "seq": int(ex.seq[j]),
+            "position": pos,
+        }
         g = int(ex.group[j])
         (top if g == 0 else bands.setdefault(g, [])).append(rec)
     quantile_examples = []
@@ -93,8 +100,9 @@ def record_from_raw(store: AtlasStore, raw: dict) -> dict:
         "quantile_values": quantile_values(hist),
         "top_logits": [{"id": t, "text": text[t], "value": v} for t, v in logits["top"]],
         "bottom_logits": [{"id": t, "text": text[t], "value": v} for t, v in logits["bottom"]],
-        "top_input_tokens": [{"id": t, "text": text[t], "value": s, "count": c, "mean": round(s / max(c, 1), 5)}
-                             for t, s, c in inputs],
+        "top_input_tokens": [
+            {"id": t, "text": text[t], "value": s, "count": c, "mean": round(s / max(c, 1), 5)} for t, s, c in inputs
+        ],
         "examples": examples,
         "quantile_examples": quantile_examples,
     }

@@ -29,14 +29,21 @@ def search(store: AtlasStore, q: str, limit: int = 20, max_candidates: int = 500
         layer, idx = int(m.group(1)), int(m.group(2))
         raw = store.raw_feature(layer, idx)
         if raw is not None:
-            return [{"layer": layer, "index": idx, "label": raw["user_label"] or raw["auto_label"],
-                     "max_act": raw["max_act"], "frequency": raw["frequency"], "score": 100.0}]
+            return [
+                {
+                    "layer": layer,
+                    "index": idx,
+                    "label": raw["user_label"] or raw["auto_label"],
+                    "max_act": raw["max_act"],
+                    "frequency": raw["frequency"],
+                    "score": 100.0,
+                }
+            ]
     # quoted phrases stay together ("New York"), other words must all match somewhere
     terms = [(a or b).lower() for a, b in re.findall(r'"([^"]+)"|(\S+)', q) if (a or b).strip()]
     if not terms:
         return []
-    where = " AND ".join(
-        "(f.text LIKE ? ESCAPE '\\' OR COALESCE(u.label, '') LIKE ? ESCAPE '\\')" for _ in terms)
+    where = " AND ".join("(f.text LIKE ? ESCAPE '\\' OR COALESCE(u.label, '') LIKE ? ESCAPE '\\')" for _ in terms)
     args: list = []
     for t in terms:
         args += [_like(t), _like(t)]
@@ -59,7 +66,15 @@ def search(store: AtlasStore, q: str, limit: int = 20, max_candidates: int = 500
                     # an exact whole-token hit counts more than a substring of a longer word
                     score += w * (1.5 if re.search(rf"(^|[\s\"/|]){re.escape(t)}($|[\s\"/|])", sec) else 1.0)
                     break
-        scored.append({"layer": layer, "index": idx, "label": user or auto, "max_act": max_act,
-                       "frequency": freq, "score": round(score, 3)})
+        scored.append(
+            {
+                "layer": layer,
+                "index": idx,
+                "label": user or auto,
+                "max_act": max_act,
+                "frequency": freq,
+                "score": round(score, 3),
+            }
+        )
     scored.sort(key=lambda r: (-r["score"], -r["max_act"], r["layer"], r["index"]))
     return scored[:limit]

@@ -36,8 +36,9 @@ class ActivationCache:
         self.n_seqs = int(self.manifest.get("complete_seqs", self.n_seqs_total))
         if self.manifest.get("dtype", "bfloat16") != "bfloat16":
             raise ValueError(f"activation cache dtype {self.manifest.get('dtype')!r} unsupported (need bfloat16)")
-        self._tokens = np.memmap(self.path / "tokens.bin", dtype=np.int32, mode="r",
-                                 shape=(self.n_seqs_total, self.seq_len))
+        self._tokens = np.memmap(
+            self.path / "tokens.bin", dtype=np.int32, mode="r", shape=(self.n_seqs_total, self.seq_len)
+        )
         self._layer_in: dict[int, torch.Tensor] = {}
 
     @staticmethod
@@ -54,8 +55,12 @@ class ActivationCache:
         """bf16 [N*T, d] MLP inputs of one layer, memory-mapped (rows are read on demand)."""
         if layer not in self._layer_in:
             # mode "c" (copy-on-write) gives torch a writable buffer without ever writing to the file.
-            mm = np.memmap(self.path / f"layer_{layer}_in.bin", dtype=np.uint16, mode="c",
-                           shape=(self.n_seqs_total * self.seq_len, self.d_model))
+            mm = np.memmap(
+                self.path / f"layer_{layer}_in.bin",
+                dtype=np.uint16,
+                mode="c",
+                shape=(self.n_seqs_total * self.seq_len, self.d_model),
+            )
             self._layer_in[layer] = torch.from_numpy(mm).view(torch.bfloat16)
         return self._layer_in[layer]
 
@@ -171,11 +176,21 @@ class OutputHead:
     vocab_size: int
 
 
-_NORM_KEYS = ("model.norm.weight", "transformer.ln_f.weight", "model.language_model.norm.weight",
-              "language_model.model.norm.weight", "norm.weight")
+_NORM_KEYS = (
+    "model.norm.weight",
+    "transformer.ln_f.weight",
+    "model.language_model.norm.weight",
+    "language_model.model.norm.weight",
+    "norm.weight",
+)
 _UNEMBED_KEYS = ("lm_head.weight", "language_model.lm_head.weight")
-_EMBED_KEYS = ("model.embed_tokens.weight", "transformer.wte.weight", "model.language_model.embed_tokens.weight",
-               "language_model.model.embed_tokens.weight", "embed_tokens.weight")
+_EMBED_KEYS = (
+    "model.embed_tokens.weight",
+    "transformer.wte.weight",
+    "model.language_model.embed_tokens.weight",
+    "language_model.model.embed_tokens.weight",
+    "embed_tokens.weight",
+)
 
 
 def _is_gemma(model_type: str) -> bool:
@@ -269,8 +284,9 @@ def mlp_input_module(model: torch.nn.Module, layer: int) -> tuple[torch.nn.Modul
 
 
 @torch.no_grad()
-def write_activation_cache(model, token_seqs: torch.Tensor, out_dir: str | Path, batch_size: int = 8,
-                           model_name: str = "", n_heldout: int = 0) -> ActivationCache:
+def write_activation_cache(
+    model, token_seqs: torch.Tensor, out_dir: str | Path, batch_size: int = 8, model_name: str = "", n_heldout: int = 0
+) -> ActivationCache:
     """Run the model once over `token_seqs` [N, T] (position 0 = BOS) and write the documented cache.
 
     Only used when training has not produced a cache; training.activations owns the real one.
@@ -286,27 +302,39 @@ def write_activation_cache(model, token_seqs: torch.Tensor, out_dir: str | Path,
     files = {}
     for layer in range(n_layers):
         for kind in ("in", "out"):
-            files[(layer, kind)] = np.memmap(out / f"layer_{layer}_{kind}.bin", dtype=np.uint16, mode="w+",
-                                             shape=(n * t, d))
+            files[(layer, kind)] = np.memmap(
+                out / f"layer_{layer}_{kind}.bin", dtype=np.uint16, mode="w+", shape=(n * t, d)
+            )
     captured: dict[tuple[int, str], torch.Tensor] = {}
     hooks = []
     for layer in range(n_layers):
         mod_in, mod_out = mlp_input_module(model, layer)
         for kind, mod in (("in", mod_in), ("out", mod_out)):
+
             def hook(_m, _i, o, key=(layer, kind)):
                 captured[key] = (o[0] if isinstance(o, tuple) else o).detach()
+
             hooks.append(mod.register_forward_hook(hook))
     base = getattr(model, "model", None) or getattr(model, "transformer", None) or model
-    manifest = {"model": model_name, "n_seqs": n, "seq_len": t, "n_tokens": n * t, "layers": list(range(n_layers)),
-                "d_model": d, "dtype": "bfloat16", "complete_seqs": 0,
-                "split": {"train": [0, n - n_heldout], "heldout": [n - n_heldout, n]}, "corpus": {}}
+    manifest = {
+        "model": model_name,
+        "n_seqs": n,
+        "seq_len": t,
+        "n_tokens": n * t,
+        "layers": list(range(n_layers)),
+        "d_model": d,
+        "dtype": "bfloat16",
+        "complete_seqs": 0,
+        "split": {"train": [0, n - n_heldout], "heldout": [n - n_heldout, n]},
+        "corpus": {},
+    }
     try:
         for s0 in range(0, n, batch_size):
             s1 = min(n, s0 + batch_size)
             base(input_ids=token_seqs[s0:s1])  # the body only: the vocab-wide head is never needed here
             for (layer, kind), act in captured.items():
                 rows = act.reshape(-1, d).to(torch.bfloat16).view(torch.uint16).numpy()
-                files[(layer, kind)][s0 * t:s1 * t] = rows
+                files[(layer, kind)][s0 * t : s1 * t] = rows
             for f in files.values():
                 f.flush()
             manifest["complete_seqs"] = s1

@@ -69,8 +69,12 @@ class Examples:
 def pack_examples(group: np.ndarray, seq: np.ndarray, pos: np.ndarray, acts: np.ndarray) -> bytes:
     n, w = acts.shape if acts.ndim == 2 else (0, 0)
     head = np.array([(n, w)], dtype=_HEADER).tobytes()
-    body = (group.astype("<i1").tobytes() + seq.astype("<i4").tobytes() + pos.astype("<i4").tobytes()
-            + acts.astype("<f2").tobytes())
+    body = (
+        group.astype("<i1").tobytes()
+        + seq.astype("<i4").tobytes()
+        + pos.astype("<i4").tobytes()
+        + acts.astype("<f2").tobytes()
+    )
     return zlib.compress(head + body, 6)
 
 
@@ -200,7 +204,7 @@ class AtlasStore:
         if missing:
             with self.connect() as con:
                 for start in range(0, len(missing), 900):
-                    part = missing[start:start + 900]
+                    part = missing[start : start + 900]
                     q = f"SELECT id, text FROM vocab WHERE id IN ({','.join('?' * len(part))})"
                     found = dict(con.execute(q, part).fetchall())
                     with self._lock:
@@ -232,8 +236,10 @@ class AtlasStore:
             out = dict(row)
             lab = con.execute("SELECT label FROM user_labels WHERE layer=? AND idx=?", (layer, idx)).fetchone()
             out["user_label"] = lab[0] if lab else None
-            exp = con.execute("SELECT text, model FROM explanations WHERE layer=? AND idx=? "
-                              "ORDER BY created_at DESC LIMIT 1", (layer, idx)).fetchone()
+            exp = con.execute(
+                "SELECT text, model FROM explanations WHERE layer=? AND idx=? ORDER BY created_at DESC LIMIT 1",
+                (layer, idx),
+            ).fetchone()
             out["explanation"] = exp[0] if exp else None
             out["explanation_model"] = exp[1] if exp else None
         return out
@@ -243,8 +249,9 @@ class AtlasStore:
         labels = {k[1]: v for k, v in self.user_labels().items() if k[0] == layer}
         with self.connect() as con:
             con.row_factory = sqlite3.Row
-            exps = dict(con.execute("SELECT idx, text FROM explanations WHERE layer=? ORDER BY created_at",
-                                    (layer,)).fetchall())
+            exps = dict(
+                con.execute("SELECT idx, text FROM explanations WHERE layer=? ORDER BY created_at", (layer,)).fetchall()
+            )
             for row in con.execute("SELECT * FROM features WHERE layer=? ORDER BY idx", (layer,)):
                 out = dict(row)
                 out["user_label"] = labels.get(out["idx"])
@@ -266,8 +273,9 @@ class AtlasStore:
             if label is None or not label.strip():
                 con.execute("DELETE FROM user_labels WHERE layer=? AND idx=?", (layer, idx))
             else:
-                con.execute("INSERT OR REPLACE INTO user_labels VALUES (?, ?, ?, ?)",
-                            (layer, idx, label.strip(), time.time()))
+                con.execute(
+                    "INSERT OR REPLACE INTO user_labels VALUES (?, ?, ?, ?)", (layer, idx, label.strip(), time.time())
+                )
 
     def labels_for(self, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], str]:
         """Current labels (user override, else automatic) of many features at once; unknown ones omitted."""
@@ -278,10 +286,12 @@ class AtlasStore:
         with self.connect() as con:
             for layer, idxs in by_layer.items():
                 for start in range(0, len(idxs), 900):
-                    part = idxs[start:start + 900]
+                    part = idxs[start : start + 900]
                     marks = ",".join("?" * len(part))
-                    q = (f"SELECT f.idx, COALESCE(u.label, f.auto_label) FROM features f LEFT JOIN user_labels u "
-                         f"ON u.layer = f.layer AND u.idx = f.idx WHERE f.layer = ? AND f.idx IN ({marks})")
+                    q = (
+                        f"SELECT f.idx, COALESCE(u.label, f.auto_label) FROM features f LEFT JOIN user_labels u "
+                        f"ON u.layer = f.layer AND u.idx = f.idx WHERE f.layer = ? AND f.idx IN ({marks})"
+                    )
                     out.update(((layer, i), lab) for i, lab in con.execute(q, [layer, *part]))
         return out
 
@@ -291,11 +301,13 @@ class AtlasStore:
 
     def get_explanation(self, layer: int, idx: int, model: str) -> str | None:
         with self.connect() as con:
-            row = con.execute("SELECT text FROM explanations WHERE layer=? AND idx=? AND model=?",
-                              (layer, idx, model)).fetchone()
+            row = con.execute(
+                "SELECT text FROM explanations WHERE layer=? AND idx=? AND model=?", (layer, idx, model)
+            ).fetchone()
         return row[0] if row else None
 
     def put_explanation(self, layer: int, idx: int, model: str, text: str) -> None:
         with self._lock, self.connect() as con:
-            con.execute("INSERT OR REPLACE INTO explanations VALUES (?, ?, ?, ?, ?)",
-                        (layer, idx, model, text, time.time()))
+            con.execute(
+                "INSERT OR REPLACE INTO explanations VALUES (?, ?, ?, ?, ?)", (layer, idx, model, text, time.time())
+            )

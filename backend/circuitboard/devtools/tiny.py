@@ -37,21 +37,34 @@ def build_tokenizer(vocab_size: int = 384) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<bos>", "<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<bos>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator([_TEXT] * 4, trainer=trainer)
     bos = tok.token_to_id("<bos>")
     # Like Gemma's tokenizer: every encoding starts with BOS, which carries no feature nodes.
-    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B",
-                                                       special_tokens=[("<bos>", bos)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", bos)]
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
 
 
 def tiny_config(arch: str, vocab_size: int, n_layers: int = 3, d_model: int = 64):
     common = dict(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    dec = dict(hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-               num_attention_heads=4, num_key_value_heads=2, head_dim=d_model // 4, max_position_embeddings=256,
-               tie_word_embeddings=True, **common)
+    dec = dict(
+        hidden_size=d_model,
+        intermediate_size=2 * d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=d_model // 4,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        **common,
+    )
     if arch == "llama":
         return LlamaConfig(**dec)
     if arch == "qwen2":
@@ -59,12 +72,21 @@ def tiny_config(arch: str, vocab_size: int, n_layers: int = 3, d_model: int = 64
     if arch == "qwen3":
         return Qwen3Config(**dec)
     if arch == "gemma2":
-        return Gemma2Config(**dec, query_pre_attn_scalar=d_model // 4, sliding_window=4,
-                            final_logit_softcapping=30.0, attn_logit_softcapping=50.0)
+        return Gemma2Config(
+            **dec,
+            query_pre_attn_scalar=d_model // 4,
+            sliding_window=4,
+            final_logit_softcapping=30.0,
+            attn_logit_softcapping=50.0,
+        )
     if arch == "gemma3":
-        return Gemma3TextConfig(**dec, query_pre_attn_scalar=d_model // 4, sliding_window=4,
-                                layer_types=["sliding_attention", "full_attention"] * (n_layers // 2)
-                                + ["sliding_attention"] * (n_layers % 2))
+        return Gemma3TextConfig(
+            **dec,
+            query_pre_attn_scalar=d_model // 4,
+            sliding_window=4,
+            layer_types=["sliding_attention", "full_attention"] * (n_layers // 2)
+            + ["sliding_attention"] * (n_layers % 2),
+        )
     if arch == "gpt2":
         return GPT2Config(n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=256, **common)
     raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHITECTURES}")
@@ -86,17 +108,27 @@ def build_tiny_model(arch: str = "llama", seed: int = 0, n_layers: int = 3, d_mo
     return model, tokenizer
 
 
-def build_tiny_checkpoint(out_dir: str | Path, arch: str = "llama", seed: int = 0, *, n_layers: int = 3,
-                          d_model: int = 64, d_transcoder: int = 128, kind: str = "relu",
-                          cross_layer: bool = False, skip: bool = False) -> tuple[Path, Path]:
+def build_tiny_checkpoint(
+    out_dir: str | Path,
+    arch: str = "llama",
+    seed: int = 0,
+    *,
+    n_layers: int = 3,
+    d_model: int = 64,
+    d_transcoder: int = 128,
+    kind: str = "relu",
+    cross_layer: bool = False,
+    skip: bool = False,
+) -> tuple[Path, Path]:
     """Write `out_dir/model` (model + tokenizer) and `out_dir/transcoders`; return both paths."""
     out = Path(out_dir)
     model, tokenizer = build_tiny_model(arch, seed, n_layers, d_model)
     model_dir, tc_dir = out / "model", out / "transcoders"
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    tset = random_transcoder_set(n_layers, d_model, d_transcoder, kind=kind, cross_layer=cross_layer, skip=skip,
-                                 seed=seed, density=0.1)
+    tset = random_transcoder_set(
+        n_layers, d_model, d_transcoder, kind=kind, cross_layer=cross_layer, skip=skip, seed=seed, density=0.1
+    )
     fit_decoders(model, tset, seed=seed)
     tset.name = f"tiny-{arch}-{tset.name}"
     save_transcoder_set(tset, tc_dir, model_name=f"tiny-{arch}")
@@ -118,8 +150,11 @@ def fit_decoders(model, tset: TranscoderSet, *, n_seqs: int = 48, seq_len: int =
     for layer in range(tset.n_layers):
         mod_in, mod_out = mlp_io_modules(model, layer)
         for mod, store in ((mod_in, ins), (mod_out, outs)):
-            handles.append(mod.register_forward_hook(
-                lambda m, a, o, lay=layer, st=store: st.__setitem__(lay, o.reshape(-1, o.shape[-1]))))
+            handles.append(
+                mod.register_forward_hook(
+                    lambda m, a, o, lay=layer, st=store: st.__setitem__(lay, o.reshape(-1, o.shape[-1]))
+                )
+            )
     try:
         model(input_ids=ids, use_cache=False)
     finally:

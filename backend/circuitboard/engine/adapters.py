@@ -107,8 +107,16 @@ class Adapter:
 
 def architecture_of(model: nn.Module) -> str:
     model_type = getattr(model.config, "model_type", "")
-    aliases = {"gemma3_text": "gemma3", "gemma3": "gemma3", "llama": "llama", "mistral": "llama",
-               "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "gpt2": "gpt2"}
+    aliases = {
+        "gemma3_text": "gemma3",
+        "gemma3": "gemma3",
+        "llama": "llama",
+        "mistral": "llama",
+        "qwen2": "qwen2",
+        "qwen3": "qwen3",
+        "gemma2": "gemma2",
+        "gpt2": "gpt2",
+    }
     if model_type not in aliases:
         raise ValueError(f"unsupported architecture {model_type!r}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
     return aliases[model_type]
@@ -158,20 +166,50 @@ def _decoder_adapter(model: nn.Module, arch: str) -> Adapter:
         n_heads = cfg.num_attention_heads
         n_kv = getattr(cfg, "num_key_value_heads", None) or n_heads
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
-        attn = Attention(W_v=sa.v_proj.weight.detach(), b_v=_maybe(sa.v_proj.bias), W_o=sa.o_proj.weight.detach(),
-                         b_o=_maybe(sa.o_proj.bias), n_heads=n_heads, n_kv_heads=n_kv, head_dim=head_dim)
+        attn = Attention(
+            W_v=sa.v_proj.weight.detach(),
+            b_v=_maybe(sa.v_proj.bias),
+            W_o=sa.o_proj.weight.detach(),
+            b_o=_maybe(sa.o_proj.bias),
+            n_heads=n_heads,
+            n_kv_heads=n_kv,
+            head_dim=head_dim,
+        )
         if gemma:
-            blocks.append(Block(_rms(layer.input_layernorm, True), attn, _rms(layer.post_attention_layernorm, True),
-                                _rms(layer.pre_feedforward_layernorm, True), layer.mlp,
-                                _rms(layer.post_feedforward_layernorm, True)))
+            blocks.append(
+                Block(
+                    _rms(layer.input_layernorm, True),
+                    attn,
+                    _rms(layer.post_attention_layernorm, True),
+                    _rms(layer.pre_feedforward_layernorm, True),
+                    layer.mlp,
+                    _rms(layer.post_feedforward_layernorm, True),
+                )
+            )
         else:
-            blocks.append(Block(_rms(layer.input_layernorm, False), attn, None,
-                                _rms(layer.post_attention_layernorm, False), layer.mlp, None))
+            blocks.append(
+                Block(
+                    _rms(layer.input_layernorm, False),
+                    attn,
+                    None,
+                    _rms(layer.post_attention_layernorm, False),
+                    layer.mlp,
+                    None,
+                )
+            )
     lm_head = model.get_output_embeddings()
-    return Adapter(architecture=arch, model=model, blocks=blocks, final_norm=_rms(model.model.norm, gemma),
-                   W_U=lm_head.weight.detach(), b_U=_maybe(lm_head.bias), d_model=cfg.hidden_size,
-                   softcap=getattr(cfg, "final_logit_softcapping", None), vocab_size=lm_head.weight.shape[0],
-                   bos_token_id=getattr(cfg, "bos_token_id", None))
+    return Adapter(
+        architecture=arch,
+        model=model,
+        blocks=blocks,
+        final_norm=_rms(model.model.norm, gemma),
+        W_U=lm_head.weight.detach(),
+        b_U=_maybe(lm_head.bias),
+        d_model=cfg.hidden_size,
+        softcap=getattr(cfg, "final_logit_softcapping", None),
+        vocab_size=lm_head.weight.shape[0],
+        bos_token_id=getattr(cfg, "bos_token_id", None),
+    )
 
 
 def _gpt2_adapter(model: nn.Module) -> Adapter:
@@ -183,14 +221,29 @@ def _gpt2_adapter(model: nn.Module) -> Adapter:
         # Conv1D stores weight [in, out] and computes x @ W + b; c_attn packs q, k, v along the output.
         W = block.attn.c_attn.weight.detach()
         b = block.attn.c_attn.bias.detach()
-        attn = Attention(W_v=W[:, 2 * d:].T.contiguous(), b_v=b[2 * d:],
-                         W_o=block.attn.c_proj.weight.detach().T.contiguous(), b_o=block.attn.c_proj.bias.detach(),
-                         n_heads=n_heads, n_kv_heads=n_heads, head_dim=d // n_heads)
+        attn = Attention(
+            W_v=W[:, 2 * d :].T.contiguous(),
+            b_v=b[2 * d :],
+            W_o=block.attn.c_proj.weight.detach().T.contiguous(),
+            b_o=block.attn.c_proj.bias.detach(),
+            n_heads=n_heads,
+            n_kv_heads=n_heads,
+            head_dim=d // n_heads,
+        )
         blocks.append(Block(_layernorm(block.ln_1), attn, None, _layernorm(block.ln_2), block.mlp, None))
     lm_head = model.get_output_embeddings()
-    return Adapter(architecture="gpt2", model=model, blocks=blocks, final_norm=_layernorm(model.transformer.ln_f),
-                   W_U=lm_head.weight.detach(), b_U=_maybe(lm_head.bias), softcap=None, d_model=d,
-                   vocab_size=lm_head.weight.shape[0], bos_token_id=getattr(cfg, "bos_token_id", None))
+    return Adapter(
+        architecture="gpt2",
+        model=model,
+        blocks=blocks,
+        final_norm=_layernorm(model.transformer.ln_f),
+        W_U=lm_head.weight.detach(),
+        b_U=_maybe(lm_head.bias),
+        softcap=None,
+        d_model=d,
+        vocab_size=lm_head.weight.shape[0],
+        bos_token_id=getattr(cfg, "bos_token_id", None),
+    )
 
 
 def _embed(adapter: Adapter, input_ids: torch.Tensor) -> torch.Tensor:

@@ -37,8 +37,9 @@ class Targets:
     read: torch.Tensor  # [n, d]: direction read off the final residual before the final norm's scale
 
 
-def salient_targets(adapter: Adapter, ctx: PromptContext, max_n_logits: int, desired_logit_prob: float,
-                    decode: Callable[[int], str]) -> Targets:
+def salient_targets(
+    adapter: Adapter, ctx: PromptContext, max_n_logits: int, desired_logit_prob: float, decode: Callable[[int], str]
+) -> Targets:
     probs = ctx.logits[-1].float().softmax(-1)
     top_p, top_i = probs.topk(max_n_logits)
     cutoff = int(torch.searchsorted(top_p.cumsum(0), torch.tensor(desired_logit_prob))) + 1
@@ -57,8 +58,9 @@ def token_targets(adapter: Adapter, ctx: PromptContext, ids: list[int], decode: 
 def difference_target(adapter: Adapter, ctx: PromptContext, a: int, b: int, decode: Callable[[int], str]) -> Targets:
     """A single target `logit(a) − logit(b)` (the mean cancels), with virtual id vocab_size."""
     W_U = adapter.W_U
-    return Targets([adapter.vocab_size], [f"{decode(a)} − {decode(b)}"],
-                   torch.ones(1, dtype=W_U.dtype), (W_U[a] - W_U[b])[None])
+    return Targets(
+        [adapter.vocab_size], [f"{decode(a)} − {decode(b)}"], torch.ones(1, dtype=W_U.dtype), (W_U[a] - W_U[b])[None]
+    )
 
 
 class SourceTable:
@@ -196,22 +198,29 @@ class RowComputer:
         return block.attn_in.backward(gx, ctx.scale_attn_in[layer, :P])
 
 
-def partial_influence(feature_rows: torch.Tensor, row_sums: torch.Tensor, feature_nodes: torch.Tensor,
-                      logit_rows: torch.Tensor, logit_weights: torch.Tensor, max_iter: int = 128,
-                      chunk: int = 512) -> torch.Tensor:
+def partial_influence(
+    feature_rows: torch.Tensor,
+    row_sums: torch.Tensor,
+    feature_nodes: torch.Tensor,
+    logit_rows: torch.Tensor,
+    logit_weights: torch.Tensor,
+    max_iter: int = 128,
+    chunk: int = 512,
+) -> torch.Tensor:
     """Influence of every column on the logits through the rows computed so far (power iteration).
 
     Row-normalised |A| is applied as |A| scaled by 1/rowsum on the left. Row sums are cached when rows are
     written and |A| is formed in row chunks, so no full-size copy of the buffer is made. Logit nodes are
     never sources, so after the first step only feature rows carry weight.
     """
+
     def step(weight: torch.Tensor) -> torch.Tensor:
         scaled = weight / row_sums.clamp(min=1e-10)
         out = torch.zeros(feature_rows.shape[1], dtype=feature_rows.dtype, device=feature_rows.device)
         for start in range(0, len(scaled), chunk):
-            w = scaled[start:start + chunk]
+            w = scaled[start : start + chunk]
             if w.any():
-                out += w @ feature_rows[start:start + chunk].abs()
+                out += w @ feature_rows[start : start + chunk].abs()
         return out
 
     logit_abs = logit_rows.abs()
@@ -225,10 +234,21 @@ def partial_influence(feature_rows: torch.Tensor, row_sums: torch.Tensor, featur
     return total
 
 
-def attribute(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, *, targets_fn, input_string: str = "",
-              decode: Callable[[int], str] = str, max_feature_nodes: int | None = None, batch_size: int = 64,
-              update_interval: int = 4, compute_batch: int | None = None, progress: ProgressFn | None = None,
-              should_cancel: Callable[[], bool] | None = None) -> Graph:
+def attribute(
+    adapter: Adapter,
+    tset: TranscoderSet,
+    input_ids: torch.Tensor,
+    *,
+    targets_fn,
+    input_string: str = "",
+    decode: Callable[[int], str] = str,
+    max_feature_nodes: int | None = None,
+    batch_size: int = 64,
+    update_interval: int = 4,
+    compute_batch: int | None = None,
+    progress: ProgressFn | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Graph:
     """Compute the unpruned attribution graph of `input_ids`.
 
     `targets_fn(ctx) -> Targets` picks the logit targets once the prompt has run.
@@ -280,15 +300,21 @@ def attribute(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, *,
         if queue is not None:
             chunk = next(queue)
         else:
-            chunk = _next_by_influence(sources, logit_rows, feature_rows[:done], row_sums[:done], visited,
-                                       targets.weights,
-                                       min(update_interval * batch_size, budget - done))
+            chunk = _next_by_influence(
+                sources,
+                logit_rows,
+                feature_rows[:done],
+                row_sums[:done],
+                visited,
+                targets.weights,
+                min(update_interval * batch_size, budget - done),
+            )
         for batch in _batches_by_layer_pos(sources.active, chunk, compute_batch):
             layers, positions, feats = sources.active[batch].unbind(1)
             reads = computer.feature_reads(layers, positions, feats)
             rows = computer.rows(layers, positions, reads)
-            feature_rows[done:done + len(batch)] = rows
-            row_sums[done:done + len(batch)] = torch.linalg.vector_norm(rows, ord=1, dim=1)
+            feature_rows[done : done + len(batch)] = rows
+            row_sums[done : done + len(batch)] = torch.linalg.vector_norm(rows, ord=1, dim=1)
             visited.extend(batch.tolist())
             done += len(batch)
             report("features", done, budget)
@@ -296,8 +322,19 @@ def attribute(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, *,
             break
     timings["features_s"] = time.perf_counter() - t2
 
-    graph = _assemble(ctx, sources, targets, feature_rows, torch.tensor(visited, dtype=torch.long), logit_rows,
-                      L, adapter.vocab_size, input_string, decode, adjacency)
+    graph = _assemble(
+        ctx,
+        sources,
+        targets,
+        feature_rows,
+        torch.tensor(visited, dtype=torch.long),
+        logit_rows,
+        L,
+        adapter.vocab_size,
+        input_string,
+        decode,
+        adjacency,
+    )
     timings["total_s"] = time.perf_counter() - t0
     graph.info["timings"] = timings
     graph.info["n_active_features"] = n_active
@@ -310,6 +347,7 @@ def _reporter(progress: ProgressFn | None, should_cancel: Callable[[], bool] | N
             raise AttributionCancelled("attribution cancelled")
         if progress is not None:
             progress(ProgressEvent(phase=phase, done=done, total=total))
+
     return report
 
 
@@ -320,9 +358,15 @@ def _batches_by_layer_pos(active: torch.Tensor, chunk: torch.Tensor, batch_size:
     return ordered.split(batch_size)
 
 
-def _next_by_influence(sources: SourceTable, logit_rows: torch.Tensor, feature_rows: torch.Tensor,
-                       row_sums: torch.Tensor, visited: list[int], logit_weights: torch.Tensor,
-                       count: int) -> torch.Tensor:
+def _next_by_influence(
+    sources: SourceTable,
+    logit_rows: torch.Tensor,
+    feature_rows: torch.Tensor,
+    row_sums: torch.Tensor,
+    visited: list[int],
+    logit_weights: torch.Tensor,
+    count: int,
+) -> torch.Tensor:
     visited_t = torch.tensor(visited, dtype=torch.long, device=feature_rows.device)
     influence = partial_influence(feature_rows, row_sums, visited_t, logit_rows, logit_weights)[: sources.n_active]
     if visited:
@@ -330,9 +374,19 @@ def _next_by_influence(sources: SourceTable, logit_rows: torch.Tensor, feature_r
     return influence.topk(count).indices.cpu()
 
 
-def _assemble(ctx: PromptContext, sources: SourceTable, targets: Targets, feature_rows: torch.Tensor,
-              selected: torch.Tensor, logit_rows: torch.Tensor, L: int, vocab_size: int, input_string: str,
-              decode: Callable[[int], str], adjacency: torch.Tensor | None = None) -> Graph:
+def _assemble(
+    ctx: PromptContext,
+    sources: SourceTable,
+    targets: Targets,
+    feature_rows: torch.Tensor,
+    selected: torch.Tensor,
+    logit_rows: torch.Tensor,
+    L: int,
+    vocab_size: int,
+    input_string: str,
+    decode: Callable[[int], str],
+    adjacency: torch.Tensor | None = None,
+) -> Graph:
     P, n_sel, n_logits = ctx.n_pos, len(selected), len(targets.token_ids)
     N = n_sel + L * P + P + n_logits
     keep_cols = torch.cat([selected, torch.arange(sources.n_active, sources.n_cols)])
@@ -346,10 +400,18 @@ def _assemble(ctx: PromptContext, sources: SourceTable, targets: Targets, featur
         for start in range(0, n_sel, 1024):
             stop = min(start + 1024, n_sel)
             adjacency[start:stop, : n_sel + L * P + P] = feature_rows[start:stop][:, cols].float().cpu()
-    adjacency[N - n_logits:, : n_sel + L * P + P] = logit_rows[:, keep_cols.to(logit_rows.device)].float().cpu()
-    return Graph(input_string=input_string, input_tokens=ctx.input_ids.cpu(),
-                 token_strings=[decode(int(t)) for t in ctx.input_ids.tolist()],
-                 active_features=sources.active.cpu(), activation_values=sources.values.float().cpu(),
-                 selected_features=selected, adjacency_matrix=adjacency, logit_tokens=list(targets.token_ids),
-                 logit_strings=list(targets.strings), logit_probabilities=targets.weights.float().cpu(),
-                 n_layers=L, vocab_size=vocab_size)
+    adjacency[N - n_logits :, : n_sel + L * P + P] = logit_rows[:, keep_cols.to(logit_rows.device)].float().cpu()
+    return Graph(
+        input_string=input_string,
+        input_tokens=ctx.input_ids.cpu(),
+        token_strings=[decode(int(t)) for t in ctx.input_ids.tolist()],
+        active_features=sources.active.cpu(),
+        activation_values=sources.values.float().cpu(),
+        selected_features=selected,
+        adjacency_matrix=adjacency,
+        logit_tokens=list(targets.token_ids),
+        logit_strings=list(targets.strings),
+        logit_probabilities=targets.weights.float().cpu(),
+        n_layers=L,
+        vocab_size=vocab_size,
+    )

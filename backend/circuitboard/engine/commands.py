@@ -9,8 +9,11 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("trace", help="compute the attribution graph of a prompt",
-                       description="Compute, prune and export the attribution graph of PROMPT.")
+    p = sub.add_parser(
+        "trace",
+        help="compute the attribution graph of a prompt",
+        description="Compute, prune and export the attribution graph of PROMPT.",
+    )
     p.add_argument("prompt")
     _model_args(p)
     p.add_argument("--max-feature-nodes", type=int, default=2000)
@@ -26,10 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw", type=Path, default=None, help="unpruned adjacency (rows = targets) + node_ids, .npz")
     p.set_defaults(func=_trace)
 
-    p = sub.add_parser("intervene", help="set, scale or zero features and compare outputs",
-                       description="Feature spec: LAYER:FEATURE[@POS]=VALUE (set), LAYER:FEATURE[@POS]*=F (scale), "
-                                   "LAYER:FEATURE[@POS]=0 or LAYER:FEATURE[@POS]:zero (ablate). Without @POS: "
-                                   "every position, generated ones included.")
+    p = sub.add_parser(
+        "intervene",
+        help="set, scale or zero features and compare outputs",
+        description="Feature spec: LAYER:FEATURE[@POS]=VALUE (set), LAYER:FEATURE[@POS]*=F (scale), "
+        "LAYER:FEATURE[@POS]=0 or LAYER:FEATURE[@POS]:zero (ablate). Without @POS: "
+        "every position, generated ones included.",
+    )
     p.add_argument("prompt")
     _model_args(p)
     p.add_argument("--feature", action="append", dest="features", default=[], metavar="SPEC")
@@ -97,11 +103,17 @@ def _trace(args) -> int:
     from circuitboard.engine.types import AttributionParams
 
     engine = _load_engine(args)
-    params = AttributionParams(max_feature_nodes=args.max_feature_nodes, batch_size=args.batch_size,
-                               max_n_logits=args.max_n_logits, desired_logit_prob=args.desired_logit_prob,
-                               node_threshold=args.node_threshold, edge_threshold=args.edge_threshold,
-                               target_tokens=args.target_tokens, logit_diff=tuple(args.logit_diff) if args.logit_diff
-                               else None, slug=args.slug)
+    params = AttributionParams(
+        max_feature_nodes=args.max_feature_nodes,
+        batch_size=args.batch_size,
+        max_n_logits=args.max_n_logits,
+        desired_logit_prob=args.desired_logit_prob,
+        node_threshold=args.node_threshold,
+        edge_threshold=args.edge_threshold,
+        target_tokens=args.target_tokens,
+        logit_diff=tuple(args.logit_diff) if args.logit_diff else None,
+        slug=args.slug,
+    )
     bar = _Bar()
     graph = engine.attribute_graph(args.prompt, params, progress=bar)
     data = engine.export(graph, params, progress=bar)
@@ -114,9 +126,12 @@ def _trace(args) -> int:
     if args.out:
         args.out.write_text(text)
         info = data["metadata"]["info"]
-        print(f"wrote {args.out}: {len(data['nodes'])} nodes, {len(data['links'])} links, "
-              f"replacement {info['replacement_score']:.3f}, completeness {info['completeness_score']:.3f}, "
-              f"{info['timings']['total_s']:.2f}s", file=sys.stderr)
+        print(
+            f"wrote {args.out}: {len(data['nodes'])} nodes, {len(data['links'])} links, "
+            f"replacement {info['replacement_score']:.3f}, completeness {info['completeness_score']:.3f}, "
+            f"{info['timings']['total_s']:.2f}s",
+            file=sys.stderr,
+        )
     else:
         sys.stdout.write(text + "\n")
     return 0
@@ -139,8 +154,9 @@ def parse_feature_spec(spec: str):
         raise ValueError(f"--feature {spec!r}: expected LAYER:FEATURE[@POS]=VALUE, *=FACTOR or :zero")
     head, _, pos = head.partition("@")
     layer, _, feature = head.partition(":")
-    return FeatureIntervention(layer=int(layer), feature=int(feature), position=int(pos) if pos else None,
-                               mode=mode, value=value)
+    return FeatureIntervention(
+        layer=int(layer), feature=int(feature), position=int(pos) if pos else None, mode=mode, value=value
+    )
 
 
 def _intervene(args) -> int:
@@ -151,9 +167,17 @@ def _intervene(args) -> int:
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     engine = _load_engine(args)
-    result = engine.intervene(InterventionRequest(prompt=args.prompt, interventions=items,
-                                                  freeze_attention=args.freeze_attention, n_tokens=args.n_tokens,
-                                                  top_k=args.top_k, temperature=args.temperature, seed=args.seed))
+    result = engine.intervene(
+        InterventionRequest(
+            prompt=args.prompt,
+            interventions=items,
+            freeze_attention=args.freeze_attention,
+            n_tokens=args.n_tokens,
+            top_k=args.top_k,
+            temperature=args.temperature,
+            seed=args.seed,
+        )
+    )
     for name, outcome in (("before", result.before), ("after", result.after)):
         tops = ", ".join(f"{t.text!r} {t.prob:.3f}" for t in outcome.top)
         print(f"{name:>6}: {tops}\n        continuation: {outcome.continuation!r}")

@@ -21,8 +21,9 @@ def cantor(x: int, y: int) -> int:
     return (x + y) * (x + y + 1) // 2 + y
 
 
-def graph_to_json(graph: Graph, prune: PruneResult, *, slug: str, scan: str, node_threshold: float,
-                  info: dict | None = None) -> dict[str, Any]:
+def graph_to_json(
+    graph: Graph, prune: PruneResult, *, slug: str, scan: str, node_threshold: float, info: dict | None = None
+) -> dict[str, Any]:
     ids = graph.node_ids()
     L, P = graph.n_layers, graph.n_pos
     n_feat = graph.n_features
@@ -35,12 +36,23 @@ def graph_to_json(graph: Graph, prune: PruneResult, *, slug: str, scan: str, nod
         influence = float(prune.cumulative_scores[i])
         if i < n_feat:
             layer, pos, feat = sel[i]
-            nodes.append(_node(ids[i], cantor(layer, feat), str(layer), pos, "cross layer transcoder", influence,
-                               activation=acts[i], js=f"{layer}_{feat}-0"))
+            nodes.append(
+                _node(
+                    ids[i],
+                    cantor(layer, feat),
+                    str(layer),
+                    pos,
+                    "cross layer transcoder",
+                    influence,
+                    activation=acts[i],
+                    js=f"{layer}_{feat}-0",
+                )
+            )
         elif i < graph.token_slice.start:
             layer, pos = divmod(i - n_feat, P)
-            nodes.append(_node(ids[i], -1, str(layer), pos, "mlp reconstruction error", influence,
-                               js=f"{layer}_-1-{pos}"))
+            nodes.append(
+                _node(ids[i], -1, str(layer), pos, "mlp reconstruction error", influence, js=f"{layer}_-1-{pos}")
+            )
         elif i < graph.logit_slice.start:
             pos = i - graph.token_slice.start
             tok = int(graph.input_tokens[pos])
@@ -48,25 +60,69 @@ def graph_to_json(graph: Graph, prune: PruneResult, *, slug: str, scan: str, nod
         else:
             k = i - graph.logit_slice.start
             tok, prob = graph.logit_tokens[k], float(graph.logit_probabilities[k])
-            nodes.append(_node(ids[i], tok, str(L + 1), P - 1, "logit", influence, js=f"L_{tok}-{P - 1}",
-                               token_prob=prob, is_target_logit=k == top_logit,
-                               clerp=f'Output "{graph.logit_strings[k]}" (p={prob:.3f})'))
+            nodes.append(
+                _node(
+                    ids[i],
+                    tok,
+                    str(L + 1),
+                    P - 1,
+                    "logit",
+                    influence,
+                    js=f"L_{tok}-{P - 1}",
+                    token_prob=prob,
+                    is_target_logit=k == top_logit,
+                    clerp=f'Output "{graph.logit_strings[k]}" (p={prob:.3f})',
+                )
+            )
     targets, sources = prune.edge_mask.nonzero(as_tuple=True)
     weights = graph.adjacency_matrix[targets, sources].tolist()
-    links = [{"source": ids[s], "target": ids[t], "weight": w}
-             for t, s, w in zip(targets.tolist(), sources.tolist(), weights, strict=True)]
-    metadata = {"slug": slug, "scan": scan, "transcoder_list": [], "prompt_tokens": graph.token_strings,
-                "prompt": graph.input_string, "node_threshold": node_threshold, "schema_version": SCHEMA_VERSION,
-                "info": {**graph.info, **(info or {})}}
+    links = [
+        {"source": ids[s], "target": ids[t], "weight": w}
+        for t, s, w in zip(targets.tolist(), sources.tolist(), weights, strict=True)
+    ]
+    metadata = {
+        "slug": slug,
+        "scan": scan,
+        "transcoder_list": [],
+        "prompt_tokens": graph.token_strings,
+        "prompt": graph.input_string,
+        "node_threshold": node_threshold,
+        "schema_version": SCHEMA_VERSION,
+        "info": {**graph.info, **(info or {})},
+    }
     q_params = {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""}
     return {"metadata": metadata, "qParams": q_params, "nodes": nodes, "links": links}
 
 
-def _node(node_id, feature, layer, pos, ftype, influence, *, activation=None, js="", token_prob=0.0,
-          is_target_logit=False, clerp=""):
-    return {"node_id": node_id, "feature": feature, "layer": layer, "ctx_idx": pos, "feature_type": ftype,
-            "token_prob": token_prob, "is_target_logit": is_target_logit, "run_idx": 0, "reverse_ctx_idx": 0,
-            "jsNodeId": js, "clerp": clerp, "influence": influence, "activation": activation}
+def _node(
+    node_id,
+    feature,
+    layer,
+    pos,
+    ftype,
+    influence,
+    *,
+    activation=None,
+    js="",
+    token_prob=0.0,
+    is_target_logit=False,
+    clerp="",
+):
+    return {
+        "node_id": node_id,
+        "feature": feature,
+        "layer": layer,
+        "ctx_idx": pos,
+        "feature_type": ftype,
+        "token_prob": token_prob,
+        "is_target_logit": is_target_logit,
+        "run_idx": 0,
+        "reverse_ctx_idx": 0,
+        "jsNodeId": js,
+        "clerp": clerp,
+        "influence": influence,
+        "activation": activation,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ import

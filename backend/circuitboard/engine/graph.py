@@ -64,8 +64,10 @@ class Graph:
 
     def node_ids(self) -> list[str]:
         """Node ids in adjacency order (DESIGN.md scheme)."""
-        ids = [f"{int(layer)}_{int(feat)}_{int(pos)}" for layer, pos, feat in
-               self.active_features[self.selected_features].tolist()]
+        ids = [
+            f"{int(layer)}_{int(feat)}_{int(pos)}"
+            for layer, pos, feat in self.active_features[self.selected_features].tolist()
+        ]
         ids += [f"{layer}_-1_{pos}" for layer in range(self.n_layers) for pos in range(self.n_pos)]
         ids += [f"E_{int(tok)}_{pos}" for pos, tok in enumerate(self.input_tokens.tolist())]
         ids += [f"{self.n_layers + 1}_{tok}_{self.n_pos - 1}" for tok in self.logit_tokens]
@@ -110,7 +112,7 @@ def prune_graph(graph: Graph, node_threshold: float = 0.8, edge_threshold: float
     n_logits, n_features = graph.n_logits, graph.n_features
     influence = compute_influence(normalize_matrix(A), w)
     node_mask = influence >= find_threshold(influence, node_threshold)
-    node_mask[graph.token_slice.start:] = True  # tokens and logits always stay
+    node_mask[graph.token_slice.start :] = True  # tokens and logits always stay
 
     pruned = A.clone()
     pruned[~node_mask] = 0
@@ -127,7 +129,7 @@ def prune_graph(graph: Graph, node_threshold: float = 0.8, edge_threshold: float
         edge_mask[:, ~node_mask] = False
         node_mask[:-n_logits] &= edge_mask[:, :-n_logits].any(0)
         node_mask[:n_features] &= edge_mask[:n_features].any(1)
-        node_mask[graph.token_slice.start:] = True
+        node_mask[graph.token_slice.start :] = True
         if torch.equal(node_mask, before):
             break
     edge_mask[~node_mask] = False

@@ -32,6 +32,7 @@ class _Steering:
     def _save_input(self, layer):
         def hook(module, args, output):
             self.inputs[layer] = output[0]
+
         return hook
 
     def _steer(self, layer):
@@ -44,8 +45,11 @@ class _Steering:
                 if item.layer not in acts_cache:
                     acts_cache[item.layer] = self.tset.encode(item.layer, self.inputs[item.layer])
                 current = acts_cache[item.layer][:, item.feature]  # [P]
-                new = {"set": torch.full_like(current, item.value), "scale": current * item.value,
-                       "zero": torch.zeros_like(current)}[item.mode]
+                new = {
+                    "set": torch.full_like(current, item.value),
+                    "scale": current * item.value,
+                    "zero": torch.zeros_like(current),
+                }[item.mode]
                 change = new - current
                 if item.position is not None:
                     mask = torch.zeros_like(change)
@@ -56,6 +60,7 @@ class _Steering:
                 d = change[:, None] * row.to(output.dtype)
                 delta = d if delta is None else delta + d
             return output if delta is None else output + delta[None]
+
         return hook
 
     def close(self):
@@ -68,8 +73,14 @@ def _next_logits(model, ids: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _run(adapter: Adapter, tokenizer, ids: torch.Tensor, req: InterventionRequest, steering: _Steering | None,
-         frozen: dict | None) -> Outcome:
+def _run(
+    adapter: Adapter,
+    tokenizer,
+    ids: torch.Tensor,
+    req: InterventionRequest,
+    steering: _Steering | None,
+    frozen: dict | None,
+) -> Outcome:
     gen = torch.Generator(device="cpu").manual_seed(req.seed)
     model = adapter.model
     out_ids: list[int] = []
@@ -80,8 +91,10 @@ def _run(adapter: Adapter, tokenizer, ids: torch.Tensor, req: InterventionReques
             probs = _next_logits(model, seq).softmax(-1)
             if step == 0:
                 p, i = probs.topk(req.top_k)
-                top = [TokenProb(id=int(t), text=tokenizer.decode([int(t)]), prob=float(q))
-                       for q, t in zip(p.tolist(), i.tolist(), strict=True)]
+                top = [
+                    TokenProb(id=int(t), text=tokenizer.decode([int(t)]), prob=float(q))
+                    for q, t in zip(p.tolist(), i.tolist(), strict=True)
+                ]
             if step >= req.n_tokens:
                 break
             if req.temperature > 0:
@@ -96,8 +109,9 @@ def _run(adapter: Adapter, tokenizer, ids: torch.Tensor, req: InterventionReques
     return Outcome(top=top, continuation=tokenizer.decode(out_ids), continuation_ids=out_ids)
 
 
-def run_intervention(adapter: Adapter, tset: TranscoderSet, tokenizer, ids: torch.Tensor,
-                     req: InterventionRequest) -> InterventionResult:
+def run_intervention(
+    adapter: Adapter, tset: TranscoderSet, tokenizer, ids: torch.Tensor, req: InterventionRequest
+) -> InterventionResult:
     for i, item in enumerate(req.interventions):
         if item.layer >= tset.n_layers:
             raise ValueError(f"interventions.{i}.layer: {item.layer} is not below {tset.n_layers}")

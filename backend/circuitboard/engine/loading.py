@@ -41,8 +41,10 @@ def load_model(ref: str | Path, *, device: str | torch.device | None = None, dty
         name = path.name if path.name != "model" else path.parent.name
     else:
         if os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise FileNotFoundError(f"model {ref!r} is not a local folder or .gguf file, and the hub is offline "
-                                    "(HF_HUB_OFFLINE=1): download it on a connected machine or use a preset")
+            raise FileNotFoundError(
+                f"model {ref!r} is not a local folder or .gguf file, and the hub is offline "
+                "(HF_HUB_OFFLINE=1): download it on a connected machine or use a preset"
+            )
         tokenizer = AutoTokenizer.from_pretrained(str(ref))
         model = AutoModelForCausalLM.from_pretrained(str(ref), **kwargs)
         name = str(ref)

@@ -71,8 +71,13 @@ def capture_patterns(adapter: Adapter, input_ids: torch.Tensor) -> list[torch.Te
 
 
 @torch.no_grad()
-def build_context(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor,
-                  zero_first_pos: bool = True, all_logits: bool = False) -> PromptContext:
+def build_context(
+    adapter: Adapter,
+    tset: TranscoderSet,
+    input_ids: torch.Tensor,
+    zero_first_pos: bool = True,
+    all_logits: bool = False,
+) -> PromptContext:
     """Run the model once (our own forward on its weights, patterns from its attention) and record it all."""
     input_ids = input_ids.to(adapter.W_U.device)
     pats = capture_patterns(adapter, input_ids)
@@ -110,10 +115,22 @@ def build_context(adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor
     recon = torch.stack([tset.decode(layer, acts, mlp_in[layer]) for layer in range(L)])
     skip_out = torch.stack([tset.skip(layer, mlp_in[layer]) for layer in range(L)]) if tset.has_skip else None
     return PromptContext(
-        input_ids=input_ids, patterns=pats, embeddings=emb, resid_mid=torch.stack(rec["mid"]), resid_final=x,
-        scale_attn_in=torch.stack(rec["s_in"]), scale_attn_out=torch.stack(rec["s_out"]) if rec["s_out"] else None,
-        scale_mlp_in=torch.stack(rec["s_mlp"]), scale_final=s_final, mlp_in=mlp_in, mlp_out=mlp_out,
-        logits=logits, acts=acts, errors=mlp_out - recon, skip_out=skip_out)
+        input_ids=input_ids,
+        patterns=pats,
+        embeddings=emb,
+        resid_mid=torch.stack(rec["mid"]),
+        resid_final=x,
+        scale_attn_in=torch.stack(rec["s_in"]),
+        scale_attn_out=torch.stack(rec["s_out"]) if rec["s_out"] else None,
+        scale_mlp_in=torch.stack(rec["s_mlp"]),
+        scale_final=s_final,
+        mlp_in=mlp_in,
+        mlp_out=mlp_out,
+        logits=logits,
+        acts=acts,
+        errors=mlp_out - recon,
+        skip_out=skip_out,
+    )
 
 
 @dataclass
@@ -123,8 +140,14 @@ class FrozenOutputs:
 
 
 @torch.no_grad()
-def frozen_forward(adapter: Adapter, tset: TranscoderSet, ctx: PromptContext, *,
-                   embeddings: torch.Tensor | None = None, mlp_add: torch.Tensor | None = None) -> FrozenOutputs:
+def frozen_forward(
+    adapter: Adapter,
+    tset: TranscoderSet,
+    ctx: PromptContext,
+    *,
+    embeddings: torch.Tensor | None = None,
+    mlp_add: torch.Tensor | None = None,
+) -> FrozenOutputs:
     """The linearised model: frozen patterns and norm scales, MLP outputs = fixed features + errors + live skip.
 
     `embeddings` replaces the layer-0 input; `mlp_add` [L, P, d] is added to each layer's MLP output

@@ -52,31 +52,47 @@ class Engine:
         self.model, self.tokenizer, self.tset = model, tokenizer, tset
         self.adapter = get_adapter(model)
         if tset.n_layers != self.adapter.n_layers or tset.d_model != self.adapter.d_model:
-            raise ValueError(f"transcoders ({tset.n_layers} layers, d_model {tset.d_model}) do not fit the model "
-                             f"({self.adapter.n_layers} layers, d_model {self.adapter.d_model})")
+            raise ValueError(
+                f"transcoders ({tset.n_layers} layers, d_model {tset.d_model}) do not fit the model "
+                f"({self.adapter.n_layers} layers, d_model {self.adapter.d_model})"
+            )
         self.model_name = model_name
         self.fingerprint = fingerprint
         # One model, one computation at a time: attribution, tokenize previews and interventions share it.
         self.lock = threading.RLock()
 
     @classmethod
-    def load(cls, model: str | Path, transcoders: str | Path, *, device: str | torch.device | None = None,
-             dtype: str = "float32") -> Engine:
+    def load(
+        cls,
+        model: str | Path,
+        transcoders: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str = "float32",
+    ) -> Engine:
         device = torch.device(device) if device is not None else default_device()
         hf_model, tokenizer, name = load_model(model, device=device, dtype=dtype)
         tset = load_transcoder_set(transcoders, device=device, dtype=resolve_dtype(dtype))
-        return cls(hf_model, tokenizer, tset, model_name=name,
-                   fingerprint=files_fingerprint([model, transcoders], extra=dtype))
+        return cls(
+            hf_model, tokenizer, tset, model_name=name, fingerprint=files_fingerprint([model, transcoders], extra=dtype)
+        )
 
     @property
     def info(self) -> EngineInfo:
         p = self.adapter.W_U
-        return EngineInfo(model_name=self.model_name, transcoder_name=self.tset.name,
-                          architecture=self.adapter.architecture, n_layers=self.adapter.n_layers,
-                          d_model=self.adapter.d_model, d_transcoder=self.tset.d_transcoder,
-                          vocab_size=self.adapter.vocab_size, cross_layer=self.tset.cross_layer,
-                          device=p.device.type, dtype=str(p.dtype).removeprefix("torch."),
-                          fingerprint=self.fingerprint)
+        return EngineInfo(
+            model_name=self.model_name,
+            transcoder_name=self.tset.name,
+            architecture=self.adapter.architecture,
+            n_layers=self.adapter.n_layers,
+            d_model=self.adapter.d_model,
+            d_transcoder=self.tset.d_transcoder,
+            vocab_size=self.adapter.vocab_size,
+            cross_layer=self.tset.cross_layer,
+            device=p.device.type,
+            dtype=str(p.dtype).removeprefix("torch."),
+            fingerprint=self.fingerprint,
+        )
 
     # -------------------------------------------------------------------------------------- tokens
 
@@ -87,8 +103,14 @@ class Engine:
         ids = self.tokenizer(prompt, add_special_tokens=True).input_ids
         special = set(self.tokenizer.all_special_ids)
         if not ids or ids[0] not in special:
-            bos = next((t for t in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id,
-                                    self.tokenizer.pad_token_id) if t is not None), None)
+            bos = next(
+                (
+                    t
+                    for t in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
+                    if t is not None
+                ),
+                None,
+            )
             if bos is not None:
                 ids = [bos, *ids]
         return torch.tensor(ids, dtype=torch.long, device=self.adapter.W_U.device)
@@ -110,21 +132,37 @@ class Engine:
         with self.lock:
             probs = self.model(input_ids=ids[None], use_cache=False, logits_to_keep=1).logits[0, -1].float().softmax(-1)
         p, i = probs.topk(min(top_k, probs.shape[-1]))
-        return TokenizeResult(tokens=[TokenInfo(id=t, text=self.decode_token(t)) for t in ids.tolist()],
-                              top_next=[TokenProb(id=t, text=self.decode_token(t), prob=q)
-                                        for q, t in zip(p.tolist(), i.tolist(), strict=True)])
+        return TokenizeResult(
+            tokens=[TokenInfo(id=t, text=self.decode_token(t)) for t in ids.tolist()],
+            top_next=[
+                TokenProb(id=t, text=self.decode_token(t), prob=q) for q, t in zip(p.tolist(), i.tolist(), strict=True)
+            ],
+        )
 
     # -------------------------------------------------------------------------------------- attribution
 
-    def attribute_graph(self, prompt: str, params: AttributionParams,
-                        progress: Callable[[ProgressEvent], None] | None = None,
-                        should_cancel: Callable[[], bool] | None = None) -> Graph:
+    def attribute_graph(
+        self,
+        prompt: str,
+        params: AttributionParams,
+        progress: Callable[[ProgressEvent], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Graph:
         ids = self.encode(prompt)
         targets_fn = self._targets_fn(params)
         with self.lock:
-            return attribute(self.adapter, self.tset, ids, targets_fn=targets_fn, input_string=prompt,
-                             decode=self.decode_token, max_feature_nodes=params.max_feature_nodes,
-                             batch_size=params.batch_size, progress=progress, should_cancel=should_cancel)
+            return attribute(
+                self.adapter,
+                self.tset,
+                ids,
+                targets_fn=targets_fn,
+                input_string=prompt,
+                decode=self.decode_token,
+                max_feature_nodes=params.max_feature_nodes,
+                batch_size=params.batch_size,
+                progress=progress,
+                should_cancel=should_cancel,
+            )
 
     def _targets_fn(self, params: AttributionParams):
         ad, dec = self.adapter, self.decode_token
@@ -137,28 +175,47 @@ class Engine:
             return lambda ctx: token_targets(ad, ctx, ids, dec)
         return lambda ctx: salient_targets(ad, ctx, params.max_n_logits, params.desired_logit_prob, dec)
 
-    def attribute(self, prompt: str, params: AttributionParams,
-                  progress: Callable[[ProgressEvent], None] | None = None,
-                  should_cancel: Callable[[], bool] | None = None) -> dict:
+    def attribute(
+        self,
+        prompt: str,
+        params: AttributionParams,
+        progress: Callable[[ProgressEvent], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> dict:
         """Trace, prune and export: the graph JSON the store keeps and the page draws."""
         graph = self.attribute_graph(prompt, params, progress, should_cancel)
         return self.export(graph, params, progress)
 
-    def export(self, graph: Graph, params: AttributionParams,
-               progress: Callable[[ProgressEvent], None] | None = None) -> dict:
+    def export(
+        self, graph: Graph, params: AttributionParams, progress: Callable[[ProgressEvent], None] | None = None
+    ) -> dict:
         if progress:
             progress(ProgressEvent(phase="prune", done=0, total=1))
         prune = prune_graph(graph, params.node_threshold, params.edge_threshold)
         replacement, completeness = compute_graph_scores(graph)
         if progress:
             progress(ProgressEvent(phase="export", done=0, total=1))
-        info = {"model": self.model_name, "transcoders": self.tset.name, "architecture": self.adapter.architecture,
-                "n_layers": graph.n_layers, "vocab_size": graph.vocab_size,
-                "params": params.model_dump(exclude={"slug"}), "replacement_score": replacement,
-                "completeness_score": completeness, "n_selected_features": graph.n_features,
-                "input_token_ids": graph.input_tokens.tolist(), "device": self.info.device}
-        return graph_to_json(graph, prune, slug=params.slug or "graph", scan=self.tset.name,
-                             node_threshold=params.node_threshold, info=info)
+        info = {
+            "model": self.model_name,
+            "transcoders": self.tset.name,
+            "architecture": self.adapter.architecture,
+            "n_layers": graph.n_layers,
+            "vocab_size": graph.vocab_size,
+            "params": params.model_dump(exclude={"slug"}),
+            "replacement_score": replacement,
+            "completeness_score": completeness,
+            "n_selected_features": graph.n_features,
+            "input_token_ids": graph.input_tokens.tolist(),
+            "device": self.info.device,
+        }
+        return graph_to_json(
+            graph,
+            prune,
+            slug=params.slug or "graph",
+            scan=self.tset.name,
+            node_threshold=params.node_threshold,
+            info=info,
+        )
 
     # -------------------------------------------------------------------------------------- interventions
 

@@ -132,7 +132,7 @@ class TranscoderSet:
     def decode(self, layer: int, acts_by_layer: list[torch.Tensor], x_in: torch.Tensor | None) -> torch.Tensor:
         """`mlp.hook_out` reconstruction of `layer` from dense activations of every layer ≤ layer ([P, d_t] each)."""
         out = self.layers[layer].b_dec.expand(acts_by_layer[layer].shape[0], -1).clone()
-        for src in (range(layer + 1) if self.cross_layer else (layer,)):
+        for src in range(layer + 1) if self.cross_layer else (layer,):
             a = acts_by_layer[src]
             pos, idx = a.nonzero(as_tuple=True)
             if len(idx):
@@ -155,15 +155,21 @@ class TranscoderSet:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def load_transcoder_set(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                        lazy_decoder: bool = True) -> TranscoderSet:
+def load_transcoder_set(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    lazy_decoder: bool = True,
+) -> TranscoderSet:
     """Load a transcoder set from a folder (circuit-tracer layouts) or its `config.yaml`."""
     path = Path(path)
     cfg_file = path if path.is_file() and path.suffix in (".yaml", ".yml") else path / "config.yaml"
     root = cfg_file.parent
     cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.exists() else {}
-    kind = cfg.get("model_kind") or ("cross_layer_transcoder" if list(root.glob("W_enc_*.safetensors"))
-                                     else "transcoder_set")
+    kind = cfg.get("model_kind") or (
+        "cross_layer_transcoder" if list(root.glob("W_enc_*.safetensors")) else "transcoder_set"
+    )
     if kind == "cross_layer_transcoder":
         tset = _load_clt(root, cfg, lazy_decoder)
     else:
@@ -218,9 +224,17 @@ def _load_plt(root: Path, cfg: dict, lazy_decoder: bool) -> TranscoderSet:
         else:
             with safe_open(str(file), framework="pt", device="cpu") as f:
                 t = {k: f.get_tensor(k) for k in f.keys() if not (lazy_decoder and k == "W_dec")}
-            layers.append(LayerWeights(W_enc=t["W_enc"], b_enc=t["b_enc"], b_dec=t["b_dec"],
-                                       activation=_activation(t, cfg), W_skip=t.get("W_skip"),
-                                       W_dec=t.get("W_dec"), dec_file=str(file)))
+            layers.append(
+                LayerWeights(
+                    W_enc=t["W_enc"],
+                    b_enc=t["b_enc"],
+                    b_dec=t["b_dec"],
+                    activation=_activation(t, cfg),
+                    W_skip=t.get("W_skip"),
+                    W_dec=t.get("W_dec"),
+                    dec_file=str(file),
+                )
+            )
     return TranscoderSet(layers=layers, cross_layer=False)
 
 
@@ -232,8 +246,13 @@ def _keys(file: Path) -> set[str]:
 def _load_gemmascope_npz(file: Path) -> LayerWeights:
     """GemmaScope `params.npz`: W_enc stored [d, d_t] (transposed here), JumpReLU `threshold`."""
     p = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in np.load(file).items()}
-    return LayerWeights(W_enc=p["W_enc"].T.contiguous(), b_enc=p["b_enc"], b_dec=p["b_dec"],
-                        activation=Activation("jumprelu", threshold=p["threshold"]), W_dec=p["W_dec"])
+    return LayerWeights(
+        W_enc=p["W_enc"].T.contiguous(),
+        b_enc=p["b_enc"],
+        b_dec=p["b_dec"],
+        activation=Activation("jumprelu", threshold=p["threshold"]),
+        W_dec=p["W_dec"],
+    )
 
 
 def _load_gemmascope2(file: Path) -> LayerWeights:
@@ -241,9 +260,14 @@ def _load_gemmascope2(file: Path) -> LayerWeights:
     with safe_open(str(file), framework="pt", device="cpu") as f:
         p = {k: f.get_tensor(k) for k in f.keys()}
     skip = p.get("affine_skip_connection")
-    return LayerWeights(W_enc=p["w_enc"].T.contiguous(), b_enc=p["b_enc"], b_dec=p["b_dec"],
-                        activation=Activation("jumprelu", threshold=p["threshold"]),
-                        W_skip=None if skip is None else skip.T.contiguous(), W_dec=p["w_dec"])
+    return LayerWeights(
+        W_enc=p["w_enc"].T.contiguous(),
+        b_enc=p["b_enc"],
+        b_dec=p["b_dec"],
+        activation=Activation("jumprelu", threshold=p["threshold"]),
+        W_skip=None if skip is None else skip.T.contiguous(),
+        W_dec=p["w_dec"],
+    )
 
 
 def _load_clt(root: Path, cfg: dict, lazy_decoder: bool) -> TranscoderSet:
@@ -262,26 +286,41 @@ def _load_clt(root: Path, cfg: dict, lazy_decoder: bool) -> TranscoderSet:
         act = _activation(t, cfg, threshold_key=f"threshold_{i}")
         if act.threshold is not None:
             act.threshold = act.threshold.reshape(-1)
-        layers.append(LayerWeights(W_enc=t[f"W_enc_{i}"], b_enc=t[f"b_enc_{i}"], b_dec=t[f"b_dec_{i}"],
-                                   activation=act, W_skip=t.get(f"W_skip_{i}"), W_dec=W_dec,
-                                   dec_file=str(dec_file), dec_key=f"W_dec_{i}"))
-    return TranscoderSet(layers=layers, cross_layer=True, feature_input_hook="hook_resid_mid",
-                         feature_output_hook="hook_mlp_out")
+        layers.append(
+            LayerWeights(
+                W_enc=t[f"W_enc_{i}"],
+                b_enc=t[f"b_enc_{i}"],
+                b_dec=t[f"b_dec_{i}"],
+                activation=act,
+                W_skip=t.get(f"W_skip_{i}"),
+                W_dec=W_dec,
+                dec_file=str(dec_file),
+                dec_key=f"W_dec_{i}",
+            )
+        )
+    return TranscoderSet(
+        layers=layers, cross_layer=True, feature_input_hook="hook_resid_mid", feature_output_hook="hook_mlp_out"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def save_transcoder_set(tset: TranscoderSet, path: str | Path, *, model_name: str | None = None,
-                        extra_config: dict | None = None) -> Path:
+def save_transcoder_set(
+    tset: TranscoderSet, path: str | Path, *, model_name: str | None = None, extra_config: dict | None = None
+) -> Path:
     """Write a set in circuit-tracer's layout (PLT `layer_{i}.safetensors` or CLT `W_enc_{i}`/`W_dec_{i}`)."""
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     tset.materialize()
     act = tset.layers[0].activation
-    cfg = {"model_kind": "cross_layer_transcoder" if tset.cross_layer else "transcoder_set",
-           "model_name": model_name or tset.model_name or "", "feature_input_hook": tset.feature_input_hook,
-           "feature_output_hook": tset.feature_output_hook, "scan": tset.name}
+    cfg = {
+        "model_kind": "cross_layer_transcoder" if tset.cross_layer else "transcoder_set",
+        "model_name": model_name or tset.model_name or "",
+        "feature_input_hook": tset.feature_input_hook,
+        "feature_output_hook": tset.feature_output_hook,
+        "scan": tset.name,
+    }
     if act.kind == "topk":
         cfg.update(activation="topk", k=act.k)
     for i, lw in enumerate(tset.layers):
@@ -313,9 +352,19 @@ def _cpu(tensors: dict) -> dict:
     return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
 
 
-def random_transcoder_set(n_layers: int, d_model: int, d_transcoder: int, *, kind: str = "relu",
-                          cross_layer: bool = False, skip: bool = False, k: int = 8, seed: int = 0,
-                          density: float = 0.1, dtype: torch.dtype = torch.float32) -> TranscoderSet:
+def random_transcoder_set(
+    n_layers: int,
+    d_model: int,
+    d_transcoder: int,
+    *,
+    kind: str = "relu",
+    cross_layer: bool = False,
+    skip: bool = False,
+    k: int = 8,
+    seed: int = 0,
+    density: float = 0.1,
+    dtype: torch.dtype = torch.float32,
+) -> TranscoderSet:
     """Random transcoders for tests and demos; biases chosen so roughly `density` of features fire."""
     g = torch.Generator().manual_seed(seed)
     layers = []
@@ -330,9 +379,14 @@ def random_transcoder_set(n_layers: int, d_model: int, d_transcoder: int, *, kin
         if kind == "jumprelu":
             threshold = 0.05 + 0.1 * torch.rand(d_transcoder, generator=g)
         act = Activation(kind, threshold=threshold, k=k if kind == "topk" else None)
-        layers.append(LayerWeights(
-            W_enc=W_enc.to(dtype), b_enc=(b_enc if kind != "topk" else torch.zeros(d_transcoder)).to(dtype),
-            b_dec=(0.01 * torch.randn(d_model, generator=g)).to(dtype), activation=act,
-            W_skip=(0.05 * torch.randn(d_model, d_model, generator=g)).to(dtype) if skip else None,
-            W_dec=(W_dec if cross_layer else W_dec[:, 0]).to(dtype)))
+        layers.append(
+            LayerWeights(
+                W_enc=W_enc.to(dtype),
+                b_enc=(b_enc if kind != "topk" else torch.zeros(d_transcoder)).to(dtype),
+                b_dec=(0.01 * torch.randn(d_model, generator=g)).to(dtype),
+                activation=act,
+                W_skip=(0.05 * torch.randn(d_model, d_model, generator=g)).to(dtype) if skip else None,
+                W_dec=(W_dec if cross_layer else W_dec[:, 0]).to(dtype),
+            )
+        )
     return TranscoderSet(layers=layers, cross_layer=cross_layer, name=f"random-{kind}{'-clt' if cross_layer else ''}")

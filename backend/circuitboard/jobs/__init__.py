@@ -12,6 +12,17 @@ from circuitboard.jobs.service import (
 )
 
 __all__ = [
-    "EngineBusy", "EngineHost", "EngineUnavailable", "GraphRequest", "InvalidTarget", "JobFinished", "JobNotFound",
-    "JobService", "JobView", "PromptTooLong", "QueueFull", "SlugTaken", "Submitted",
+    "EngineBusy",
+    "EngineHost",
+    "EngineUnavailable",
+    "GraphRequest",
+    "InvalidTarget",
+    "JobFinished",
+    "JobNotFound",
+    "JobService",
+    "JobView",
+    "PromptTooLong",
+    "QueueFull",
+    "SlugTaken",
+    "Submitted",
 ]

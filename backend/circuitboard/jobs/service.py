@@ -20,9 +20,7 @@ log = logging.getLogger(__name__)
 
 class QueueFull(Exception):
     def __init__(self, active: int, limit: int) -> None:
-        super().__init__(
-            f"queue: full ({active} of {limit} jobs queued or running); try again when one has finished"
-        )
+        super().__init__(f"queue: full ({active} of {limit} jobs queued or running); try again when one has finished")
         self.active = active
         self.limit = limit
 
@@ -132,8 +130,13 @@ class JobService:
     # ------------------------------------------------------------------------------------- views
     def view(self, rec: JobRecord) -> JobView:
         v = JobView(
-            id=rec.id, status=rec.status, phase=rec.phase, done=rec.done, total=rec.total,
-            slug=rec.slug, error=rec.error,
+            id=rec.id,
+            status=rec.status,
+            phase=rec.phase,
+            done=rec.done,
+            total=rec.total,
+            slug=rec.slug,
+            error=rec.error,
         )
         if rec.status == "queued":
             ids = self.store.jobs.queued_ids()

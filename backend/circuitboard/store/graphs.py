@@ -129,9 +129,7 @@ class GraphRepository:
         where = []
         if q:
             pattern = f"%{_escape_like(q.strip())}%"
-            where.append(
-                or_(GraphRow.prompt.ilike(pattern, escape="\\"), GraphRow.slug.ilike(pattern, escape="\\"))
-            )
+            where.append(or_(GraphRow.prompt.ilike(pattern, escape="\\"), GraphRow.slug.ilike(pattern, escape="\\")))
         with self.db.session() as s:
             total = s.scalar(select(func.count()).select_from(GraphRow).where(*where)) or 0
             rows = s.execute(

@@ -24,8 +24,15 @@ class JobRepository:
     def create(self, job_id: str, prompt: str, request: dict[str, Any], cache_key: str | None) -> JobRecord:
         with self.db.session() as s:
             row = JobRow(
-                id=job_id, status="queued", prompt=prompt, request=request, cache_key=cache_key,
-                attempts=0, done=0, total=0, created_at=utcnow(),
+                id=job_id,
+                status="queued",
+                prompt=prompt,
+                request=request,
+                cache_key=cache_key,
+                attempts=0,
+                done=0,
+                total=0,
+                created_at=utcnow(),
             )
             s.add(row)
             s.flush()
@@ -44,9 +51,7 @@ class JobRepository:
         """Queued job ids, first to run first."""
         with self.db.session() as s:
             return list(
-                s.scalars(
-                    select(JobRow.id).where(JobRow.status == "queued").order_by(JobRow.created_at, JobRow.id)
-                )
+                s.scalars(select(JobRow.id).where(JobRow.status == "queued").order_by(JobRow.created_at, JobRow.id))
             )
 
     def active_by_cache_key(self, cache_key: str) -> JobRecord | None:

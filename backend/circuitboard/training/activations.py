@@ -129,8 +129,9 @@ def open_layer(cache_dir: Path, layer: int, side: str, manifest: dict | None = N
     """uint16 memmap [N*T, d] of one layer's MLP input ('in') or output ('out'); view as bf16 with
     `torch.from_numpy(arr).view(torch.bfloat16)`."""
     m = manifest or read_manifest(cache_dir)
-    return np.memmap(Path(cache_dir) / f"layer_{layer}_{side}.bin", dtype=np.uint16, mode=mode,
-                     shape=(m["n_tokens"], m["d_model"]))
+    return np.memmap(
+        Path(cache_dir) / f"layer_{layer}_{side}.bin", dtype=np.uint16, mode=mode, shape=(m["n_tokens"], m["d_model"])
+    )
 
 
 def open_tokens(cache_dir: Path, manifest: dict | None = None, mode: str = "r") -> np.memmap:
@@ -175,11 +176,18 @@ def build_activation_cache(
         log(f"activation cache {cache_dir} already complete ({m['n_tokens']} tokens)")
         return m
     corpus_manifest = json.loads((Path(corpus_dir) / "manifest.json").read_text())
-    want = {"model": model_name, "n_seqs": n_train + n_held, "seq_len": seq_len, "layers": layers,
-            "corpus_sha256": corpus_manifest.get("sha256")}
-    resumable = m is not None and all(
-        m.get(k) == v for k, v in want.items() if k != "corpus_sha256"
-    ) and m.get("corpus", {}).get("sha256") == want["corpus_sha256"]
+    want = {
+        "model": model_name,
+        "n_seqs": n_train + n_held,
+        "seq_len": seq_len,
+        "layers": layers,
+        "corpus_sha256": corpus_manifest.get("sha256"),
+    }
+    resumable = (
+        m is not None
+        and all(m.get(k) == v for k, v in want.items() if k != "corpus_sha256")
+        and m.get("corpus", {}).get("sha256") == want["corpus_sha256"]
+    )
     d = model.config.get_text_config().hidden_size
     if not resumable:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -188,12 +196,24 @@ def build_activation_cache(
         t0 = time.perf_counter()
         train = pack_sequences(tokenizer, (p["text"] for p in iter_passages(corpus_dir, "train")), n_train, seq_len)
         held = pack_sequences(tokenizer, (p["text"] for p in iter_passages(corpus_dir, "heldout")), n_held, seq_len)
-        m = {"model": model_name, "n_seqs": n_train + n_held, "seq_len": seq_len,
-             "n_tokens": (n_train + n_held) * seq_len, "layers": layers, "d_model": d, "dtype": "bfloat16",
-             "complete_seqs": 0, "split": {"train": [0, n_train], "heldout": [n_train, n_train + n_held]},
-             "corpus": {"dir": str(corpus_dir), "sha256": corpus_manifest.get("sha256"),
-                        "sources": [s.get("name") for s in corpus_manifest.get("sources", [])]},
-             "bos_id": bos_id(tokenizer), "position_0": "BOS (excluded from training and statistics)"}
+        m = {
+            "model": model_name,
+            "n_seqs": n_train + n_held,
+            "seq_len": seq_len,
+            "n_tokens": (n_train + n_held) * seq_len,
+            "layers": layers,
+            "d_model": d,
+            "dtype": "bfloat16",
+            "complete_seqs": 0,
+            "split": {"train": [0, n_train], "heldout": [n_train, n_train + n_held]},
+            "corpus": {
+                "dir": str(corpus_dir),
+                "sha256": corpus_manifest.get("sha256"),
+                "sources": [s.get("name") for s in corpus_manifest.get("sources", [])],
+            },
+            "bos_id": bos_id(tokenizer),
+            "position_0": "BOS (excluded from training and statistics)",
+        }
         toks = open_tokens(cache_dir, m, mode="w+")
         toks[:n_train] = train
         toks[n_train:] = held
@@ -219,6 +239,7 @@ def build_activation_cache(
             captured[(layer, side)] = out.detach()
             if side == "out" and layer == last:
                 raise _Stop  # nothing after the last needed layer is computed
+
         return hook
 
     for layer in layers:
@@ -233,8 +254,9 @@ def build_activation_cache(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=m["n_tokens"], initial=start * T, unit="tok", unit_scale=True, desc="activations",
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=m["n_tokens"], initial=start * T, unit="tok", unit_scale=True, desc="activations", dynamic_ncols=True
+        )
     try:
         with torch.inference_mode():
             for s0 in range(start, m["n_seqs"], batch_size):
@@ -266,8 +288,14 @@ def build_activation_cache(
     return m
 
 
-def load_rows(cache_dir: Path, layer: int, side: str, seq_range: tuple[int, int], manifest: dict | None = None,
-              drop_bos: bool = True) -> torch.Tensor:
+def load_rows(
+    cache_dir: Path,
+    layer: int,
+    side: str,
+    seq_range: tuple[int, int],
+    manifest: dict | None = None,
+    drop_bos: bool = True,
+) -> torch.Tensor:
     """bf16 tensor of one layer's rows for sequences [s0, s1), position 0 dropped by default."""
     m = manifest or read_manifest(cache_dir)
     T, d = m["seq_len"], m["d_model"]

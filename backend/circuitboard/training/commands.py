@@ -49,16 +49,24 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS_DIR, help="corpus folder")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--device", default=None,
-                   help="cpu or cuda[:N] for the activation cache and training (default: $CIRCUITBOARD_DEVICE, "
-                        "else cuda when available)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu or cuda[:N] for the activation cache and training (default: $CIRCUITBOARD_DEVICE, "
+        "else cuda when available)",
+    )
 
 
 def _cmd_corpus_build(args) -> int:
     from circuitboard.training.corpus import build_corpus
 
-    build_corpus(args.out, local_dir=args.from_dir, hf_dataset=args.hf_dataset,
-                 heldout_fraction=args.heldout_fraction, force=args.force)
+    build_corpus(
+        args.out,
+        local_dir=args.from_dir,
+        hf_dataset=args.hf_dataset,
+        heldout_fraction=args.heldout_fraction,
+        force=args.force,
+    )
     return 0
 
 
@@ -66,10 +74,17 @@ def _train_config(args):
     from circuitboard.training.train import config_for
 
     layers = tuple(int(x) for x in args.layers.split(",")) if getattr(args, "layers", None) else None
-    return config_for(args.budget, steps_tokens=getattr(args, "tokens", None),
-                      train_tokens=getattr(args, "train_tokens", None), width=getattr(args, "width", None),
-                      k=getattr(args, "k", None), lr=getattr(args, "lr", None),
-                      activation=getattr(args, "activation", None), skip=getattr(args, "skip", None), layers=layers)
+    return config_for(
+        args.budget,
+        steps_tokens=getattr(args, "tokens", None),
+        train_tokens=getattr(args, "train_tokens", None),
+        width=getattr(args, "width", None),
+        k=getattr(args, "k", None),
+        lr=getattr(args, "lr", None),
+        activation=getattr(args, "activation", None),
+        skip=getattr(args, "skip", None),
+        layers=layers,
+    )
 
 
 def _setup_torch(args) -> None:
@@ -97,8 +112,16 @@ def ensure_cache(rp, cfg, corpus_dir: Path, log=print, device: str = "cpu") -> d
         log(f"activation cache: reusing {rp.activations_dir} ({m['n_tokens']} tokens)")
         return m
     model, tok = load_model(rp.model_dir, device=device)
-    return build_activation_cache(model, tok, corpus_dir, rp.activations_dir, n_train_tokens=n_train * T,
-                                  n_heldout_tokens=n_held * T, model_name=rp.name, log=log)
+    return build_activation_cache(
+        model,
+        tok,
+        corpus_dir,
+        rp.activations_dir,
+        n_train_tokens=n_train * T,
+        n_heldout_tokens=n_held * T,
+        model_name=rp.name,
+        log=log,
+    )
 
 
 def _cmd_train(args) -> int:
@@ -110,8 +133,15 @@ def _cmd_train(args) -> int:
     cfg = _train_config(args)
     build_corpus(args.corpus)
     ensure_cache(rp, cfg, args.corpus, device=args.device)
-    train_transcoders(rp.activations_dir, args.out or rp.transcoders_dir, cfg, model_name=rp.name,
-                      budget=args.budget, resume=args.resume, device=args.device)
+    train_transcoders(
+        rp.activations_dir,
+        args.out or rp.transcoders_dir,
+        cfg,
+        model_name=rp.name,
+        budget=args.budget,
+        resume=args.resume,
+        device=args.device,
+    )
     return 0
 
 
@@ -161,10 +191,20 @@ def _cmd_prepare(args) -> int:
                 print(f"transcoders: {rp.transcoders_dir} is up to date (budget {args.budget})")
             else:
                 partial = rp.transcoders_dir.with_name(rp.transcoders_dir.name + ".partial")
-                same = partial.exists() and (partial / "metrics.json").exists() and json.loads(
-                    (partial / "metrics.json").read_text()).get("budget") == args.budget
-                train_transcoders(rp.activations_dir, rp.transcoders_dir, cfg, model_name=rp.name,
-                                  budget=args.budget, resume=same, device=args.device)
+                same = (
+                    partial.exists()
+                    and (partial / "metrics.json").exists()
+                    and json.loads((partial / "metrics.json").read_text()).get("budget") == args.budget
+                )
+                train_transcoders(
+                    rp.activations_dir,
+                    rp.transcoders_dir,
+                    cfg,
+                    model_name=rp.name,
+                    budget=args.budget,
+                    resume=same,
+                    device=args.device,
+                )
     if not args.no_atlas:
         with step("atlas"):
             _build_atlas(rp, args)
@@ -185,11 +225,21 @@ def _build_atlas(rp, args) -> None:
 
     # pass what the builder asks for, by name (its signature belongs to the atlas module); it resumes an
     # interrupted build and returns at once when the atlas is complete
-    known = {"preset": rp.name, "model_dir": rp.model_dir, "model": rp.model_dir, "transcoders": rp.transcoders_dir,
-             "transcoders_dir": rp.transcoders_dir, "activations": rp.activations_dir,
-             "activations_dir": rp.activations_dir, "cache_dir": rp.activations_dir, "out": rp.atlas_path,
-             "out_path": rp.atlas_path, "atlas_path": rp.atlas_path, "path": rp.atlas_path,
-             "corpus_dir": args.corpus}
+    known = {
+        "preset": rp.name,
+        "model_dir": rp.model_dir,
+        "model": rp.model_dir,
+        "transcoders": rp.transcoders_dir,
+        "transcoders_dir": rp.transcoders_dir,
+        "activations": rp.activations_dir,
+        "activations_dir": rp.activations_dir,
+        "cache_dir": rp.activations_dir,
+        "out": rp.atlas_path,
+        "out_path": rp.atlas_path,
+        "atlas_path": rp.atlas_path,
+        "path": rp.atlas_path,
+        "corpus_dir": args.corpus,
+    }
     params = inspect.signature(build_atlas).parameters
     kwargs = {k: v for k, v in known.items() if k in params}
     build_atlas(**kwargs)

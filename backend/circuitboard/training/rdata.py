@@ -131,8 +131,11 @@ def _decompress_chunk(chunk: bytes) -> bytes:
 
 def read_lazyload_db(rdx: Path) -> dict[str, object]:
     """All variables of an R lazy-load database, by name."""
-    index = unserialize(gzip.decompress(rdx.read_bytes()) if rdx.read_bytes()[:2] == b"\x1f\x8b"
-                        else _decompress_chunk(rdx.read_bytes()))
+    index = unserialize(
+        gzip.decompress(rdx.read_bytes())
+        if rdx.read_bytes()[:2] == b"\x1f\x8b"
+        else _decompress_chunk(rdx.read_bytes())
+    )
     variables = index["variables"] if isinstance(index, dict) else dict(index)["variables"]
     rdb = rdx.with_suffix(".rdb").read_bytes()
     out = {}

@@ -68,8 +68,17 @@ SKIP_LR_SCALE = 0.05
 # tiny: CI's end-to-end check of the real pipeline (a few minutes); small: a quick look; default: the
 # first-run setup target (≤ 25 min all-in on 2 cores); large: about an hour for higher EV.
 BUDGETS: dict[str, TrainConfig] = {
-    "tiny": TrainConfig(width=1024, k=16, train_tokens=12_800, heldout_tokens=3_840, steps_tokens=25_600,
-                        batch_size=256, lr=2e-3, dead_window=4_000, aux_k=128),
+    "tiny": TrainConfig(
+        width=1024,
+        k=16,
+        train_tokens=12_800,
+        heldout_tokens=3_840,
+        steps_tokens=25_600,
+        batch_size=256,
+        lr=2e-3,
+        dead_window=4_000,
+        aux_k=128,
+    ),
     "small": TrainConfig(train_tokens=102_400, heldout_tokens=25_600, steps_tokens=204_800),
     "default": TrainConfig(),
     "large": TrainConfig(width=8192, train_tokens=512_000, heldout_tokens=51_200, steps_tokens=1_228_800),
@@ -101,8 +110,9 @@ class _SelectedPre(torch.autograd.Function):
             return G.T @ x.float(), G.sum(0), None, None, None
         # a sparse [width, B] gradient matrix times x: ~15x faster than index_add of B·k rows on this CPU
         rows = torch.arange(B).repeat_interleave(k)
-        S = torch.sparse_coo_tensor(torch.stack([idx.reshape(-1), rows]), g.reshape(-1), (ctx.width, B),
-                                    check_invariants=False)
+        S = torch.sparse_coo_tensor(
+            torch.stack([idx.reshape(-1), rows]), g.reshape(-1), (ctx.width, B), check_invariants=False
+        )
         gb = torch.zeros(ctx.width, dtype=torch.float32).index_add_(0, idx.reshape(-1), g.reshape(-1))
         return torch.sparse.mm(S, x.float()), gb, None, None, None
 
@@ -274,8 +284,15 @@ def evaluate(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, sx: float, sy: fl
 
 
 @torch.no_grad()
-def _resample(tc: Transcoder, opt: torch.optim.Optimizer, dead: torch.Tensor, x: torch.Tensor, err: torch.Tensor,
-              gen: torch.Generator, scale: float = 1.0) -> None:
+def _resample(
+    tc: Transcoder,
+    opt: torch.optim.Optimizer,
+    dead: torch.Tensor,
+    x: torch.Tensor,
+    err: torch.Tensor,
+    gen: torch.Generator,
+    scale: float = 1.0,
+) -> None:
     """Point dead latents at badly reconstructed tokens (distinct, chosen with probability ∝ squared error):
     encoder row = the token's input direction at `scale` × the live rows' mean norm (1.0: they compete for the
     top-k at once instead of waiting below it), decoder row = its error direction; their Adam state is reset."""
@@ -366,8 +383,18 @@ def train_layer(
         if ckpt_path is None:
             return
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": tc.state_dict(), "opt": opt.state_dict(), "step": step, "sx": sx, "sy": sy,
-                    "gen": gen.get_state(), "since_fired": since_fired}, tmp)
+        torch.save(
+            {
+                "model": tc.state_dict(),
+                "opt": opt.state_dict(),
+                "step": step,
+                "sx": sx,
+                "sy": sy,
+                "gen": gen.get_state(),
+                "since_fired": since_fired,
+            },
+            tmp,
+        )
         tmp.replace(ckpt_path)
 
     for step in range(start_step, total_steps):
@@ -471,8 +498,7 @@ def write_config(out_dir: Path, n_layers: int, cfg: TrainConfig, model_name: str
     }
     if cfg.activation == "topk":
         conf["k"] = cfg.k
-    conf["training"] = {"budget": budget, **{k: list(v) if isinstance(v, tuple) else v
-                                              for k, v in asdict(cfg).items()}}
+    conf["training"] = {"budget": budget, **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}}
     (out_dir / "config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
 
 
@@ -510,10 +536,19 @@ def train_transcoders(
     partial.mkdir(parents=True, exist_ok=True)
     metrics_path = partial / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    metrics.update({"budget": budget, "device": device.type, "compute_dtype": compute_dtype_name(device.type),
-                    "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
-                    "cache": {"dir": str(cache_dir), "train_tokens": n_train_seqs * (T - 1),
-                              "heldout_tokens": n_held_seqs * (T - 1)}})
+    metrics.update(
+        {
+            "budget": budget,
+            "device": device.type,
+            "compute_dtype": compute_dtype_name(device.type),
+            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+            "cache": {
+                "dir": str(cache_dir),
+                "train_tokens": n_train_seqs * (T - 1),
+                "heldout_tokens": n_held_seqs * (T - 1),
+            },
+        }
+    )
     metrics.setdefault("layers", {})
     todo = [l for l in layers if not (partial / f"layer_{l}.safetensors").exists()]
     bar = None
@@ -521,8 +556,15 @@ def train_transcoders(
         from tqdm import tqdm
 
         done_tokens = (len(layers) - len(todo)) * cfg.steps_tokens
-        bar = tqdm(total=len(layers) * cfg.steps_tokens, initial=done_tokens, unit="tok", unit_scale=True,
-                   desc="transcoders", dynamic_ncols=True, smoothing=0.05)
+        bar = tqdm(
+            total=len(layers) * cfg.steps_tokens,
+            initial=done_tokens,
+            unit="tok",
+            unit_scale=True,
+            desc="transcoders",
+            dynamic_ncols=True,
+            smoothing=0.05,
+        )
     ev_ema = [None]
     t_all = time.perf_counter()
     try:
@@ -541,8 +583,7 @@ def train_transcoders(
                     bar.set_postfix_str(f"layer {layer} EV {ev_ema[0]:.3f}", refresh=False)
 
             ev_ema[0] = None
-            tc, sx, sy = train_layer(x, y, cfg, ckpt_path=ckpt, on_step=on_step, should_stop=should_stop,
-                                     device=device)
+            tc, sx, sy = train_layer(x, y, cfg, ckpt_path=ckpt, on_step=on_step, should_stop=should_stop, device=device)
             del x, y
             xh = load_rows(cache_dir, layer, "in", (ho0, ho0 + n_held_seqs), m)
             yh = load_rows(cache_dir, layer, "out", (ho0, ho0 + n_held_seqs), m)
@@ -553,9 +594,11 @@ def train_transcoders(
             metrics["layers"][str(layer)] = res
             metrics_path.write_text(json.dumps(metrics, indent=2))
             ckpt.unlink(missing_ok=True)
-            msg = (f"layer {layer}: EV {res['explained_variance']:.3f} (skip alone "
-                   f"{res.get('explained_variance_skip_only', float('nan')):.3f}), L0 {res['l0']:.1f}, "
-                   f"dead {100 * res['dead_fraction']:.1f}%, {res['seconds']} s")
+            msg = (
+                f"layer {layer}: EV {res['explained_variance']:.3f} (skip alone "
+                f"{res.get('explained_variance_skip_only', float('nan')):.3f}), L0 {res['l0']:.1f}, "
+                f"dead {100 * res['dead_fraction']:.1f}%, {res['seconds']} s"
+            )
             (bar.write if bar is not None else log)(msg)
     finally:
         if bar is not None:
@@ -578,8 +621,10 @@ def train_transcoders(
     else:  # a subset of layers is an experiment, not a usable set: leave it in .partial
         final = partial
     s = metrics["summary"]
-    log(f"transcoders -> {final}: mean EV {s['mean_explained_variance']:.3f} (min "
-        f"{s['min_explained_variance']:.3f}), max L0 {s['max_l0']:.1f}, max dead {100 * s['max_dead_fraction']:.1f}%")
+    log(
+        f"transcoders -> {final}: mean EV {s['mean_explained_variance']:.3f} (min "
+        f"{s['min_explained_variance']:.3f}), max L0 {s['max_l0']:.1f}, max dead {100 * s['max_dead_fraction']:.1f}%"
+    )
     return metrics
 
 

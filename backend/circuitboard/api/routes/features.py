@@ -89,7 +89,8 @@ class LabelsResult(BaseModel):
     frequencies: dict[str, float] = Field(
         default_factory=dict,
         description='"{layer}_{index}" -> activation frequency (fraction of non-BOS tokens where it is active); '
-                    "the page's feature-density filter hides features above a threshold")
+        "the page's feature-density filter hides features above a threshold",
+    )
 
 
 class SearchItem(BaseModel):
@@ -166,9 +167,11 @@ IndexParam = PathParam(ge=0, description="feature index within the layer")
 
 
 @router.get("/search", response_model=SearchResult)
-def search_features(q: str = Query(min_length=1, max_length=200, description="label, token or example text"),
-                    limit: int = Query(20, ge=1, le=200),
-                    store: AtlasStore = Depends(get_atlas)) -> dict:
+def search_features(
+    q: str = Query(min_length=1, max_length=200, description="label, token or example text"),
+    limit: int = Query(20, ge=1, le=200),
+    store: AtlasStore = Depends(get_atlas),
+) -> dict:
     return {"items": search(store, q, limit=limit)}
 
 
@@ -176,8 +179,10 @@ def search_features(q: str = Query(min_length=1, max_length=200, description="la
 def post_labels(body: LabelsRequest, store: AtlasStore = Depends(get_atlas)) -> dict:
     """Labels of many features in one call (node tooltips, the link graph)."""
     found = store.labels_for(body.features)
-    return {"labels": {f"{layer}_{idx}": label for (layer, idx), label in found.items()},
-            "frequencies": {f"{layer}_{idx}": f for (layer, idx), f in _frequencies(store, body.features).items()}}
+    return {
+        "labels": {f"{layer}_{idx}": label for (layer, idx), label in found.items()},
+        "frequencies": {f"{layer}_{idx}": f for (layer, idx), f in _frequencies(store, body.features).items()},
+    }
 
 
 def _frequencies(store: AtlasStore, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
@@ -190,7 +195,7 @@ def _frequencies(store: AtlasStore, pairs: list[tuple[int, int]]) -> dict[tuple[
     with store.connect() as con:
         for layer, idxs in by_layer.items():
             for start in range(0, len(idxs), 900):
-                part = idxs[start:start + 900]
+                part = idxs[start : start + 900]
                 q = f"SELECT idx, frequency FROM search WHERE layer = ? AND idx IN ({','.join('?' * len(part))})"
                 out.update(((layer, i), float(f)) for i, f in con.execute(q, [layer, *part]))
     return out
@@ -202,21 +207,24 @@ def get_feature(layer: int = LayerParam, index: int = IndexParam, store: AtlasSt
 
 
 @router.put("/{layer}/{index}/label", response_model=FeatureRecord)
-def put_label(body: LabelUpdate, layer: int = LayerParam, index: int = IndexParam,
-              store: AtlasStore = Depends(get_atlas)) -> dict:
+def put_label(
+    body: LabelUpdate, layer: int = LayerParam, index: int = IndexParam, store: AtlasStore = Depends(get_atlas)
+) -> dict:
     _record(store, layer, index)  # 404 before writing a label for a feature that does not exist
     store.set_user_label(layer, index, body.label)
     return _record(store, layer, index)
 
 
 @router.post("/{layer}/{index}/explain", response_model=FeatureRecord)
-def post_explain(layer: int = LayerParam, index: int = IndexParam, refresh: bool = False,
-                 store: AtlasStore = Depends(get_atlas)) -> dict:
+def post_explain(
+    layer: int = LayerParam, index: int = IndexParam, refresh: bool = False, store: AtlasStore = Depends(get_atlas)
+) -> dict:
     _record(store, layer, index)
     cfg = LLMConfig.from_env()
     if cfg is None:
-        raise HTTPException(503, "LLM explanations are not configured (set CIRCUITBOARD_LLM_BASE_URL and "
-                                 "CIRCUITBOARD_LLM_MODEL)")
+        raise HTTPException(
+            503, "LLM explanations are not configured (set CIRCUITBOARD_LLM_BASE_URL and CIRCUITBOARD_LLM_MODEL)"
+        )
     try:
         explain(store, layer, index, cfg, refresh=refresh)
     except Exception as exc:  # noqa: BLE001 - any upstream failure is the endpoint's, not ours

@@ -53,7 +53,9 @@ def list_graphs(
 ) -> GraphList:
     items, total = svc.store.graphs.list(q, page, per_page)
     return GraphList(
-        items=[GraphListItem.model_validate(i.model_dump()) for i in items], total=total, page=page,
+        items=[GraphListItem.model_validate(i.model_dump()) for i in items],
+        total=total,
+        page=page,
         per_page=per_page,
     )
 
