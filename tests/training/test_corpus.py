@@ -146,14 +146,16 @@ def test_rdata_reader(tmp_path):
     (tmp_path / "Rdata.rdb").write_bytes(chunk)
     # index: list(variables = list(emma = c(0L, len)), compressed = TRUE) with names attributes
     ints = struct.pack(">ii", 13, 2) + struct.pack(">ii", 0, len(chunk))
-    names_attr = lambda names: (
-        struct.pack(">i", 0x00000402)
-        + struct.pack(">ii", 1, 0x00040009)  # noqa: E731
-        + struct.pack(">i", 5)
-        + b"names"
-        + _r_strvec(names)
-        + struct.pack(">i", 254)
-    )
+    def names_attr(names):
+        return (
+            struct.pack(">i", 0x00000402)
+            + struct.pack(">ii", 1, 0x00040009)
+            + struct.pack(">i", 5)
+            + b"names"
+            + _r_strvec(names)
+            + struct.pack(">i", 254)
+        )
+
     variables = struct.pack(">ii", 19 | (1 << 9), 1) + ints + names_attr(["emma"])
     index = struct.pack(">ii", 19 | (1 << 9), 1) + variables + names_attr(["variables"])
     (tmp_path / "Rdata.rdx").write_bytes(gzip.compress(_r_serialize(index)))
