@@ -146,6 +146,7 @@ def test_rdata_reader(tmp_path):
     (tmp_path / "Rdata.rdb").write_bytes(chunk)
     # index: list(variables = list(emma = c(0L, len)), compressed = TRUE) with names attributes
     ints = struct.pack(">ii", 13, 2) + struct.pack(">ii", 0, len(chunk))
+
     def names_attr(names):
         return (
             struct.pack(">i", 0x00000402)
