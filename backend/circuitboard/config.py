@@ -13,7 +13,9 @@ from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The repository root when running from a checkout (backend/circuitboard/config.py -> ../../..).
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODELS_DIR = REPO_ROOT / "models"
+DEFAULT_PRESET = "gemma-3-270m"
 
 
 class ParamRange(BaseModel):
@@ -83,17 +85,17 @@ class Settings(BaseSettings):
 
     # --- paths -----------------------------------------------------------------------------------------
     data_dir: Path = Path("data")
-    models_dir: Path = _REPO_ROOT / "models"
+    models_dir: Path = DEFAULT_MODELS_DIR
     # SQLAlchemy URL; DATABASE_URL (the usual name on hosts such as Heroku/Render) is accepted too.
     database_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("CIRCUITBOARD_DATABASE_URL", "DATABASE_URL", "database_url"),
     )
-    frontend_dist: Path = _REPO_ROOT / "frontend" / "dist"
+    frontend_dist: Path = REPO_ROOT / "frontend" / "dist"
     atlas_path: Path | None = None  # the feature atlas; default: beside the transcoders / in the preset folder
 
     # --- model -----------------------------------------------------------------------------------------
-    preset: str = "gemma-3-270m"
+    preset: str = DEFAULT_PRESET
     model_path: str | None = None  # overrides the preset's model
     transcoders_path: str | None = None  # overrides the preset's transcoder set
     device: str | None = None  # None: cuda when available, else cpu
@@ -129,7 +131,3 @@ class Settings(BaseSettings):
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-
-def get_settings() -> Settings:
-    return Settings()

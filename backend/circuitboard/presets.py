@@ -25,9 +25,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODELS_DIR = REPO_ROOT / "models"
-DEFAULT_PRESET = "gemma-3-270m"
+from circuitboard.config import DEFAULT_MODELS_DIR, DEFAULT_PRESET
 
 
 class PresetError(RuntimeError):

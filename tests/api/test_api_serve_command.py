@@ -11,7 +11,7 @@ import time
 import httpx
 from cbapi_support import free_port
 
-from circuitboard.api.commands import register, settings_from_args
+from circuitboard.cli.serve import register, settings_from_args
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -37,20 +37,14 @@ def test_cli_build_search_export(tiny_world, tmp_path, capsys):
 
 
 def test_build_atlas_by_keyword_as_prepare_calls_it(tiny_world, tmp_path):
-    """training/commands.py `prepare` passes arguments by name (model_dir, transcoders_dir, cache_dir, out_path)."""
-    import inspect
-
+    """cli/prepare.py `prepare` passes arguments by name (model_dir, transcoders_dir, cache_dir, out_path)."""
     from circuitboard.atlas.build import build_atlas
 
-    known = {
-        "preset": "tiny",
-        "model_dir": tiny_world.model_dir,
-        "model": tiny_world.model_dir,
-        "transcoders_dir": tiny_world.sets["relu"],
-        "cache_dir": tiny_world.cache_dir,
-        "out_path": tmp_path / "atlas.sqlite",
-        "atlas_path": tmp_path / "atlas.sqlite",
-    }
-    params = inspect.signature(build_atlas).parameters
-    res = build_atlas(**{k: v for k, v in known.items() if k in params}, progress=False)
+    res = build_atlas(
+        model_dir=tiny_world.model_dir,
+        transcoders_dir=tiny_world.sets["relu"],
+        cache_dir=tiny_world.cache_dir,
+        out_path=tmp_path / "atlas.sqlite",
+        progress=False,
+    )
     assert res.layers_built == [0, 1]

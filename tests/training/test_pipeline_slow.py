@@ -10,8 +10,8 @@ import shutil
 import pytest
 import yaml
 
+from circuitboard.config import DEFAULT_MODELS_DIR, REPO_ROOT
 from circuitboard.engine.transcoders import load_transcoder_set
-from circuitboard.presets import DEFAULT_MODELS_DIR, REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

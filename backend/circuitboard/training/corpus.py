@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from circuitboard.presets import REPO_ROOT
+from circuitboard.config import REPO_ROOT
 
 DEFAULT_CORPUS_DIR = REPO_ROOT / "data" / "corpus" / "default"
 DOWNLOADS_DIR = REPO_ROOT / "data" / "corpus" / "downloads"

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _where(p: argparse.ArgumentParser) -> None:
-    from circuitboard.presets import DEFAULT_MODELS_DIR, DEFAULT_PRESET
+    from circuitboard.config import DEFAULT_MODELS_DIR, DEFAULT_PRESET
 
     p.add_argument("--preset", default=DEFAULT_PRESET)
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)

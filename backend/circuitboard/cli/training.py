@@ -1,13 +1,13 @@
-"""CLI: `corpus build`, `train-transcoders`, `prepare` (model -> corpus -> activations -> transcoders -> atlas)."""
+"""CLI: `corpus build`, `train-transcoders` (model -> corpus -> activation cache -> transcoders)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from circuitboard.presets import DEFAULT_MODELS_DIR, DEFAULT_PRESET, resolve_preset
+from circuitboard.config import DEFAULT_MODELS_DIR, DEFAULT_PRESET
+from circuitboard.presets import resolve_preset
 from circuitboard.training.corpus import DEFAULT_CORPUS_DIR
 
 
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_cmd_corpus_build)
 
     t = sub.add_parser("train-transcoders", help="train per-layer transcoders for a preset")
-    _common(t)
+    common_args(t)
     t.add_argument("--tokens", type=int, help="tokens seen per layer (training steps x batch)")
     t.add_argument("--train-tokens", type=int, help="unique tokens in the activation cache's train split")
     t.add_argument("--width", type=int)
@@ -37,13 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", type=Path, help="output folder (default models/<preset>/transcoders)")
     t.set_defaults(func=_cmd_train)
 
-    pr = sub.add_parser("prepare", help="everything a preset needs, each step skipped when already done")
-    _common(pr)
-    pr.add_argument("--no-atlas", action="store_true")
-    pr.set_defaults(func=_cmd_prepare)
 
-
-def _common(p: argparse.ArgumentParser) -> None:
+def common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_PRESET)
     p.add_argument("--budget", choices=["tiny", "small", "default", "large"], default="default")
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
@@ -70,7 +65,7 @@ def _cmd_corpus_build(args) -> int:
     return 0
 
 
-def _train_config(args):
+def train_config(args):
     from circuitboard.training.train import config_for
 
     layers = tuple(int(x) for x in args.layers.split(",")) if getattr(args, "layers", None) else None
@@ -87,7 +82,7 @@ def _train_config(args):
     )
 
 
-def _setup_torch(args) -> None:
+def setup_torch(args) -> None:
     import os
 
     import torch
@@ -128,9 +123,9 @@ def _cmd_train(args) -> int:
     from circuitboard.training.corpus import build_corpus
     from circuitboard.training.train import train_transcoders
 
-    _setup_torch(args)
+    setup_torch(args)
     rp = resolve_preset(args.preset, args.models_dir)
-    cfg = _train_config(args)
+    cfg = train_config(args)
     build_corpus(args.corpus)
     ensure_cache(rp, cfg, args.corpus, device=args.device)
     train_transcoders(
@@ -143,103 +138,3 @@ def _cmd_train(args) -> int:
         device=args.device,
     )
     return 0
-
-
-def _transcoders_current(rp, budget: str) -> bool:
-    mp = rp.transcoders_dir / "metrics.json"
-    if not rp.transcoders_ready():
-        return False
-    if not mp.exists():  # a set put there by hand or from the hub: keep it
-        return True
-    return json.loads(mp.read_text()).get("budget") == budget
-
-
-def _cmd_prepare(args) -> int:
-    _setup_torch(args)
-    timings: dict[str, float] = {}
-    t_all = time.perf_counter()
-
-    def step(name: str):
-        class _T:
-            def __enter__(self):
-                self.t = time.perf_counter()
-                print(f"== {name}", flush=True)
-
-            def __exit__(self, *exc):
-                timings[name] = round(time.perf_counter() - self.t, 1)
-                print(f"== {name}: {timings[name]} s", flush=True)
-
-        return _T()
-
-    with step("model"):
-        rp = resolve_preset(args.preset, args.models_dir)
-    trained = rp.preset.transcoders.kind == "trained"
-    from circuitboard.training.train import train_transcoders
-
-    cfg = _train_config(args)
-    need_cache = (trained and not _transcoders_current(rp, args.budget)) or not args.no_atlas
-    if need_cache:
-        from circuitboard.training.corpus import build_corpus
-
-        with step("corpus"):
-            build_corpus(args.corpus)
-        with step("activations"):
-            ensure_cache(rp, cfg, args.corpus, device=args.device)
-    if trained:
-        with step("transcoders"):
-            if _transcoders_current(rp, args.budget):
-                print(f"transcoders: {rp.transcoders_dir} is up to date (budget {args.budget})")
-            else:
-                partial = rp.transcoders_dir.with_name(rp.transcoders_dir.name + ".partial")
-                same = (
-                    partial.exists()
-                    and (partial / "metrics.json").exists()
-                    and json.loads((partial / "metrics.json").read_text()).get("budget") == args.budget
-                )
-                train_transcoders(
-                    rp.activations_dir,
-                    rp.transcoders_dir,
-                    cfg,
-                    model_name=rp.name,
-                    budget=args.budget,
-                    resume=same,
-                    device=args.device,
-                )
-    if not args.no_atlas:
-        with step("atlas"):
-            _build_atlas(rp, args)
-    timings["total"] = round(time.perf_counter() - t_all, 1)
-    rp.root.mkdir(parents=True, exist_ok=True)
-    (rp.root / "prepare.json").write_text(json.dumps({"budget": args.budget, "seconds": timings}, indent=2))
-    print("prepare: " + ", ".join(f"{k} {v} s" for k, v in timings.items()))
-    return 0
-
-
-def _build_atlas(rp, args) -> None:
-    try:
-        from circuitboard.atlas.build import build_atlas
-    except ImportError:
-        print("atlas: circuitboard.atlas.build not available yet; skipped")
-        return
-    import inspect
-
-    # pass what the builder asks for, by name (its signature belongs to the atlas module); it resumes an
-    # interrupted build and returns at once when the atlas is complete
-    known = {
-        "preset": rp.name,
-        "model_dir": rp.model_dir,
-        "model": rp.model_dir,
-        "transcoders": rp.transcoders_dir,
-        "transcoders_dir": rp.transcoders_dir,
-        "activations": rp.activations_dir,
-        "activations_dir": rp.activations_dir,
-        "cache_dir": rp.activations_dir,
-        "out": rp.atlas_path,
-        "out_path": rp.atlas_path,
-        "atlas_path": rp.atlas_path,
-        "path": rp.atlas_path,
-        "corpus_dir": args.corpus,
-    }
-    params = inspect.signature(build_atlas).parameters
-    kwargs = {k: v for k, v in known.items() if k in params}
-    build_atlas(**kwargs)

@@ -1,20 +1,20 @@
-"""The `circuitboard` command: one subcommand per job, each registered by the module that owns it."""
+"""The `circuitboard` command: every command-line entry point lives in this package, one module per group.
+
+The CLI is the top layer: it may import every stage below it (engine, data, training, atlas, store, jobs,
+api), and nothing imports it. Heavy imports (torch, transformers, uvicorn) stay inside the command functions
+so that `circuitboard --help` starts fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from circuitboard import __version__
+from circuitboard.cli import atlas, prepare, serve, trace, training
 
-# Each module exposes `register(subparsers)`; listed in data-flow order.
-_COMMAND_MODULES = (
-    "circuitboard.engine.commands",
-    "circuitboard.training.commands",
-    "circuitboard.atlas.commands",
-    "circuitboard.api.commands",
-)
+# Listed in data-flow order: each module exposes `register(subparsers)`.
+_COMMAND_MODULES = (trace, training, prepare, atlas, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"circuitboard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # Only a missing command module is tolerated; a broken import inside one is a bug to surface.
-            if exc.name != name:
-                raise
-            continue
+    for module in _COMMAND_MODULES:
         module.register(sub)
     return parser
 

@@ -1,0 +1,101 @@
+"""CLI: `circuitboard prepare` — everything a preset needs, each step skipped when already done:
+model -> corpus -> activation cache -> transcoders (training) -> feature atlas."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from circuitboard.cli.training import common_args, ensure_cache, setup_torch, train_config
+from circuitboard.presets import resolve_preset
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    pr = sub.add_parser("prepare", help="everything a preset needs, each step skipped when already done")
+    common_args(pr)
+    pr.add_argument("--no-atlas", action="store_true")
+    pr.set_defaults(func=_cmd_prepare)
+
+
+def _transcoders_current(rp, budget: str) -> bool:
+    mp = rp.transcoders_dir / "metrics.json"
+    if not rp.transcoders_ready():
+        return False
+    if not mp.exists():  # a set put there by hand or from the hub: keep it
+        return True
+    return json.loads(mp.read_text()).get("budget") == budget
+
+
+def _cmd_prepare(args) -> int:
+    setup_torch(args)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def step(name: str):
+        class _T:
+            def __enter__(self):
+                self.t = time.perf_counter()
+                print(f"== {name}", flush=True)
+
+            def __exit__(self, *exc):
+                timings[name] = round(time.perf_counter() - self.t, 1)
+                print(f"== {name}: {timings[name]} s", flush=True)
+
+        return _T()
+
+    with step("model"):
+        rp = resolve_preset(args.preset, args.models_dir)
+    trained = rp.preset.transcoders.kind == "trained"
+    from circuitboard.training.train import train_transcoders
+
+    cfg = train_config(args)
+    need_cache = (trained and not _transcoders_current(rp, args.budget)) or not args.no_atlas
+    if need_cache:
+        from circuitboard.training.corpus import build_corpus
+
+        with step("corpus"):
+            build_corpus(args.corpus)
+        with step("activations"):
+            ensure_cache(rp, cfg, args.corpus, device=args.device)
+    if trained:
+        with step("transcoders"):
+            if _transcoders_current(rp, args.budget):
+                print(f"transcoders: {rp.transcoders_dir} is up to date (budget {args.budget})")
+            else:
+                partial = rp.transcoders_dir.with_name(rp.transcoders_dir.name + ".partial")
+                same = (
+                    partial.exists()
+                    and (partial / "metrics.json").exists()
+                    and json.loads((partial / "metrics.json").read_text()).get("budget") == args.budget
+                )
+                train_transcoders(
+                    rp.activations_dir,
+                    rp.transcoders_dir,
+                    cfg,
+                    model_name=rp.name,
+                    budget=args.budget,
+                    resume=same,
+                    device=args.device,
+                )
+    if not args.no_atlas:
+        with step("atlas"):
+            _build_atlas(rp, args)
+    timings["total"] = round(time.perf_counter() - t_all, 1)
+    rp.root.mkdir(parents=True, exist_ok=True)
+    (rp.root / "prepare.json").write_text(json.dumps({"budget": args.budget, "seconds": timings}, indent=2))
+    print("prepare: " + ", ".join(f"{k} {v} s" for k, v in timings.items()))
+    return 0
+
+
+def _build_atlas(rp, args) -> None:
+    from circuitboard.atlas.build import build_atlas
+
+    # resumes an interrupted build and returns at once when the atlas is complete
+    build_atlas(
+        model_dir=rp.model_dir,
+        transcoders_dir=rp.transcoders_dir,
+        cache_dir=rp.activations_dir,
+        out_path=rp.atlas_path,
+        corpus_dir=args.corpus,
+    )
