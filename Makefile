@@ -16,7 +16,7 @@ FRONTEND_SRC := $(shell find frontend/src frontend/index.html frontend/package.j
 help:
 	@echo "make run    - set up, prepare the default model ($(PRESET)) and its transcoders, serve http://$(HOST):$(PORT)"
 	@echo "make test   - set up and run every test suite"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff (check + format), mypy, the layering rules, eslint"
 	@echo "make bench  - benchmarks under bench/"
 
 $(STAMPS):
@@ -49,14 +49,18 @@ $(STAMPS)/chromium: scripts/install-chromium.sh | $(STAMPS)
 	bash scripts/install-chromium.sh
 	@touch $@
 
-test: setup $(STAMPS)/chromium
+test: lint $(STAMPS)/chromium
 	$(VENV)/bin/pytest tests -q
 
 test-fast: setup
 	$(VENV)/bin/pytest tests -q -m "not slow and not browser"
 
 lint: setup
-	$(VENV)/bin/ruff check backend tests bench
+	$(VENV)/bin/ruff check backend tests bench scripts
+	$(VENV)/bin/ruff format --check backend tests bench scripts
+	$(VENV)/bin/mypy
+	$(PY) scripts/check_layering.py
+	cd frontend && npm run --silent lint
 
 bench: setup
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
