@@ -1,6 +1,10 @@
 // View-state mutations shared by the panels and the keyboard shortcuts.
 import { store } from "./state.js";
 
+const SUPERNODE = "supernode-";
+/** A supernode's subgraph item id: its index in the supernode list. */
+export const supernodeId = (k) => `${SUPERNODE}${k}`;
+
 export function togglePin(id) {
   if (!id) return;
   const s = store.state;
@@ -37,10 +41,10 @@ export function groupSelection(label) {
   const keep = [];
   const sel = new Set(s.groupSelection);
   s.supernodes.forEach((sn, k) => {
-    if (sel.has(`supernode-${k}`) || sn.slice(1).some((m) => sel.has(m))) sn.slice(1).forEach((m) => members.add(m));
+    if (sel.has(supernodeId(k)) || sn.slice(1).some((m) => sel.has(m))) sn.slice(1).forEach((m) => members.add(m));
     else keep.push(sn);
   });
-  for (const id of sel) if (!id.startsWith("supernode-")) members.add(id);
+  for (const id of sel) if (!id.startsWith(SUPERNODE)) members.add(id);
   if (members.size < 2) return false;
   const pinned = [...s.pinnedIds];
   for (const m of members) if (!pinned.includes(m)) pinned.push(m);
@@ -75,7 +79,7 @@ export function clearPinned() {
  * position follows the supernode with the same members (else the same label); pinned nodes keep theirs unless
  * they are now inside a supernode; positions of anything gone are dropped.
  */
-export function carryPositions(oldSn, newSn, pinnedIds) {
+function carryPositions(oldSn, newSn, pinnedIds) {
   const pos = store.state.sgPos;
   const out = {};
   const key = (sn) => [...sn.slice(1)].sort().join(",");
@@ -85,8 +89,8 @@ export function carryPositions(oldSn, newSn, pinnedIds) {
   newSn.forEach((sn, k) => {
     sn.slice(1).forEach((m) => grouped.add(m));
     const old = byKey.get(key(sn)) ?? byLabel.get(sn[0]);
-    const p = old !== undefined && pos[`supernode-${old}`];
-    if (p) out[`supernode-${k}`] = p;
+    const p = old !== undefined && pos[supernodeId(old)];
+    if (p) out[supernodeId(k)] = p;
   });
   for (const id of pinnedIds) if (pos[id] && !grouped.has(id)) out[id] = pos[id];
   return out;

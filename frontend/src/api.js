@@ -1,6 +1,6 @@
 // HTTP client for docs/api.md.
 
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(status, detail) {
     super(typeof detail === "string" ? detail : formatDetail(detail) || `HTTP ${status}`);
     this.status = status;
@@ -38,7 +38,6 @@ async function request(method, url, body, opts = {}) {
 const enc = encodeURIComponent;
 
 export const api = {
-  health: () => request("GET", "/api/health").then((r) => r.data),
   config: () => request("GET", "/api/config").then((r) => r.data),
   tokenize: (prompt, topK = 10, signal) =>
     request("POST", "/api/tokenize", { prompt, top_k: topK }, { signal }).then((r) => r.data),
@@ -61,11 +60,6 @@ export const api = {
   subgraphs: (slug) => request("GET", `/api/graphs/${enc(slug)}/subgraphs`).then((r) => r.data),
   intervene: (req) => request("POST", "/api/interventions", req).then((r) => r.data),
   feature: (layer, index) => request("GET", `/api/features/${enc(layer)}/${enc(index)}`).then((r) => r.data),
-  setFeatureLabel: (layer, index, label) =>
-    request("PUT", `/api/features/${enc(layer)}/${enc(index)}/label`, { label }).then((r) => r.data),
-  /** Atlas labels of many features at once: {"layer_index": label}; rejects with 404 when there is no atlas. */
-  featureLabels: (features) =>
-    request("POST", "/api/features/labels", { features }).then((r) => (r.data && r.data.labels) || {}),
   /** {labels: {"layer_index": label}, frequencies: {"layer_index": activation frequency}} of many features. */
   featureInfo: (features) =>
     request("POST", "/api/features/labels", { features }).then((r) => r.data || {}),

@@ -16,19 +16,7 @@ export function renderBrowse(root) {
   const list = h("div", { class: "browse-list", id: "browse-list" });
   const pager = h("div", { class: "pager" });
   const status = h("div", { class: "muted", role: "status" });
-  const fileInput = h("input", { type: "file", accept: ".json,application/json", hidden: true });
-  const importBtn = h("button", { class: "btn", onclick: () => fileInput.click(), text: "Import graph JSON" });
-  fileInput.addEventListener("change", async () => {
-    const f = fileInput.files[0];
-    if (!f) return;
-    status.textContent = `Importing ${f.name}…`;
-    try {
-      const res = await api.importGraph(f);
-      navigate(`/graph/${encodeURIComponent(res.slug)}`);
-    } catch (e) {
-      status.textContent = `Import failed: ${e.message}`;
-    }
-  });
+  const [importBtn, fileInput] = importControls(status);
 
   clear(root).append(
     h("section", { class: "view browse" },
@@ -49,51 +37,14 @@ export function renderBrowse(root) {
       if (seq !== latest) return;
       status.textContent = data.total ? `${data.total} graph${data.total === 1 ? "" : "s"}` : q ? "No graph matches." : "No graphs yet — trace a prompt.";
       clear(list);
-      for (const item of data.items) list.append(row(item));
-      clear(pager);
-      const pages = Math.ceil(data.total / data.per_page);
-      if (pages > 1) {
-        pager.append(
-          h("button", { class: "btn", disabled: page <= 1, onclick: () => { page--; load(); }, text: "← Newer" }),
-          h("span", { class: "muted", text: ` page ${page} / ${pages} ` }),
-          h("button", { class: "btn", disabled: page >= pages, onclick: () => { page++; load(); }, text: "Older →" }),
-        );
-      }
+      for (const item of data.items) list.append(graphRow(item, { status, onDeleted: load }));
+      clear(pager).append(...pagerButtons(page, Math.ceil(data.total / data.per_page), (step) => {
+        page += step;
+        load();
+      }));
     } catch (e) {
       if (seq === latest) status.textContent = `Could not list graphs: ${e.message}`;
     }
-  }
-
-  function row(item) {
-    const del = h("button", { class: "btn danger small", "data-action": "delete", text: "Delete" });
-    let armed = false;
-    del.addEventListener("click", async (ev) => {
-      ev.preventDefault();
-      if (!armed) {
-        armed = true;
-        del.textContent = "Confirm delete";
-        setTimeout(() => {
-          armed = false;
-          del.textContent = "Delete";
-        }, 4000);
-        return;
-      }
-      try {
-        await api.deleteGraph(item.slug);
-        load();
-      } catch (e) {
-        status.textContent = `Delete failed: ${e.message}`;
-      }
-    });
-    const when = item.created_at ? new Date(item.created_at).toLocaleString() : "";
-    return h("div", { class: "browse-item", "data-slug": item.slug },
-      h("a", { class: "browse-prompt", href: `/graph/${encodeURIComponent(item.slug)}`, "data-link": "", text: item.prompt || item.slug }),
-      h("div", { class: "browse-meta muted" },
-        h("code", { text: item.slug }), ` · ${item.model || ""} · ${item.n_nodes ?? "?"} nodes · ${item.n_links ?? "?"} links · ${item.source || ""} · ${when}`),
-      h("div", { class: "browse-actions" },
-        h("a", { class: "btn small", href: api.exportUrl(item.slug), download: `${item.slug}.json`, text: "Export" }),
-        del),
-    );
   }
 
   search.addEventListener("input", debounce(() => {
@@ -104,4 +55,65 @@ export function renderBrowse(root) {
   }, 250));
   load();
   return () => {};
+}
+
+/** "Import graph JSON": the button and its hidden file input; the imported graph opens. */
+function importControls(status) {
+  const fileInput = h("input", { type: "file", accept: ".json,application/json", hidden: true });
+  const importBtn = h("button", { class: "btn", onclick: () => fileInput.click(), text: "Import graph JSON" });
+  fileInput.addEventListener("change", async () => {
+    const f = fileInput.files[0];
+    if (!f) return;
+    status.textContent = `Importing ${f.name}…`;
+    try {
+      const res = await api.importGraph(f);
+      navigate(`/graph/${encodeURIComponent(res.slug)}`);
+    } catch (e) {
+      status.textContent = `Import failed: ${e.message}`;
+    }
+  });
+  return [importBtn, fileInput];
+}
+
+/** Newer / page n of m / older, when there is more than one page; go(-1 | +1) turns the page. */
+function pagerButtons(page, pages, go) {
+  if (pages <= 1) return [];
+  return [
+    h("button", { class: "btn", disabled: page <= 1, onclick: () => go(-1), text: "← Newer" }),
+    h("span", { class: "muted", text: ` page ${page} / ${pages} ` }),
+    h("button", { class: "btn", disabled: page >= pages, onclick: () => go(1), text: "Older →" }),
+  ];
+}
+
+/** One stored graph: open, export, and a two-step delete. */
+function graphRow(item, { status, onDeleted }) {
+  const del = h("button", { class: "btn danger small", "data-action": "delete", text: "Delete" });
+  let armed = false;
+  del.addEventListener("click", async (ev) => {
+    ev.preventDefault();
+    if (!armed) {
+      armed = true;
+      del.textContent = "Confirm delete";
+      setTimeout(() => {
+        armed = false;
+        del.textContent = "Delete";
+      }, 4000);
+      return;
+    }
+    try {
+      await api.deleteGraph(item.slug);
+      onDeleted();
+    } catch (e) {
+      status.textContent = `Delete failed: ${e.message}`;
+    }
+  });
+  const when = item.created_at ? new Date(item.created_at).toLocaleString() : "";
+  return h("div", { class: "browse-item", "data-slug": item.slug },
+    h("a", { class: "browse-prompt", href: `/graph/${encodeURIComponent(item.slug)}`, "data-link": "", text: item.prompt || item.slug }),
+    h("div", { class: "browse-meta muted" },
+      h("code", { text: item.slug }), ` · ${item.model || ""} · ${item.n_nodes ?? "?"} nodes · ${item.n_links ?? "?"} links · ${item.source || ""} · ${when}`),
+    h("div", { class: "browse-actions" },
+      h("a", { class: "btn small", href: api.exportUrl(item.slug), download: `${item.slug}.json`, text: "Export" }),
+      del),
+  );
 }

@@ -20,7 +20,7 @@ export function createConnections(el, { hover }) {
     el.append(h("div", { class: "conn-head" },
       h("span", { class: `glyph ${node.kind}` }),
       h("strong", { text: nodeLabel(node, clerps) }),
-      h("span", { class: "muted", text: ` ${layerName(graph, node)} · "${showToken(node.token)}"` })));
+      h("span", { class: "muted", text: ` ${layerName(node)} · "${showToken(node.token)}"` })));
     const pinned = new Set(pinnedIds);
     el.append(h("div", { class: "conn-cols" }, section("Inputs", connections(graph, node.i, "in")),
       section("Outputs", connections(graph, node.i, "out"))));
@@ -48,7 +48,7 @@ export function createConnections(el, { hover }) {
         h("span", { class: "conn-bar", style: { width: `${Math.max(2, pctAbs)}%` } }),
         h("span", { class: "conn-w", text: fmt(c.w, 3) }),
         h("span", { class: "conn-label", text: nodeLabel(other, clerps) }),
-        h("span", { class: "muted conn-where", text: `${layerName(graph, other)}${arrow}` }));
+        h("span", { class: "muted conn-where", text: `${layerName(other)}${arrow}` }));
       li.addEventListener("click", (ev) => (ev.ctrlKey || ev.metaKey ? togglePin(other.id) : setClicked(other.id)));
       li.addEventListener("mouseenter", () => hover(other.id));
       li.addEventListener("mouseleave", () => hover(null));

@@ -29,8 +29,10 @@ export function clear(el) {
   return el;
 }
 
+export const SVG_NS = "http://www.w3.org/2000/svg";
+
 export function svgEl(tag, attrs = {}) {
-  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  const el = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) el.setAttribute(k, String(v));
   return el;
 }

@@ -9,7 +9,7 @@ const CHUNK = 1000;
 const clamp = (v, size) => (v < 0 ? 0 : v >= size ? size - 1 : v);
 const rgbCache = new Map();
 
-export function toRgb(color) {
+function toRgb(color) {
   if (rgbCache.has(color)) return rgbCache.get(color);
   const ctx = document.createElement("canvas").getContext("2d");
   ctx.fillStyle = "#000";
@@ -30,9 +30,6 @@ export function toRgb(color) {
  * device size W×H; xs/ys in CSS pixels, scaled by dpr.
  */
 export function rasterFaint(ctx, W, H, dpr, xs, ys, links, bucket, faint, posColor, negColor) {
-  const accP = new Float32Array(W * H);
-  const accN = new Float32Array(W * H);
-  const { src, dst, n } = links;
   const alphaOf = new Float32Array(256);
   const negOf = new Uint8Array(256);
   const use = new Uint8Array(256);
@@ -41,57 +38,62 @@ export function rasterFaint(ctx, W, H, dpr, xs, ys, links, bucket, faint, posCol
     negOf[id] = spec.neg ? 1 : 0;
     use[id] = 1;
   }
+  const accP = new Float32Array(W * H);
+  const accN = new Float32Array(W * H);
+  const { src, dst, n } = links;
   let any = false;
-  const t0 = performance.now();
-  let px0 = 0;
   for (let j = 0; j < n; j++) {
     const b = bucket[j];
     if (!use[b]) continue;
     any = true;
-    const acc = negOf[b] ? accN : accP;
-    const a = alphaOf[b];
-    // Integer DDA, 16.16 fixed point on the minor axis; endpoints clamped so every step is in bounds.
+    // Endpoints clamped so every step is in bounds.
     const x0 = clamp(Math.round(xs[src[j]] * dpr), W);
     const y0 = clamp(Math.round(ys[src[j]] * dpr), H);
     const x1 = clamp(Math.round(xs[dst[j]] * dpr), W);
     const y1 = clamp(Math.round(ys[dst[j]] * dpr), H);
-    const dx = x1 - x0;
-    const dy = y1 - y0;
-    const adx = dx < 0 ? -dx : dx;
-    const ady = dy < 0 ? -dy : dy;
-    if (adx >= ady) {
-      const n = adx;
-      const st = dx > 0 ? 1 : -1;
-      const sy = n ? Math.round((dy * 65536) / n) : 0;
-      let yf = y0 * 65536 + 32768;
-      let ix = x0;
-      px0 += n + 1;
-      for (let k = 0; k <= n; k++) {
-        acc[(yf >> 16) * W + ix] += a;
-        ix += st;
-        yf += sy;
-      }
-    } else {
-      const n = ady;
-      const st = dy > 0 ? W : -W;
-      const sx = Math.round((dx * 65536) / n);
-      let xf = x0 * 65536 + 32768;
-      let row = y0 * W;
-      px0 += n + 1;
-      for (let k = 0; k <= n; k++) {
-        acc[row + (xf >> 16)] += a;
-        row += st;
-        xf += sx;
-      }
+    addLine(negOf[b] ? accN : accP, W, alphaOf[b], x0, y0, x1, y1);
+  }
+  if (any) ctx.putImageData(compose(ctx.createImageData(W, H), accP, accN, toRgb(posColor), toRgb(negColor)), 0, 0);
+}
+
+/**
+ * Add `a` to every pixel of the line (x0, y0) -> (x1, y1) in `acc` (row width W): integer DDA, 16.16 fixed point
+ * on the minor axis.
+ */
+function addLine(acc, W, a, x0, y0, x1, y1) {
+  const dx = x1 - x0;
+  const dy = y1 - y0;
+  const adx = dx < 0 ? -dx : dx;
+  const ady = dy < 0 ? -dy : dy;
+  if (adx >= ady) {
+    const n = adx;
+    const st = dx > 0 ? 1 : -1;
+    const sy = n ? Math.round((dy * 65536) / n) : 0;
+    let yf = y0 * 65536 + 32768;
+    let ix = x0;
+    for (let k = 0; k <= n; k++) {
+      acc[(yf >> 16) * W + ix] += a;
+      ix += st;
+      yf += sy;
+    }
+  } else {
+    const n = ady;
+    const st = dy > 0 ? W : -W;
+    const sx = Math.round((dx * 65536) / n);
+    let xf = x0 * 65536 + 32768;
+    let row = y0 * W;
+    for (let k = 0; k <= n; k++) {
+      acc[row + (xf >> 16)] += a;
+      row += st;
+      xf += sx;
     }
   }
-  const t1 = performance.now();
-  if (!any) return;
-  const img = ctx.createImageData(W, H);
+}
+
+/** The two density images into `img`: alpha = 1 - exp(-density) per sign, colours mixed by their alphas. */
+function compose(img, accP, accN, [pr, pg, pb], [nr, ng, nb]) {
   const data = img.data;
-  const [pr, pg, pb] = toRgb(posColor);
-  const [nr, ng, nb] = toRgb(negColor);
-  for (let i = 0; i < W * H; i++) {
+  for (let i = 0; i < accP.length; i++) {
     const p = accP[i];
     const q = accN[i];
     if (p === 0 && q === 0) continue;
@@ -105,9 +107,7 @@ export function rasterFaint(ctx, W, H, dpr, xs, ys, links, bucket, faint, posCol
     data[o + 2] = (pb * ap + nb * an) / wsum;
     data[o + 3] = out * 255;
   }
-  const t2 = performance.now();
-  ctx.putImageData(img, 0, 0);
-  window.__cbRaster = { steps: px0, W, H, dda: t1 - t0, compose: t2 - t1, put: performance.now() - t2 };
+  return img;
 }
 
 /** Stroke segments (link indices from `each`) in chunks of CHUNK per path. */
@@ -123,5 +123,4 @@ export function strokeChunked(ctx, xs, ys, links, each) {
     }
   });
   if (k % CHUNK) ctx.stroke();
-  return k;
 }

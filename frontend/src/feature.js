@@ -27,7 +27,7 @@ export function createFeatureDetail(el) {
       h("div", { class: "fd-title" }, h("span", { class: `glyph ${node.kind}` }), h("strong", { id: "fd-label", text: nodeLabel(node, clerps) })),
       h("dl", { class: "fd-facts" },
         h("dt", { text: "Node" }), h("dd", {}, h("code", { text: node.id })),
-        h("dt", { text: "Layer · token" }), h("dd", { text: `${layerName(graph, node)} · ${node.ctx} "${showToken(node.token)}"` }),
+        h("dt", { text: "Layer · token" }), h("dd", { text: `${layerName(node)} · ${node.ctx} "${showToken(node.token)}"` }),
         node.kind === "logit"
           ? [h("dt", { text: node.synthetic ? "Δ probability" : "Probability" }), h("dd", { text: fmt(node.tokenProb) })]
           : [h("dt", { text: "Activation here" }), h("dd", { id: "fd-activation", text: fmt(node.activation) })],

@@ -2,8 +2,6 @@
 // One id scheme everywhere: node_id. Error ids in the old `0_{layer}_{pos}` form are accepted by the server on
 // import; here we only classify by feature_type.
 
-export const KIND = { feature: 0, error: 1, embedding: 2, logit: 3 };
-
 function kindOf(n) {
   const t = (n.feature_type || "").toLowerCase();
   if (t === "embedding") return "embedding";
@@ -13,7 +11,7 @@ function kindOf(n) {
 }
 
 /** Parse a feature node id `{layer}_{index}_{pos}` into {layer, index}. */
-export function featureOf(node) {
+function featureOf(node) {
   const m = /^(\d+)_(-?\d+)_(\d+)$/.exec(node.node_id);
   if (!m) return null;
   return { layer: Number(m[1]), index: Number(m[2]) };
@@ -22,65 +20,8 @@ export function featureOf(node) {
 export function processGraph(json) {
   const meta = json.metadata || {};
   const tokens = meta.prompt_tokens || [];
-  const raw = json.nodes || [];
-  const n = raw.length;
-  const byId = new Map();
-  const nodes = new Array(n);
-  let maxFeatLayer = -1;
-  let logitLayer = null;
-  for (let i = 0; i < n; i++) {
-    const r = raw[i];
-    const kind = kindOf(r);
-    const layerNum = kind === "embedding" ? -1 : Number(r.layer);
-    if (kind === "logit") logitLayer = layerNum;
-    else if (kind !== "embedding" && layerNum > maxFeatLayer) maxFeatLayer = layerNum;
-    const node = {
-      i,
-      id: r.node_id,
-      kind,
-      layer: layerNum,
-      ctx: Number(r.ctx_idx) || 0,
-      feature: r.feature,
-      influence: typeof r.influence === "number" ? r.influence : null,
-      activation: typeof r.activation === "number" ? r.activation : null,
-      tokenProb: r.token_prob,
-      isTarget: !!r.is_target_logit,
-      clerp: r.clerp || "",
-      raw: r,
-    };
-    if (kind === "feature") {
-      const f = featureOf(r);
-      node.featLayer = f ? f.layer : layerNum;
-      node.featIndex = f ? f.index : null;
-    }
-    nodes[i] = node;
-    byId.set(node.id, node);
-  }
-  const nLayers = logitLayer !== null ? logitLayer - 1 : maxFeatLayer + 1;
-  for (const node of nodes) {
-    node.row = node.kind === "embedding" ? 0 : node.kind === "logit" ? nLayers + 1 : node.layer + 1;
-    node.token = tokens[node.ctx] ?? "";
-  }
-
-  // Links as typed arrays + CSR adjacency (in / out) for O(degree) hover.
-  const rawLinks = json.links || [];
-  const m = rawLinks.length;
-  const src = new Int32Array(m);
-  const dst = new Int32Array(m);
-  const w = new Float32Array(m);
-  let k = 0;
-  for (let j = 0; j < m; j++) {
-    const l = rawLinks[j];
-    const s = byId.get(l.source);
-    const t = byId.get(l.target);
-    if (!s || !t) continue;
-    src[k] = s.i;
-    dst[k] = t.i;
-    w[k] = l.weight;
-    k++;
-  }
-  const { links, adj } = indexLinks(n, src.subarray(0, k), dst.subarray(0, k), w.subarray(0, k));
-
+  const { nodes, byId, nLayers } = readNodes(json.nodes || [], tokens);
+  const { links, adj } = readLinks(json.links || [], byId, nodes.length);
   const info = meta.info || {};
   return {
     meta,
@@ -98,6 +39,67 @@ export function processGraph(json) {
   };
 }
 
+/** Nodes with their kind, layer, grid row (Emb 0, layers, logits on top) and token; nLayers from the layers seen. */
+function readNodes(raw, tokens) {
+  const n = raw.length;
+  const byId = new Map();
+  const nodes = new Array(n);
+  let maxFeatLayer = -1;
+  let logitLayer = null;
+  for (let i = 0; i < n; i++) {
+    const r = raw[i];
+    const kind = kindOf(r);
+    const layerNum = kind === "embedding" ? -1 : Number(r.layer);
+    if (kind === "logit") logitLayer = layerNum;
+    else if (kind !== "embedding" && layerNum > maxFeatLayer) maxFeatLayer = layerNum;
+    const node = {
+      i,
+      id: r.node_id,
+      kind,
+      layer: layerNum,
+      ctx: Number(r.ctx_idx) || 0,
+      influence: typeof r.influence === "number" ? r.influence : null,
+      activation: typeof r.activation === "number" ? r.activation : null,
+      tokenProb: r.token_prob,
+      isTarget: !!r.is_target_logit,
+      clerp: r.clerp || "",
+    };
+    if (kind === "feature") {
+      const f = featureOf(r);
+      node.featLayer = f ? f.layer : layerNum;
+      node.featIndex = f ? f.index : null;
+    }
+    nodes[i] = node;
+    byId.set(node.id, node);
+  }
+  const nLayers = logitLayer !== null ? logitLayer - 1 : maxFeatLayer + 1;
+  for (const node of nodes) {
+    node.row = node.kind === "embedding" ? 0 : node.kind === "logit" ? nLayers + 1 : node.layer + 1;
+    node.token = tokens[node.ctx] ?? "";
+  }
+  return { nodes, byId, nLayers };
+}
+
+/** Links as typed arrays + CSR adjacency (in / out) for O(degree) hover; links to unknown nodes are dropped. */
+function readLinks(rawLinks, byId, n) {
+  const m = rawLinks.length;
+  const src = new Int32Array(m);
+  const dst = new Int32Array(m);
+  const w = new Float32Array(m);
+  let k = 0;
+  for (let j = 0; j < m; j++) {
+    const l = rawLinks[j];
+    const s = byId.get(l.source);
+    const t = byId.get(l.target);
+    if (!s || !t) continue;
+    src[k] = s.i;
+    dst[k] = t.i;
+    w[k] = l.weight;
+    k++;
+  }
+  return indexLinks(n, src.subarray(0, k), dst.subarray(0, k), w.subarray(0, k));
+}
+
 /**
  * CSR adjacency (in / out lists of link indices) and pctInput for links given as typed arrays over n nodes.
  * Also used to rebuild the graph when a synthetic node is added (logit-diff.js).
@@ -108,13 +110,10 @@ export function indexLinks(n, src, dst, w) {
   const inDeg = new Int32Array(n + 1);
   const outDeg = new Int32Array(n + 1);
   const absIn = new Float64Array(n);
-  let maxAbs = 0;
   for (let j = 0; j < k; j++) {
     inDeg[dst[j] + 1]++;
     outDeg[src[j] + 1]++;
-    const a = Math.abs(w[j]);
-    absIn[dst[j]] += a;
-    if (a > maxAbs) maxAbs = a;
+    absIn[dst[j]] += Math.abs(w[j]);
   }
   for (let i = 0; i < n; i++) {
     inDeg[i + 1] += inDeg[i];
@@ -135,7 +134,6 @@ export function indexLinks(n, src, dst, w) {
     pct[j] = tot > 0 ? w[j] / tot : 0;
   }
   links.pct = pct;
-  links.maxAbs = maxAbs;
   return { links, adj: { inStart: inDeg, inList, outStart: outDeg, outList } };
 }
 
@@ -174,7 +172,13 @@ export function nodeLabel(node, clerps) {
   }
 }
 
-export function layerName(graph, node) {
+/** The token of a logit node, from its label `Output " Austin" (p=0.41)` (circuit-tracer's clerp); else its id. */
+export function logitText(node) {
+  const m = /Output\s+"([\s\S]*)"/.exec(node.clerp || "");
+  return m ? m[1] : node.id;
+}
+
+export function layerName(node) {
   if (node.kind === "embedding") return "Emb";
   if (node.kind === "logit") return "Lgt";
   return `L${node.layer}`;

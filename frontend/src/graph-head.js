@@ -12,23 +12,10 @@ export function createGraphHead(graph) {
   const toast = h("span", { class: "toast", id: "toast", role: "status" });
   const shareInput = h("input", { id: "share-url", readonly: true, class: "share-url", "aria-label": "Share link", hidden: true });
   const saveBtn = h("button", { class: "btn", id: "save-view", title: "Save this view under a short id (S)", text: "Save view" });
-  const savedSel = h("select", { id: "saved-views", "aria-label": "Saved views", title: "Open a saved view" });
-  const loadSaved = () => api.subgraphs(graph.slug).then((list) => {
-    clear(savedSel).append(h("option", { value: "", text: `Saved views (${list.length})` }));
-    for (const v of list) {
-      const when = v.created_at ? new Date(v.created_at).toLocaleString() : "";
-      savedSel.append(h("option", { value: v.id, text: `${v.name || v.id} · ${(v.pinnedIds || []).length} pinned · ${when}` }));
-    }
-  }).catch(() => savedSel.remove());
-  loadSaved();
-  savedSel.addEventListener("change", () => {
-    if (savedSel.value) location.assign(`/graph/${encodeURIComponent(graph.slug)}?subgraph=${encodeURIComponent(savedSel.value)}`);
-  });
+  const saved = savedViews(graph.slug);
   saveBtn.addEventListener("click", () => saveView()
     .catch((e) => store.set({ toast: { text: `Save failed: ${e.message}`, at: Date.now() } })));
-  const scores = [];
-  if (typeof info.replacement_score === "number") scores.push(h("span", { class: "score", id: "replacement-score", title: "Replacement score", text: `replacement ${fmt(info.replacement_score)}` }));
-  if (typeof info.completeness_score === "number") scores.push(h("span", { class: "score", id: "completeness-score", title: "Completeness score", text: `completeness ${fmt(info.completeness_score)}` }));
+  const scores = graphScores(info);
   const nNodes = graph.base ? graph.base.n : graph.nodes.length;
   const nLinks = graph.base ? graph.base.links.n : graph.links.n;
   const el = h("div", { class: "graph-head" },
@@ -39,7 +26,7 @@ export function createGraphHead(graph) {
     h("div", { class: "graph-controls" },
       h("label", { class: "slider" }, h("span", { text: "Show nodes up to influence" }), slider, sliderText),
       h("button", { class: "btn", id: "copy-link", title: "Copy a link to exactly this view (C)", onclick: () => copyLink(), text: "Copy link" }),
-      saveBtn, savedSel,
+      saveBtn, saved.el,
       h("a", { class: "btn", href: api.exportUrl(graph.slug), download: `${graph.slug}.json`, text: "Export JSON" }),
       h("a", { class: "btn", href: `/trace?prompt=${encodeURIComponent(graph.prompt)}`, "data-link": "", text: "Remix" }),
       toast, shareInput));
@@ -54,7 +41,7 @@ export function createGraphHead(graph) {
     store.subscribe(["toast"], (s) => {
       if (!s.toast) return;
       toast.textContent = s.toast.text;
-      if (s.toast.saved) loadSaved();
+      if (s.toast.saved) saved.load();
       if (s.toast.url) {
         shareInput.value = s.toast.url;
         shareInput.hidden = false;
@@ -69,4 +56,32 @@ export function createGraphHead(graph) {
     },
     destroy: () => unsubs.forEach((u) => u()),
   };
+}
+
+/** The saved views of the graph (a select that opens one); load() refreshes it; gone when the API has none. */
+function savedViews(slug) {
+  const el = h("select", { id: "saved-views", "aria-label": "Saved views", title: "Open a saved view" });
+  const load = () => api.subgraphs(slug).then((list) => {
+    clear(el).append(h("option", { value: "", text: `Saved views (${list.length})` }));
+    for (const v of list) {
+      const when = v.created_at ? new Date(v.created_at).toLocaleString() : "";
+      el.append(h("option", { value: v.id, text: `${v.name || v.id} · ${(v.pinnedIds || []).length} pinned · ${when}` }));
+    }
+  }).catch(() => el.remove());
+  load();
+  el.addEventListener("change", () => {
+    if (el.value) location.assign(`/graph/${encodeURIComponent(slug)}?subgraph=${encodeURIComponent(el.value)}`);
+  });
+  return { el, load };
+}
+
+/** The graph's replacement / completeness scores, where the file has them. */
+function graphScores(info) {
+  const score = (key, id, title, name) => (typeof info[key] === "number"
+    ? h("span", { class: "score", id, title, text: `${name} ${fmt(info[key])}` })
+    : null);
+  return [
+    score("replacement_score", "replacement-score", "Replacement score", "replacement"),
+    score("completeness_score", "completeness-score", "Completeness score", "completeness"),
+  ].filter(Boolean);
 }

@@ -1,17 +1,19 @@
 // Toolbar of the link graph panel: link-type filter (sign, node kinds), feature-density slider, logit difference,
-// fullscreen toggle. State lives in the store (hiddenLinks, densityThreshold, logitDiff) and so in the URL.
+// fullscreen toggle. State lives in the store (hideLinks, densityThreshold, logitDiff) and so in the URL.
 import { h, debounce, fmt } from "./dom.js";
 import { store } from "./state.js";
+import { LINK_TAGS } from "./graph-data.js";
 import { createLogitDiffControl } from "./logit-diff.js";
 import { toggleFullscreen } from "./panel-layout.js";
 
-const LINK_OPTIONS = [
-  ["pos", "+", "Positive links"],
-  ["neg", "−", "Negative links"],
-  ["feature", "features", "Links from or to features"],
-  ["error", "errors", "Links from error nodes"],
-  ["embedding", "embeddings", "Links from token embeddings"],
-];
+// The label and title of each link class (graph-data.js LINK_TAGS).
+const LINK_OPTIONS = {
+  pos: ["+", "Positive links"],
+  neg: ["−", "Negative links"],
+  feature: ["features", "Links from or to features"],
+  error: ["errors", "Links from error nodes"],
+  embedding: ["embeddings", "Links from token embeddings"],
+};
 
 // The density slider is log-scale: value = log10(threshold), from 10⁻⁴ to 1 (= off).
 const LOG_MIN = -4;
@@ -20,18 +22,19 @@ const toSlider = (t) => (t >= 1 ? 0 : Math.max(LOG_MIN, Math.log10(t)));
 const pct = (t) => `${fmt(t * 100, t < 0.001 ? 4 : 2)}%`;
 
 function linkFilter() {
-  const boxes = LINK_OPTIONS.map(([tag, text, title]) => {
-    const cb = h("input", { type: "checkbox", "data-tag": tag, checked: !store.state.hiddenLinks.includes(tag) });
+  const boxes = LINK_TAGS.map((tag) => {
+    const [text, title] = LINK_OPTIONS[tag];
+    const cb = h("input", { type: "checkbox", "data-tag": tag, checked: !store.state.hideLinks.includes(tag) });
     cb.addEventListener("change", () => {
-      const hidden = store.state.hiddenLinks.filter((t) => t !== tag);
-      store.set({ hiddenLinks: cb.checked ? hidden : [...hidden, tag] });
+      const hidden = store.state.hideLinks.filter((t) => t !== tag);
+      store.set({ hideLinks: cb.checked ? hidden : [...hidden, tag] });
     });
     return h("label", { class: `lf-opt lf-${tag}`, title: `Show ${title.toLowerCase()}` }, cb, text);
   });
   const el = h("span", { class: "link-filter", id: "link-filter", role: "group", "aria-label": "Link types shown" },
     h("span", { class: "muted", text: "Links" }), boxes);
   const sync = () => {
-    for (const cb of el.querySelectorAll("input")) cb.checked = !store.state.hiddenLinks.includes(cb.dataset.tag);
+    for (const cb of el.querySelectorAll("input")) cb.checked = !store.state.hideLinks.includes(cb.dataset.tag);
   };
   return { el, sync };
 }
@@ -86,7 +89,7 @@ export function createGraphToolbar(graph) {
     onclick: () => toggleFullscreen(), text: "Fullscreen",
   });
   const el = h("div", { class: "graph-toolbar", id: "graph-toolbar" }, lf.el, dens.el, diff.el, h("span", { class: "spacer" }), fs);
-  const un = store.subscribe(["hiddenLinks", "densityThreshold", "logitDiff"], () => {
+  const un = store.subscribe(["hideLinks", "densityThreshold", "logitDiff"], () => {
     lf.sync();
     dens.sync();
     diff.sync();

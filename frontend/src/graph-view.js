@@ -1,4 +1,4 @@
-// Graph view: loads /api/graphs/{slug}, restores the view from the URL (or a saved subgraph, or the graph's own
+// Graph view: loads /api/graphs/{slug}, restores the view (view-keys.js: a saved view, the URL, or the graph's own
 // qParams), and lays out the panels: header, link graph (with its toolbar), node connections, feature detail,
 // subgraph, interventions. Panels resize (panel-layout.js); hover and selection sync across tabs (sync.js).
 import { h, clear } from "./dom.js";
@@ -16,7 +16,7 @@ import { startPanelLayout } from "./panel-layout.js";
 import { startGraphSync } from "./sync.js";
 import { applyLogitDiff } from "./logit-diff.js";
 import { loadAtlasInfo } from "./atlas-info.js";
-import { readViewParams, viewFromSaved, VIEW_KEYS } from "./share.js";
+import { URL_KEY_NAMES, viewDefaults, viewFromQParams, viewFromSaved, viewFromUrl } from "./view-keys.js";
 import { togglePin, setClicked, toggleSelect, held } from "./actions.js";
 
 export function renderGraphView(root, slug, params) {
@@ -27,50 +27,14 @@ export function renderGraphView(root, slug, params) {
   const t0 = performance.now();
 
   (async () => {
-    let json;
-    try {
-      json = await api.graph(slug);
-    } catch (e) {
-      status.textContent = e.status === 404 ? `No graph "${slug}".` : `Could not load graph: ${e.message}`;
-      status.classList.add("error");
-      return;
-    }
-    if (!alive) return;
+    const json = await fetchGraph(slug, status);
+    if (!json || !alive) return;
     performance.mark("cb-graph-fetched");
     const graph = processGraph(json);
     performance.mark("cb-graph-processed");
     graph.slug = graph.slug || slug;
-    let view = {};
-    const q = graph.qParams || {};
-    if (q.pinnedIds) view.pinnedIds = (Array.isArray(q.pinnedIds) ? q.pinnedIds : String(q.pinnedIds).split(",")).filter(Boolean);
-    if (Array.isArray(q.supernodes)) view.supernodes = q.supernodes;
-    if (q.clickedId) view.clickedId = q.clickedId;
-    if (params.get("subgraph")) {
-      try {
-        view = viewFromSaved(await api.subgraph(slug, params.get("subgraph")));
-      } catch (e) {
-        status.textContent = `Saved view not found (${e.message}); showing the graph.`;
-      }
-    } else if (VIEW_KEYS.some((k) => params.has(k))) {
-      view = readViewParams(params);
-    }
-    // The synthetic logit-difference node first: the view may pin or select it.
-    applyLogitDiff(graph, view.logitDiff || null);
-    const ids = (list) => (list || []).filter((id) => graph.byId.has(id));
-    store.set({
-      graph,
-      pinnedIds: ids(view.pinnedIds),
-      supernodes: (view.supernodes || []).map((sn) => [sn[0], ...ids(sn.slice(1))]).filter((sn) => sn.length > 1),
-      clerps: view.clerps || {},
-      clickedId: view.clickedId && graph.byId.has(view.clickedId) ? view.clickedId : null,
-      pruningThreshold: view.pruningThreshold ?? Math.min(0.8, graph.nodeThreshold ?? 0.8),
-      densityThreshold: view.densityThreshold ?? 1,
-      hiddenLinks: view.hiddenLinks || [],
-      sgPos: view.sgPos || {},
-      logitDiff: graph.logitDiff,
-      groupSelection: [],
-    });
-    if (alive) build(graph);
+    showView(graph, await restoreView(graph, slug, params, status));
+    if (alive) unsubs.push(...buildPanels(root, graph, () => alive));
     performance.mark("cb-graph-built");
     // Mark "drawn" after the next frame is painted (bench/page.py reads this).
     requestAnimationFrame(() => setTimeout(() => {
@@ -80,93 +44,150 @@ export function renderGraphView(root, slug, params) {
     }, 0));
   })();
 
-  function build(graph) {
-    const head = createGraphHead(graph);
-    const toolbar = createGraphToolbar(graph);
-    const lgHost = h("div", { class: "lg-host" });
-    const lgPanel = h("div", { class: "panel lg-panel", id: "link-graph" }, toolbar.el, lgHost);
-    const conn = h("div", { class: "panel", id: "connections" });
-    const detail = h("div", { class: "panel", id: "feature-detail" });
-    const sub = h("div", { class: "panel", id: "subgraph" });
-    const iv = h("div", { class: "panel", id: "interventions" });
-    const panels = h("div", { class: "panels", id: "side-panels" }, conn, detail, sub);
-    clear(root).append(h("section", { class: "view graph" }, head.el, lgPanel, panels, iv));
-
-    const sync = startGraphSync(graph.slug, { onHover: (id) => lg.hoverId(id) });
-    const lg = createLinkGraph(lgHost, {
-      onClick(id, ev) {
-        if (!id) return setClicked(null);
-        if (ev.ctrlKey || ev.metaKey) togglePin(id);
-        else if (ev.shiftKey || held.g) {
-          if (!store.state.pinnedIds.includes(id)) togglePin(id);
-          toggleSelect(id);
-        } else setClicked(store.state.clickedId === id ? null : id);
-      },
-      onHover: (id) => sync.hover(id),
-    });
-    // Pinned / clicked nodes stay visible whatever the filters: re-layout only when the set of such rescued nodes
-    // changes.
-    const rescued = (s) => [...s.pinnedIds, s.clickedId].filter((id) => {
-      const n = id && graph.byId.get(id);
-      if (!n || n.kind === "embedding" || n.kind === "logit") return false;
-      return (n.influence !== null && n.influence > s.pruningThreshold) || isDense(n, s.densityThreshold);
-    }).sort().join(",");
-    let lastRescued = "";
-    const redraw = () => {
-      const s = store.state;
-      lastRescued = rescued(s);
-      const keep = new Set([...s.pinnedIds, ...(s.clickedId ? [s.clickedId] : [])]);
-      const { vis, hidden, hiddenDense } = visibleMask(graph, s.pruningThreshold, keep, s.densityThreshold);
-      head.setHidden(hidden);
-      toolbar.setDenseHidden(hiddenDense);
-      lg.setClerps(s.clerps);
-      lg.render(graph, vis, edgeMask(graph, s.hiddenLinks));
-      lg.setPinned(s.pinnedIds);
-      lg.setSelected(s.groupSelection);
-      lg.setClicked(s.clickedId);
-    };
-    redraw();
-    unsubs.push(
-      head.destroy,
-      toolbar.destroy,
-      sync.close,
-      store.subscribe(["pruningThreshold", "densityThreshold", "logitDiff", "theme"], redraw),
-      store.subscribe(["hiddenLinks"], (s) => lg.setEdgeMask(edgeMask(graph, s.hiddenLinks))),
-      store.subscribe(["pinnedIds", "clickedId"], (s) => {
-        if (rescued(s) !== lastRescued) return redraw();
-        lg.setPinned(s.pinnedIds);
-        lg.setClicked(s.clickedId);
-      }),
-      store.subscribe(["groupSelection"], (s) => lg.setSelected(s.groupSelection)),
-      store.subscribe(["clerps"], (s) => lg.setClerps(s.clerps)),
-    );
-    unsubs.push(startPanelLayout({ lgPanel, panels, onResize: () => lg.relayout() }));
-    const onResize = () => lg.relayout();
-    let resizeTimer = null;
-    const onWindowResize = () => {
-      clearTimeout(resizeTimer);
-      resizeTimer = setTimeout(onResize, 150);
-    };
-    window.addEventListener("resize", onWindowResize);
-    unsubs.push(() => window.removeEventListener("resize", onWindowResize));
-    unsubs.push(
-      createConnections(conn, { hover: (id) => lg.hoverId(id) }),
-      createFeatureDetail(detail),
-      createSubgraph(sub),
-      createInterventions(iv),
-    );
-    window.__cb = { lg, store };
-    loadAtlasInfo(graph, () => alive).then((found) => {
-      if (!alive) return;
-      toolbar.setDensityAvailable(found.frequencies > 0);
-      // A new clerps object makes every label-showing panel redraw; user labels still win over atlas labels.
-      if (found.labels) store.set({ clerps: { ...store.state.clerps } });
-      if (found.frequencies && store.state.densityThreshold < 1) redraw();
-    });
-  }
-
   return () => {
     alive = false;
     unsubs.forEach((u) => u());
   };
+}
+
+/** The graph JSON, or null (the reason shown in `status`). */
+async function fetchGraph(slug, status) {
+  try {
+    return await api.graph(slug);
+  } catch (e) {
+    status.textContent = e.status === 404 ? `No graph "${slug}".` : `Could not load graph: ${e.message}`;
+    status.classList.add("error");
+    return null;
+  }
+}
+
+/** The view to open with: a saved view (`?subgraph=`), else the URL's view keys, else the graph's own qParams. */
+async function restoreView(graph, slug, params, status) {
+  let view = viewFromQParams(graph.qParams || {});
+  if (params.get("subgraph")) {
+    try {
+      view = viewFromSaved(await api.subgraph(slug, params.get("subgraph")));
+    } catch (e) {
+      status.textContent = `Saved view not found (${e.message}); showing the graph.`;
+    }
+  } else if (URL_KEY_NAMES.some((k) => params.has(k))) {
+    view = viewFromUrl(params);
+  }
+  return view;
+}
+
+/** Put the graph and its view in the store; ids the graph does not have are dropped. */
+function showView(graph, view) {
+  // The synthetic logit-difference node first: the view may pin or select it.
+  applyLogitDiff(graph, view.logitDiff || null);
+  const ids = (list) => (list || []).filter((id) => graph.byId.has(id));
+  store.set({
+    graph,
+    ...viewDefaults(),
+    ...view,
+    pinnedIds: ids(view.pinnedIds),
+    supernodes: (view.supernodes || []).map((sn) => [sn[0], ...ids(sn.slice(1))]).filter((sn) => sn.length > 1),
+    clickedId: view.clickedId && graph.byId.has(view.clickedId) ? view.clickedId : null,
+    // Without a threshold of its own, a graph opens at 0.8 or its node threshold, whichever is lower.
+    pruningThreshold: view.pruningThreshold ?? Math.min(0.8, graph.nodeThreshold ?? 0.8),
+    logitDiff: graph.logitDiff,
+  });
+}
+
+/** The graph page's panels; returns their teardown functions. */
+function buildPanels(root, graph, alive) {
+  const head = createGraphHead(graph);
+  const toolbar = createGraphToolbar(graph);
+  const lgHost = h("div", { class: "lg-host" });
+  const lgPanel = h("div", { class: "panel lg-panel", id: "link-graph" }, toolbar.el, lgHost);
+  const conn = h("div", { class: "panel", id: "connections" });
+  const detail = h("div", { class: "panel", id: "feature-detail" });
+  const sub = h("div", { class: "panel", id: "subgraph" });
+  const iv = h("div", { class: "panel", id: "interventions" });
+  const panels = h("div", { class: "panels", id: "side-panels" }, conn, detail, sub);
+  clear(root).append(h("section", { class: "view graph" }, head.el, lgPanel, panels, iv));
+
+  const sync = startGraphSync(graph.slug, { onHover: (id) => lg.hoverId(id) });
+  const lg = createLinkGraph(lgHost, { onClick: clickNode, onHover: (id) => sync.hover(id) });
+  const follow = followView(graph, lg, head, toolbar);
+  const unsubs = [head.destroy, toolbar.destroy, sync.close, ...follow.unsubs];
+  unsubs.push(...followSize(lg, lgPanel, panels));
+  unsubs.push(
+    createConnections(conn, { hover: (id) => lg.hoverId(id) }),
+    createFeatureDetail(detail),
+    createSubgraph(sub),
+    createInterventions(iv),
+  );
+  window.__cb = { lg, store };
+  loadAtlasInfo(graph, alive).then((found) => {
+    if (!alive()) return;
+    toolbar.setDensityAvailable(found.frequencies > 0);
+    // A new clerps object makes every label-showing panel redraw; user labels still win over atlas labels.
+    if (found.labels) store.set({ clerps: { ...store.state.clerps } });
+    if (found.frequencies && store.state.densityThreshold < 1) follow.redraw();
+  });
+  return unsubs;
+}
+
+/** A click in the link graph: select; Ctrl/⌘ pins; Shift (or G held) pins and selects for grouping. */
+function clickNode(id, ev) {
+  if (!id) return setClicked(null);
+  if (ev.ctrlKey || ev.metaKey) togglePin(id);
+  else if (ev.shiftKey || held.g) {
+    if (!store.state.pinnedIds.includes(id)) togglePin(id);
+    toggleSelect(id);
+  } else setClicked(store.state.clickedId === id ? null : id);
+}
+
+/** Redraw the link graph (and the counts in the head and toolbar) as the view changes. */
+function followView(graph, lg, head, toolbar) {
+  // Pinned / clicked nodes stay visible whatever the filters: re-layout only when the set of such rescued nodes
+  // changes.
+  const rescued = (s) => [...s.pinnedIds, s.clickedId].filter((id) => {
+    const n = id && graph.byId.get(id);
+    if (!n || n.kind === "embedding" || n.kind === "logit") return false;
+    return (n.influence !== null && n.influence > s.pruningThreshold) || isDense(n, s.densityThreshold);
+  }).sort().join(",");
+  let lastRescued = "";
+  const redraw = () => {
+    const s = store.state;
+    lastRescued = rescued(s);
+    const keep = new Set([...s.pinnedIds, ...(s.clickedId ? [s.clickedId] : [])]);
+    const { vis, hidden, hiddenDense } = visibleMask(graph, s.pruningThreshold, keep, s.densityThreshold);
+    head.setHidden(hidden);
+    toolbar.setDenseHidden(hiddenDense);
+    lg.setClerps(s.clerps);
+    lg.render(graph, vis, edgeMask(graph, s.hideLinks));
+    lg.setPinned(s.pinnedIds);
+    lg.setSelected(s.groupSelection);
+    lg.setClicked(s.clickedId);
+  };
+  redraw();
+  const unsubs = [
+    store.subscribe(["pruningThreshold", "densityThreshold", "logitDiff", "theme"], redraw),
+    store.subscribe(["hideLinks"], (s) => lg.setEdgeMask(edgeMask(graph, s.hideLinks))),
+    store.subscribe(["pinnedIds", "clickedId"], (s) => {
+      if (rescued(s) !== lastRescued) return redraw();
+      lg.setPinned(s.pinnedIds);
+      lg.setClicked(s.clickedId);
+    }),
+    store.subscribe(["groupSelection"], (s) => lg.setSelected(s.groupSelection)),
+    store.subscribe(["clerps"], (s) => lg.setClerps(s.clerps)),
+  ];
+  return { redraw, unsubs };
+}
+
+/** Re-lay out the link graph when its panel is resized (drag handles) or the window is (debounced). */
+function followSize(lg, lgPanel, panels) {
+  const onResize = () => lg.relayout();
+  let resizeTimer = null;
+  const onWindowResize = () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(onResize, 150);
+  };
+  window.addEventListener("resize", onWindowResize);
+  return [
+    startPanelLayout({ lgPanel, panels, onResize: () => lg.relayout() }),
+    () => window.removeEventListener("resize", onWindowResize),
+  ];
 }

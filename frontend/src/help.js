@@ -7,7 +7,7 @@ import { copyLink, saveView } from "./share.js";
 import { navigate } from "./router.js";
 import { toggleFullscreen, exitFullscreen } from "./panel-layout.js";
 
-export const SHORTCUTS = [
+const SHORTCUTS = [
   ["?", "Show / hide this help"],
   ["Esc", "Close help · clear the selected node"],
   ["Click", "Select a node (link graph, connections, subgraph)"],
@@ -24,7 +24,7 @@ export const SHORTCUTS = [
   ["B", "Browse graphs"],
 ];
 
-export const HELP_NOTES = [
+const HELP_NOTES = [
   ["Pruning", "Hides nodes whose cumulative influence is above the threshold (the most influential nodes stay)."],
   ["Feature density", "Hides features that are active on more than the chosen fraction of tokens in the feature atlas's corpus (its activation frequency): dense, \"always-on\" features that clutter a graph. Far right turns it off; it needs a feature atlas. It counts only nodes the pruning threshold keeps."],
   ["Links", "Show or hide links by sign (+ / −) and by the kind of node at either end (features, error nodes, token embeddings). Nodes stay; only their links are hidden."],
@@ -38,7 +38,7 @@ export const HELP_NOTES = [
 
 let overlay = null;
 
-export function toggleHelp(force) {
+function toggleHelp(force) {
   const show = force ?? !overlay;
   if (!show) {
     if (overlay) overlay.remove();
@@ -65,76 +65,52 @@ function typing(target) {
   return target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
 }
 
+// The graph-page keys act only with a graph open.
+const inGraph = (s) => s.route.view === "graph" && s.graph;
+const nudgePruning = (s, step) => {
+  const t = Math.round((s.pruningThreshold + step) * 100) / 100;
+  store.set({ pruningThreshold: Math.max(0.05, Math.min(1, t)) });
+};
+
+/** Key (lower case) -> action(state, event); an action that returns false lets the key through. */
+const KEY_ACTIONS = {
+  "?": () => toggleHelp(),
+  t: () => toggleTheme(),
+  g: () => (held.g = true),
+  p: (s) => inGraph(s) && s.clickedId && togglePin(s.clickedId),
+  "[": (s) => inGraph(s) && nudgePruning(s, -0.05),
+  "]": (s) => inGraph(s) && nudgePruning(s, 0.05),
+  c: (s) => inGraph(s) && copyLink(),
+  f: (s) => inGraph(s) && toggleFullscreen(),
+  s: (s) => inGraph(s) && saveView().catch(() => {}),
+  n: () => navigate("/trace"),
+  b: () => navigate("/"),
+  "/": (s, e) => {
+    const box = document.getElementById("browse-search");
+    if (box) {
+      e.preventDefault();
+      box.focus();
+    }
+  },
+};
+
+function onEscape(e) {
+  if (overlay) toggleHelp(false);
+  else if (typing(e.target)) e.target.blur();
+  else if (!exitFullscreen()) setClicked(null);
+}
+
 export function startShortcuts() {
   document.addEventListener("keyup", (e) => {
     if (e.key === "g" || e.key === "G") held.g = false;
   });
   window.addEventListener("blur", () => (held.g = false));
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape") {
-      if (overlay) toggleHelp(false);
-      else if (typing(e.target)) e.target.blur();
-      else if (exitFullscreen()) return;
-      else setClicked(null);
-      return;
-    }
+    if (e.key === "Escape") return onEscape(e);
     if (typing(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
-    const s = store.state;
-    const inGraph = s.route.view === "graph" && s.graph;
-    switch (e.key) {
-      case "?":
-        toggleHelp();
-        break;
-      case "t":
-      case "T":
-        toggleTheme();
-        break;
-      case "g":
-      case "G":
-        held.g = true;
-        break;
-      case "p":
-      case "P":
-        if (inGraph && s.clickedId) togglePin(s.clickedId);
-        break;
-      case "[":
-      case "]":
-        if (inGraph) {
-          const t = Math.round((s.pruningThreshold + (e.key === "]" ? 0.05 : -0.05)) * 100) / 100;
-          store.set({ pruningThreshold: Math.max(0.05, Math.min(1, t)) });
-        }
-        break;
-      case "c":
-      case "C":
-        if (inGraph) copyLink();
-        break;
-      case "f":
-      case "F":
-        if (inGraph) toggleFullscreen();
-        break;
-      case "s":
-      case "S":
-        if (inGraph) saveView().catch(() => {});
-        break;
-      case "n":
-      case "N":
-        navigate("/trace");
-        break;
-      case "b":
-      case "B":
-        navigate("/");
-        break;
-      case "/": {
-        const box = document.getElementById("browse-search");
-        if (box) {
-          e.preventDefault();
-          box.focus();
-        }
-        break;
-      }
-      default:
-        return;
-    }
+    const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    const action = Object.hasOwn(KEY_ACTIONS, key) ? KEY_ACTIONS[key] : null;
+    if (action) action(store.state, e);
   });
 }
 

@@ -63,7 +63,7 @@ export function layoutGrid(graph, vis, containerWidth, containerHeight = null) {
       y[arr[k]] = yy;
     }
   }
-  return { x, y, width, height, cols, rowY, rows, rowH };
+  return { x, y, width, height, cols, rowY, rows };
 }
 
 function order(node) {

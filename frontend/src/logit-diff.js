@@ -5,15 +5,9 @@
 // position, has id DIFF_ID, and shows up in the link graph, the connections panel and the subgraph like any node.
 import { h, showToken, fmt } from "./dom.js";
 import { store } from "./state.js";
-import { indexLinks } from "./graph-data.js";
+import { indexLinks, logitText } from "./graph-data.js";
 
-export const DIFF_ID = "logit-diff";
-
-/** The token of a logit node, from its label `Output " Austin" (p=0.41)` (circuit-tracer's clerp). */
-export function logitText(node) {
-  const m = /Output\s+"([\s\S]*)"/.exec(node.clerp || "");
-  return m ? m[1] : node.id;
-}
+const DIFF_ID = "logit-diff";
 
 function inputs(graph, i, into, sign) {
   const { adj, links } = graph;
@@ -64,9 +58,9 @@ export function applyLogitDiff(graph, spec) {
   const ta = showToken(logitText(a));
   const tb = showToken(logitText(b));
   const node = {
-    i: di, id: DIFF_ID, kind: "logit", layer: a.layer, row: a.row, ctx: a.ctx, token: a.token, feature: null,
+    i: di, id: DIFF_ID, kind: "logit", layer: a.layer, row: a.row, ctx: a.ctx, token: a.token,
     influence: null, activation: null, tokenProb: (a.tokenProb || 0) - (b.tokenProb || 0), isTarget: false,
-    clerp: `Logit diff: "${ta}" − "${tb}"`, short: "Δ", synthetic: true, raw: {},
+    clerp: `Logit diff: "${ta}" − "${tb}"`, short: "Δ", synthetic: true,
   };
   graph.nodes.push(node);
   graph.byId.set(DIFF_ID, node);
@@ -77,7 +71,7 @@ export function applyLogitDiff(graph, spec) {
 }
 
 /** Set (and select) or clear the logit difference of the current graph. */
-export function setLogitDiff(spec) {
+function setLogitDiff(spec) {
   const s = store.state;
   const ok = applyLogitDiff(s.graph, spec);
   if (ok) {

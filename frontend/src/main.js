@@ -7,6 +7,7 @@ import { startRouter } from "./router.js";
 import { startShortcuts, helpButton } from "./help.js";
 import { toggleTheme } from "./theme.js";
 import { startUrlSync } from "./share.js";
+import { viewDefaults } from "./view-keys.js";
 import { renderBrowse } from "./browse.js";
 import { renderTrace } from "./trace.js";
 import { renderGraphView } from "./graph-view.js";
@@ -35,10 +36,7 @@ store.subscribe(["route"], (s) => {
   if (teardown) teardown();
   teardown = null;
   if (r.view !== "graph") {
-    store.set({
-      graph: null, clickedId: null, pinnedIds: [], supernodes: [], clerps: {}, groupSelection: [], sgPos: {},
-      logitDiff: null, hiddenLinks: [], densityThreshold: 1,
-    });
+    store.set({ graph: null, ...viewDefaults() });
   }
   for (const a of header.querySelectorAll("nav a")) a.classList.toggle("active", a.getAttribute("href") === (r.view === "trace" ? "/trace" : r.view === "browse" ? "/" : ""));
   if (r.view === "graph") {

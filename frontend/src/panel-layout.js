@@ -10,7 +10,7 @@ const DEFAULT_COLS = [1, 1, 1.3];
 
 let active = null; // the graph view's controller (one graph view at a time)
 
-export function loadSizes() {
+function loadSizes() {
   try {
     const v = JSON.parse(localStorage.getItem(KEY) || "{}");
     const cols = Array.isArray(v.cols) && v.cols.length === 3 && v.cols.every((c) => c > 0) ? v.cols : null;
@@ -59,7 +59,6 @@ function dragHandle(handle, { onStart, onMove, onEnd }) {
 export function startPanelLayout({ lgPanel, panels, onResize }) {
   const sizes = loadSizes();
   const relayout = debounce(onResize, 80);
-
   const applyHeight = () => {
     lgPanel.classList.toggle("sized", sizes.lgHeight !== null);
     lgPanel.style.height = sizes.lgHeight !== null ? `${sizes.lgHeight}px` : "";
@@ -69,7 +68,31 @@ export function startPanelLayout({ lgPanel, panels, onResize }) {
     panels.style.gridTemplateColumns =
       `minmax(${MIN_COL}px, ${a}fr) 8px minmax(${MIN_COL}px, ${b}fr) 8px minmax(${MIN_COL}px, ${c}fr)`;
   };
+  addRowHandle(lgPanel, sizes, { applyHeight, relayout, onResize });
+  addColHandles(panels, sizes, applyCols);
+  applyHeight();
+  applyCols();
+  const setFullscreen = (on) => {
+    if (on === lgPanel.classList.contains("fullscreen")) return;
+    lgPanel.classList.toggle("fullscreen", on);
+    document.body.classList.toggle("lg-fullscreen", on);
+    const btn = lgPanel.querySelector("#lg-fullscreen");
+    if (btn) {
+      btn.setAttribute("aria-pressed", String(on));
+      btn.textContent = on ? "Exit fullscreen" : "Fullscreen";
+    }
+    onResize();
+  };
+  active = { setFullscreen, isFullscreen: () => lgPanel.classList.contains("fullscreen") };
+  return () => {
+    document.body.classList.remove("lg-fullscreen");
+    relayout.cancel();
+    active = null;
+  };
+}
 
+/** The handle under the link graph: a drag sets sizes.lgHeight (debounced relayout); double-click forgets it. */
+function addRowHandle(lgPanel, sizes, { applyHeight, relayout, onResize }) {
   const rowHandle = h("div", {
     class: "resize-handle row-handle", id: "lg-resize", role: "separator", "aria-orientation": "horizontal",
     title: "Drag to resize the link graph (double-click: default size)",
@@ -91,7 +114,10 @@ export function startPanelLayout({ lgPanel, panels, onResize }) {
     saveSizes(sizes);
     onResize();
   });
+}
 
+/** Handles between the side panels: a drag moves width between the two neighbours (sizes.cols, in fr). */
+function addColHandles(panels, sizes, applyCols) {
   const cells = [...panels.children];
   cells.slice(0, -1).forEach((cell, k) => {
     const handle = h("div", {
@@ -124,26 +150,6 @@ export function startPanelLayout({ lgPanel, panels, onResize }) {
       saveSizes(sizes);
     });
   });
-
-  applyHeight();
-  applyCols();
-  const setFullscreen = (on) => {
-    if (on === lgPanel.classList.contains("fullscreen")) return;
-    lgPanel.classList.toggle("fullscreen", on);
-    document.body.classList.toggle("lg-fullscreen", on);
-    const btn = lgPanel.querySelector("#lg-fullscreen");
-    if (btn) {
-      btn.setAttribute("aria-pressed", String(on));
-      btn.textContent = on ? "Exit fullscreen" : "Fullscreen";
-    }
-    onResize();
-  };
-  active = { setFullscreen, isFullscreen: () => lgPanel.classList.contains("fullscreen") };
-  return () => {
-    document.body.classList.remove("lg-fullscreen");
-    relayout.cancel();
-    active = null;
-  };
 }
 
 /** Toggle (or set) fullscreen of the link graph; false when there is no graph view. */

@@ -1,7 +1,7 @@
 // Client-side routes: / (browse), /trace, /graph/{slug}.
 import { store } from "./state.js";
 
-export function parseRoute(loc = location) {
+function parseRoute(loc = location) {
   const params = new URLSearchParams(loc.search);
   const m = /^\/graph\/([^/]+)\/?$/.exec(loc.pathname);
   if (m) return { view: "graph", slug: decodeURIComponent(m[1]), params };

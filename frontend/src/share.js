@@ -1,106 +1,19 @@
-// Share / URL state: the whole view (graph, pinned, supernodes, labels, clicked node, pruning and density
-// thresholds, hidden link types, subgraph positions, logit difference) lives in the query string, with
-// Neuronpedia's names where it has them; "copy link" and "save view" (short id via the API).
+// Share: the view (view-keys.js) kept in the address bar, "copy link", and "save view" (a short id via the API).
 import { store } from "./state.js";
 import { api } from "./api.js";
-import { LINK_TAGS } from "./graph-data.js";
+import { URL_KEY_NAMES, viewToUrl, viewToSaved } from "./view-keys.js";
 
-const isStr = (s) => typeof s === "string";
-const isNum = (x) => typeof x === "number" && Number.isFinite(x);
-
-/** Query keys that make up a view (their presence in a URL overrides the graph's own qParams). */
-export const VIEW_KEYS = ["pinnedIds", "supernodes", "clerps", "clickedId", "pruningThreshold", "densityThreshold",
-  "hideLinks", "sgPos", "logitDiff"];
-
-const linkTags = (list) => (Array.isArray(list) ? list.filter((t) => LINK_TAGS.includes(t)) : []);
-const sgPosFrom = (list) => Object.fromEntries((list || [])
-  .filter((p) => Array.isArray(p) && p.length === 3 && isStr(p[0]) && isNum(p[1]) && isNum(p[2]))
-  .map(([id, x, y]) => [id, [x, y]]));
-const density = (t) => (isNum(t) && t > 0 && t <= 1 ? t : null);
-
-function parseJsonList(text, check) {
-  if (!text) return null;
-  try {
-    const v = JSON.parse(text);
-    return Array.isArray(v) && v.every(check) ? v : null;
-  } catch {
-    return null;
-  }
-}
-
-/** View state from URLSearchParams (unknown / malformed values are ignored). */
-export function readViewParams(params) {
-  const view = {};
-  if (params.has("pinnedIds")) view.pinnedIds = params.get("pinnedIds").split(",").filter(Boolean);
-  const sn = parseJsonList(params.get("supernodes"), (s) => Array.isArray(s) && s.length >= 1 && s.every(isStr));
-  if (sn) view.supernodes = sn;
-  const cl = parseJsonList(params.get("clerps"), (c) => Array.isArray(c) && c.length === 2 && c.every(isStr));
-  if (cl) view.clerps = Object.fromEntries(cl);
-  if (params.get("clickedId")) view.clickedId = params.get("clickedId");
-  const t = Number.parseFloat(params.get("pruningThreshold"));
-  if (Number.isFinite(t) && t > 0 && t <= 1) view.pruningThreshold = t;
-  const d = density(Number.parseFloat(params.get("densityThreshold")));
-  if (d !== null) view.densityThreshold = d;
-  if (params.has("hideLinks")) view.hiddenLinks = linkTags(params.get("hideLinks").split(","));
-  const pos = parseJsonList(params.get("sgPos"), (p) => Array.isArray(p));
-  if (pos) view.sgPos = sgPosFrom(pos);
-  const diff = (params.get("logitDiff") || "").split("__vs__");
-  if (diff.length === 2 && diff[0] && diff[1]) view.logitDiff = diff;
-  return view;
-}
-
-/** The saved-view body (POST /api/graphs/{slug}/subgraphs) -> store patch. */
-export function viewFromSaved(saved) {
-  const view = {
-    pinnedIds: (saved.pinnedIds || []).filter(isStr),
-    supernodes: (saved.supernodes || []).filter((s) => Array.isArray(s) && s.every(isStr)),
-    clerps: Object.fromEntries((saved.clerps || []).filter((c) => Array.isArray(c) && c.length === 2)),
-    clickedId: saved.clickedId || null,
-  };
-  if (typeof saved.pruningThreshold === "number") view.pruningThreshold = saved.pruningThreshold;
-  if (density(saved.densityThreshold) !== null) view.densityThreshold = saved.densityThreshold;
-  if (saved.hideLinks) view.hiddenLinks = linkTags(saved.hideLinks);
-  if (saved.sgPos) view.sgPos = sgPosFrom(saved.sgPos);
-  if (Array.isArray(saved.logitDiff) && saved.logitDiff.length === 2) view.logitDiff = saved.logitDiff.filter(isStr);
-  return view;
-}
-
-export function currentViewQuery() {
-  const s = store.state;
-  const q = new URLSearchParams();
-  if (s.pinnedIds.length) q.set("pinnedIds", s.pinnedIds.join(","));
-  if (s.supernodes.length) q.set("supernodes", JSON.stringify(s.supernodes));
-  const clerps = Object.entries(s.clerps);
-  if (clerps.length) q.set("clerps", JSON.stringify(clerps));
-  if (s.clickedId) q.set("clickedId", s.clickedId);
-  q.set("pruningThreshold", String(s.pruningThreshold));
-  if (s.densityThreshold < 1) q.set("densityThreshold", String(s.densityThreshold));
-  if (s.hiddenLinks.length) q.set("hideLinks", s.hiddenLinks.join(","));
-  const pos = sgPosList(s.sgPos);
-  if (pos.length) q.set("sgPos", JSON.stringify(pos));
-  if (s.logitDiff) q.set("logitDiff", s.logitDiff.join("__vs__"));
-  return q;
-}
-
-const sgPosList = (pos) => Object.entries(pos || {}).map(([id, [x, y]]) => [id, Math.round(x), Math.round(y)]);
-
-export function shareUrl() {
-  const slug = store.state.graph && store.state.graph.slug;
-  return `${location.origin}/graph/${encodeURIComponent(slug)}?${currentViewQuery().toString()}`;
-}
+const viewPath = (s) => `/graph/${encodeURIComponent(s.graph.slug)}?${viewToUrl(s).toString()}`;
 
 /** Keep the address bar in sync (replaceState: no history spam). */
 export function startUrlSync() {
-  const keys = ["pinnedIds", "supernodes", "clerps", "clickedId", "pruningThreshold", "densityThreshold", "hiddenLinks",
-    "sgPos", "logitDiff"];
-  store.subscribe(keys, (s) => {
+  store.subscribe(URL_KEY_NAMES, (s) => {
     if (s.route.view !== "graph" || !s.graph) return;
-    const url = `/graph/${encodeURIComponent(s.graph.slug)}?${currentViewQuery().toString()}`;
-    history.replaceState(history.state, "", url);
+    history.replaceState(history.state, "", viewPath(s));
   });
 }
 
-export async function copyText(text) {
+async function copyText(text) {
   try {
     await navigator.clipboard.writeText(text);
     return true;
@@ -112,7 +25,7 @@ export async function copyText(text) {
     ta.style.opacity = "0";
     document.body.appendChild(ta);
     ta.select();
-    let ok = false;
+    let ok;
     try {
       ok = document.execCommand("copy");
     } catch {
@@ -124,7 +37,7 @@ export async function copyText(text) {
 }
 
 export async function copyLink() {
-  const url = shareUrl();
+  const url = `${location.origin}${viewPath(store.state)}`;
   const ok = await copyText(url);
   store.set({ toast: { text: ok ? "Link copied" : "Copy failed — select the link and copy it", url, at: Date.now() } });
   return url;
@@ -132,18 +45,7 @@ export async function copyLink() {
 
 export async function saveView(name) {
   const s = store.state;
-  const body = {
-    name: name || undefined,
-    pinnedIds: s.pinnedIds,
-    supernodes: s.supernodes,
-    clerps: Object.entries(s.clerps),
-    pruningThreshold: s.pruningThreshold,
-    densityThreshold: s.densityThreshold < 1 ? s.densityThreshold : undefined,
-    clickedId: s.clickedId || undefined,
-    hideLinks: s.hiddenLinks.length ? s.hiddenLinks : undefined,
-    sgPos: Object.keys(s.sgPos).length ? sgPosList(s.sgPos) : undefined,
-    logitDiff: s.logitDiff || undefined,
-  };
+  const body = { name: name || undefined, ...viewToSaved(s) };
   const res = await api.saveSubgraph(s.graph.slug, body);
   const url = `${location.origin}${res.url}`;
   await copyText(url);

@@ -1,8 +1,9 @@
 // One state object with explicit subscriptions.
 // store.set({key: value}) notifies each subscriber whose keys changed, once per set() call.
 // Fast-changing hover state is NOT kept here (see linkgraph.js `hover` callbacks) to keep hover cheap.
+import { viewDefaults } from "./view-keys.js";
 
-export function createStore(initial) {
+function createStore(initial) {
   const state = { ...initial };
   const subs = [];
   let depth = 0;
@@ -18,7 +19,6 @@ export function createStore(initial) {
 
   return {
     state,
-    get: (key) => state[key],
     /** Subscribe to changes of any of `keys`; returns an unsubscribe function. */
     subscribe(keys, fn) {
       const sub = { keys: Array.isArray(keys) ? keys : [keys], fn };
@@ -52,16 +52,7 @@ export const store = createStore({
   route: { view: "browse", slug: null, params: new URLSearchParams() },
   config: null, // GET /api/config
   graph: null, // processed graph (graph-data.js)
-  pinnedIds: [], // node ids
-  supernodes: [], // [[label, id, id, ...], ...]
-  clerps: {}, // node_id -> custom label
-  clickedId: null,
-  pruningThreshold: 0.8,
-  densityThreshold: 1, // hide features whose atlas frequency is above this (1 = off)
-  hiddenLinks: [], // link classes not drawn: "pos", "neg", "feature", "error", "embedding"
-  sgPos: {}, // subgraph item id -> [x, y] (dragged or auto-laid-out positions, subgraph viewBox units)
-  logitDiff: null, // [target logit id, contrast logit id]: synthetic "logit difference" node
-  groupSelection: [], // node ids selected for grouping
+  ...viewDefaults(), // the view of the graph (view-keys.js)
   theme: document.documentElement.dataset.theme || "light",
   toast: null,
 });

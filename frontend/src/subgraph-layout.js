@@ -8,9 +8,9 @@ export const H = 300;
 const PAD = 24;
 const GAP = 46; // minimum horizontal distance between items of one row in the layered layout
 
-const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
+export const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
 
-export function scales(graph) {
+function scales(graph) {
   const nTok = Math.max(1, graph.tokens.length);
   const rows = graph.nLayers + 2;
   return {

@@ -12,7 +12,7 @@
 // versions of the graph-level replacement / completeness scores (which follow influence along all paths).
 import { h, fmt } from "./dom.js";
 
-export function subgraphScores(graph, ids) {
+function subgraphScores(graph, ids) {
   const pinned = new Set();
   for (const id of ids) {
     const node = graph.byId.get(id);

@@ -4,7 +4,9 @@
 import { h, clear } from "./dom.js";
 import { store } from "./state.js";
 import { nodeLabel } from "./graph-data.js";
-import { togglePin, setClicked, toggleSelect, groupSelection, ungroup, renameSupernode, clearPinned } from "./actions.js";
+import {
+  togglePin, setClicked, toggleSelect, groupSelection, ungroup, renameSupernode, clearPinned, supernodeId,
+} from "./actions.js";
 import { drawSubgraphSvg } from "./subgraph-svg.js";
 import { layeredLayout } from "./subgraph-layout.js";
 import { scoresLine } from "./subgraph-scores.js";
@@ -16,7 +18,7 @@ export function buildItems(graph, pinnedIds, supernodes, clerps) {
     const members = sn.slice(1).map((id) => graph.byId.get(id)).filter(Boolean);
     if (!members.length) return;
     const item = {
-      id: `supernode-${k}`, k, label: sn[0], members, supernode: true,
+      id: supernodeId(k), k, label: sn[0], members, supernode: true,
       ctx: mean(members.map((m) => m.ctx)), row: mean(members.map((m) => m.row)),
     };
     members.forEach((m) => owner.set(m.i, item));
@@ -67,65 +69,77 @@ export function createSubgraph(el) {
       items, edges, selected, clickedId, sgPos,
       onMove: (id, p) => store.set({ sgPos: { ...store.state.sgPos, [id]: p } }),
     }));
-    el.append(h("div", { class: "row" },
-      h("button", {
-        class: "btn small", id: "sg-auto-layout", title: "Lay the subgraph out by layer (rows) and token (order in a row)",
-        onclick: () => store.set({ sgPos: layeredLayout(graph, items) }), text: "Auto layout",
-      }),
-      h("button", {
-        class: "btn small", id: "sg-reset-layout", disabled: !Object.keys(sgPos).length,
-        title: "Forget dragged positions", onclick: () => store.set({ sgPos: {} }), text: "Reset positions",
-      }),
-      h("span", { class: "muted small-note", text: "Drag nodes to arrange them." })));
-
-    const label = h("input", { id: "group-label", placeholder: "supernode label", "aria-label": "Supernode label" });
-    const groupBtn = h("button", { class: "btn small", id: "group-btn", disabled: sel.length < 2, text: `Group selected (${sel.length})` });
-    groupBtn.addEventListener("click", () => groupSelection(label.value.trim()));
-    label.addEventListener("keydown", (e) => e.key === "Enter" && groupSelection(label.value.trim()));
-    el.append(h("div", { class: "row" }, label, groupBtn,
-      h("button", { class: "btn small", onclick: clearPinned, text: "Clear pinned" })));
-
-    const list = h("ul", { class: "sg-list", id: "sg-list" });
-    for (const it of items) {
-      const cb = h("input", { type: "checkbox", checked: selected.has(it.id), "aria-label": `select ${it.label}` });
-      cb.addEventListener("change", () => toggleSelect(it.id));
-      const name = h("span", { class: "sg-name", tabindex: "0", text: it.label, title: it.supernode ? "Click to rename" : "Click to select" });
-      if (it.supernode) {
-        name.addEventListener("click", () => startRename(name, it));
-        name.addEventListener("keydown", (e) => e.key === "Enter" && startRename(name, it));
-      } else {
-        name.addEventListener("click", () => setClicked(it.id));
-      }
-      list.append(h("li", { class: `sg-item${it.supernode ? " supernode" : ""}`, "data-id": it.id },
-        cb, h("span", { class: `glyph ${it.supernode ? "supernode" : it.node.kind}` }), name,
-        it.supernode ? h("span", { class: "muted", text: ` (${it.members.length})` }) : null,
-        h("button", {
-          class: "icon-btn", title: it.supernode ? "Ungroup" : "Unpin", "aria-label": it.supernode ? "Ungroup" : "Unpin",
-          onclick: () => (it.supernode ? ungroup(it.k) : togglePin(it.id)), text: "×",
-        })));
-    }
-    el.append(list);
-  }
-
-  function startRename(span, it) {
-    const inp = h("input", { class: "rename-input", value: it.label, "aria-label": "Rename supernode" });
-    const done = (commit) => {
-      if (commit && inp.value.trim()) renameSupernode(it.k, inp.value.trim());
-      else render();
-    };
-    inp.addEventListener("keydown", (e) => {
-      if (e.key === "Enter") done(true);
-      if (e.key === "Escape") done(false);
-      e.stopPropagation();
-    });
-    inp.addEventListener("blur", () => done(true));
-    span.replaceWith(inp);
-    inp.focus();
-    inp.select();
+    el.append(layoutRow(graph, items, sgPos), groupRow(sel), itemList(items, selected, (name, it) => startRename(name, it, render)));
   }
 
   const keys = ["graph", "pinnedIds", "supernodes", "clerps", "groupSelection", "clickedId", "theme", "sgPos", "logitDiff"];
   const un = store.subscribe(keys, render);
   render();
   return un;
+}
+
+/** Auto layout / reset positions. */
+function layoutRow(graph, items, sgPos) {
+  return h("div", { class: "row" },
+    h("button", {
+      class: "btn small", id: "sg-auto-layout", title: "Lay the subgraph out by layer (rows) and token (order in a row)",
+      onclick: () => store.set({ sgPos: layeredLayout(graph, items) }), text: "Auto layout",
+    }),
+    h("button", {
+      class: "btn small", id: "sg-reset-layout", disabled: !Object.keys(sgPos).length,
+      title: "Forget dragged positions", onclick: () => store.set({ sgPos: {} }), text: "Reset positions",
+    }),
+    h("span", { class: "muted small-note", text: "Drag nodes to arrange them." }));
+}
+
+/** Supernode label + "Group selected", and "Clear pinned". */
+function groupRow(sel) {
+  const label = h("input", { id: "group-label", placeholder: "supernode label", "aria-label": "Supernode label" });
+  const groupBtn = h("button", { class: "btn small", id: "group-btn", disabled: sel.length < 2, text: `Group selected (${sel.length})` });
+  groupBtn.addEventListener("click", () => groupSelection(label.value.trim()));
+  label.addEventListener("keydown", (e) => e.key === "Enter" && groupSelection(label.value.trim()));
+  return h("div", { class: "row" }, label, groupBtn,
+    h("button", { class: "btn small", onclick: clearPinned, text: "Clear pinned" }));
+}
+
+/** The items: select box, glyph, name (click: select a node / rename a supernode), unpin or ungroup. */
+function itemList(items, selected, rename) {
+  const list = h("ul", { class: "sg-list", id: "sg-list" });
+  for (const it of items) {
+    const cb = h("input", { type: "checkbox", checked: selected.has(it.id), "aria-label": `select ${it.label}` });
+    cb.addEventListener("change", () => toggleSelect(it.id));
+    const name = h("span", { class: "sg-name", tabindex: "0", text: it.label, title: it.supernode ? "Click to rename" : "Click to select" });
+    if (it.supernode) {
+      name.addEventListener("click", () => rename(name, it));
+      name.addEventListener("keydown", (e) => e.key === "Enter" && rename(name, it));
+    } else {
+      name.addEventListener("click", () => setClicked(it.id));
+    }
+    list.append(h("li", { class: `sg-item${it.supernode ? " supernode" : ""}`, "data-id": it.id },
+      cb, h("span", { class: `glyph ${it.supernode ? "supernode" : it.node.kind}` }), name,
+      it.supernode ? h("span", { class: "muted", text: ` (${it.members.length})` }) : null,
+      h("button", {
+        class: "icon-btn", title: it.supernode ? "Ungroup" : "Unpin", "aria-label": it.supernode ? "Ungroup" : "Unpin",
+        onclick: () => (it.supernode ? ungroup(it.k) : togglePin(it.id)), text: "×",
+      })));
+  }
+  return list;
+}
+
+/** Rename a supernode in place: Enter or blur commits, Escape cancels (cancel() redraws the panel). */
+function startRename(span, it, cancel) {
+  const inp = h("input", { class: "rename-input", value: it.label, "aria-label": "Rename supernode" });
+  const done = (commit) => {
+    if (commit && inp.value.trim()) renameSupernode(it.k, inp.value.trim());
+    else cancel();
+  };
+  inp.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") done(true);
+    if (e.key === "Escape") done(false);
+    e.stopPropagation();
+  });
+  inp.addEventListener("blur", () => done(true));
+  span.replaceWith(inp);
+  inp.focus();
+  inp.select();
 }

@@ -12,13 +12,11 @@ export function colors() {
     pos: v("--pos", "#1b7837"),
     neg: v("--neg", "#762a83"),
     text: v("--fg", "#222"),
-    muted: v("--muted", "#888"),
-    accent: v("--accent", "#d9480f"),
   };
   return cache;
 }
 
-export function setTheme(theme) {
+function setTheme(theme) {
   document.documentElement.dataset.theme = theme;
   try {
     localStorage.setItem("cb-theme", theme);

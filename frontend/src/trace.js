@@ -14,19 +14,58 @@ const PARAMS = [
 ];
 
 export function renderTrace(root) {
-  const cfg = store.state.config;
   const initial = new URLSearchParams(location.search).get("prompt") || "";
   const prompt = h("textarea", { id: "trace-prompt", rows: 3, placeholder: "Paste a prompt, e.g. Fact: the capital of the state containing Dallas is", "aria-label": "Prompt" });
   prompt.value = initial;
-  const tokens = h("div", { class: "token-row", id: "trace-tokens", "aria-live": "polite" });
-  const next = h("div", { class: "next-row", id: "trace-next" });
-  const limitNote = h("div", { class: "muted" });
+  const params = advancedParams();
+  const submit = h("button", { class: "btn primary", id: "trace-submit", type: "submit", text: "Trace" });
+  const cancel = h("button", { class: "btn", type: "button", hidden: true, text: "Cancel" });
+  const preview = tokenPreview(prompt, submit);
+  const job = jobProgress({ submit, cancel });
+
+  const form = h("form", { class: "trace-form" },
+    h("label", { class: "field-label", for: "trace-prompt", text: "Prompt" }), prompt, preview.limitNote,
+    h("div", { class: "subhead", text: "Tokens" }), preview.tokens,
+    h("div", { class: "subhead", text: "Top next tokens" }), preview.next,
+    params.el, h("div", { class: "row" }, submit, cancel), job.progress, job.phase, job.error);
+
+  clear(root).append(h("section", { class: "view trace" }, h("div", { class: "view-head" }, h("h1", { text: "Trace a prompt" })), form));
+  prompt.focus();
+  prompt.addEventListener("input", preview.tokenize);
+  if (initial) preview.tokenize();
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    job.error.textContent = "";
+    const body = { prompt: prompt.value, ...params.values() };
+    submit.disabled = true;
+    try {
+      const res = await api.createGraph(body);
+      if (res.status === 201) {
+        navigate(`/graph/${encodeURIComponent(res.data.slug)}`);
+        return;
+      }
+      job.follow(res.data);
+    } catch (e) {
+      job.error.textContent = e.message;
+      submit.disabled = false;
+    }
+  });
+  cancel.addEventListener("click", job.cancel);
+  return () => {
+    job.stop();
+    preview.tokenize.cancel();
+    params.destroy();
+  };
+}
+
+/** "Advanced parameters": number inputs with the server's ranges (GET /api/config), slug, target tokens. */
+function advancedParams() {
   const slug = h("input", { id: "trace-slug", placeholder: "optional readable slug", pattern: "[a-z0-9_-]*" });
   const targets = h("input", { id: "trace-targets", placeholder: "optional target tokens, comma-separated" });
   const inputs = {};
-  const adv = h("details", { class: "advanced" }, h("summary", { text: "Advanced parameters" }));
-  const grid = h("div", { class: "param-grid" });
   const hints = {};
+  const grid = h("div", { class: "param-grid" });
   for (const [key, label, step] of PARAMS) {
     inputs[key] = h("input", { type: "number", id: `param-${key}`, step });
     hints[key] = h("small", { class: "muted" });
@@ -43,27 +82,27 @@ export function renderTrace(root) {
       hints[key].textContent = `${range.min} – ${range.max}`;
     }
   };
-  applyConfig(cfg);
-  const unsubConfig = store.subscribe(["config"], (s) => applyConfig(s.config));
+  applyConfig(store.state.config);
+  const destroy = store.subscribe(["config"], (s) => applyConfig(s.config));
   grid.append(h("label", {}, h("span", { text: "Slug" }), slug), h("label", {}, h("span", { text: "Target tokens" }), targets));
-  adv.append(grid);
+  const el = h("details", { class: "advanced" }, h("summary", { text: "Advanced parameters" }), grid);
+  /** The request fields that are filled in. */
+  const values = () => {
+    const body = {};
+    for (const [key] of PARAMS) if (inputs[key].value !== "") body[key] = Number(inputs[key].value);
+    if (slug.value.trim()) body.slug = slug.value.trim();
+    const tt = targets.value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (tt.length) body.target_tokens = tt;
+    return body;
+  };
+  return { el, values, destroy };
+}
 
-  const submit = h("button", { class: "btn primary", id: "trace-submit", type: "submit", text: "Trace" });
-  const cancel = h("button", { class: "btn", type: "button", hidden: true, text: "Cancel" });
-  const bar = h("div", { class: "progress-fill" });
-  const progress = h("div", { class: "progress", id: "trace-progress", hidden: true, role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, bar);
-  const phase = h("div", { class: "muted", id: "trace-phase", role: "status" });
-  const error = h("div", { class: "error", id: "trace-error", role: "alert" });
-
-  const form = h("form", { class: "trace-form" },
-    h("label", { class: "field-label", for: "trace-prompt", text: "Prompt" }), prompt, limitNote,
-    h("div", { class: "subhead", text: "Tokens" }), tokens,
-    h("div", { class: "subhead", text: "Top next tokens" }), next,
-    adv, h("div", { class: "row" }, submit, cancel), progress, phase, error);
-
-  clear(root).append(h("section", { class: "view trace" }, h("div", { class: "view-head" }, h("h1", { text: "Trace a prompt" })), form));
-  prompt.focus();
-
+/** Live tokenisation and the top next tokens of the prompt (debounced); too long a prompt disables `submit`. */
+function tokenPreview(prompt, submit) {
+  const tokens = h("div", { class: "token-row", id: "trace-tokens", "aria-live": "polite" });
+  const next = h("div", { class: "next-row", id: "trace-next" });
+  const limitNote = h("div", { class: "muted" });
   let tokAbort = null;
   const maxTok = () => (store.state.config && store.state.config.limits ? store.state.config.limits.max_prompt_tokens : null);
   const tokenize = debounce(async () => {
@@ -88,9 +127,15 @@ export function renderTrace(root) {
       if (e.name !== "AbortError") limitNote.textContent = `Tokenizer: ${e.message}`;
     }
   }, 300);
-  prompt.addEventListener("input", tokenize);
-  if (initial) tokenize();
+  return { tokens, next, limitNote, tokenize };
+}
 
+/** A queued job's progress: its SSE events (polling if the stream drops), cancel, and the graph opened when done. */
+function jobProgress({ submit, cancel }) {
+  const bar = h("div", { class: "progress-fill" });
+  const progress = h("div", { class: "progress", id: "trace-progress", hidden: true, role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, bar);
+  const phase = h("div", { class: "muted", id: "trace-phase", role: "status" });
+  const error = h("div", { class: "error", id: "trace-error", role: "alert" });
   let source = null;
   let pollTimer = null;
   let jobId = null;
@@ -106,9 +151,7 @@ export function renderTrace(root) {
     const pct = st.total ? Math.round((100 * st.done) / st.total) : st.status === "done" ? 100 : 0;
     bar.style.width = `${pct}%`;
     progress.setAttribute("aria-valuenow", pct);
-    if (st.status === "queued") phase.textContent = `Queued — position ${st.position ?? "?"}`;
-    else if (st.status === "running") phase.textContent = `${st.phase || "running"}: ${st.done ?? 0} / ${st.total ?? "?"}`;
-    else phase.textContent = st.status;
+    phase.textContent = phaseText(st);
     if (st.status === "done" && st.slug) {
       stop();
       bar.style.width = "100%";
@@ -123,58 +166,43 @@ export function renderTrace(root) {
     }
   }
 
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    error.textContent = "";
-    const body = { prompt: prompt.value };
-    for (const [key] of PARAMS) if (inputs[key].value !== "") body[key] = Number(inputs[key].value);
-    if (slug.value.trim()) body.slug = slug.value.trim();
-    const tt = targets.value.split(",").map((s) => s.trim()).filter(Boolean);
-    if (tt.length) body.target_tokens = tt;
-    submit.disabled = true;
-    try {
-      const res = await api.createGraph(body);
-      if (res.status === 201) {
-        navigate(`/graph/${encodeURIComponent(res.data.slug)}`);
-        return;
-      }
-      jobId = res.data.job_id;
-      cancel.hidden = false;
-      showStatus({ status: "queued", position: res.data.position, done: 0, total: 0 });
-      source = new EventSource(res.data.events_url);
-      const onEvent = (e) => showStatus(JSON.parse(e.data));
-      for (const name of ["message", "queued", "progress", "done", "failed", "cancelled"]) source.addEventListener(name, onEvent);
-      source.onerror = () => {
-        // Stream dropped: fall back to polling the job.
-        if (source) source.close();
-        source = null;
-        clearInterval(pollTimer);
-        pollTimer = setInterval(async () => {
-          try {
-            showStatus(await api.job(jobId));
-          } catch (e) {
-            stop();
-            error.textContent = e.message;
-          }
-        }, 1000);
-      };
-    } catch (e) {
-      error.textContent = e.message;
-      submit.disabled = false;
-    }
-  });
-  cancel.addEventListener("click", async () => {
-    if (jobId) {
-      try {
-        await api.cancelJob(jobId);
-      } catch (e) {
-        error.textContent = e.message;
-      }
-    }
-  });
-  return () => {
+  // Stream dropped: fall back to polling the job.
+  const poll = () => {
     stop();
-    tokenize.cancel();
-    unsubConfig();
+    pollTimer = pollJob(jobId, showStatus, (e) => {
+      stop();
+      error.textContent = e.message;
+    });
   };
+
+  /** Follow the job of a 202 answer ({job_id, position, events_url}). */
+  function follow(queued) {
+    jobId = queued.job_id;
+    cancel.hidden = false;
+    showStatus({ status: "queued", position: queued.position, done: 0, total: 0 });
+    source = new EventSource(queued.events_url);
+    const onEvent = (e) => showStatus(JSON.parse(e.data));
+    for (const name of ["message", "queued", "progress", "done", "failed", "cancelled"]) source.addEventListener(name, onEvent);
+    source.onerror = poll;
+  }
+
+  const cancelJob = () => jobId && api.cancelJob(jobId).catch((e) => (error.textContent = e.message));
+  return { progress, phase, error, follow, stop, cancel: cancelJob };
+}
+
+function phaseText(st) {
+  if (st.status === "queued") return `Queued — position ${st.position ?? "?"}`;
+  if (st.status === "running") return `${st.phase || "running"}: ${st.done ?? 0} / ${st.total ?? "?"}`;
+  return st.status;
+}
+
+/** Poll the job every second; returns the interval id. */
+function pollJob(jobId, onStatus, onError) {
+  return setInterval(async () => {
+    try {
+      onStatus(await api.job(jobId));
+    } catch (e) {
+      onError(e);
+    }
+  }, 1000);
 }

@@ -239,13 +239,13 @@ def test_saved_view_keeps_new_view_state(page: Page, fake_server):
     )
     page.wait_for_selector(READY)
     keys = (
-        "({pinnedIds, hiddenLinks, sgPos, logitDiff, densityThreshold, clickedId}) => "
-        "({pinnedIds, hiddenLinks, sgPos, logitDiff, densityThreshold, clickedId})"
+        "({pinnedIds, hideLinks, sgPos, logitDiff, densityThreshold, clickedId}) => "
+        "({pinnedIds, hideLinks, sgPos, logitDiff, densityThreshold, clickedId})"
     )
     state = page.evaluate(f"({keys})(window.__cb.store.state)")
     assert state == {
         "pinnedIds": ["1_2_2", "logit-diff"],
-        "hiddenLinks": ["neg"],
+        "hideLinks": ["neg"],
         "sgPos": {"1_2_2": [100, 120]},
         "logitDiff": ["3_100_2", "3_200_2"],
         "densityThreshold": 0.5,
