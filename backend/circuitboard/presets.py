@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field
@@ -210,6 +210,8 @@ def _gguf_from_package(rp: ResolvedPreset) -> Path:
         out = rp.root / "gguf" / (src.gguf_file or "model.gguf")
         getattr(mod, src.assemble)(out)  # concatenates the part wheels and checks their SHA-256
         return out
+    if mod.__file__ is None:  # a namespace package: the name imports but nothing is installed under it
+        raise PresetError(f"preset {rp.name!r}: package {src.package} has no files; reinstall it")
     path = Path(mod.__file__).parent / (src.gguf_file or "")
     if not path.exists():
         raise PresetError(f"preset {rp.name!r}: {path} missing from package {src.package}; reinstall it")
@@ -229,7 +231,7 @@ def convert_gguf(gguf: Path, out_dir: Path, dtype: str = "float32", log: Callabl
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype))
     # transformers refuses to save a model that carries the GGUF quantizer although the weights are
     # already plain dequantised tensors; dropping it is safe (offline-models.md §3).
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # set by from_pretrained; PreTrainedModel does not declare it
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     if not getattr(model.config, "architectures", None):
@@ -334,109 +336,81 @@ class LocalHubFetcher(HubFetcher):
         return path
 
 
-def parse_hf_uri(uri: str) -> tuple[str, str, str | None]:
-    """`hf://owner/name/path/in/repo?revision=x` -> (repo, path, revision)."""
-    rest = uri.removeprefix("hf://")
-    revision = None
-    if "?revision=" in rest:
-        rest, revision = rest.split("?revision=", 1)
-    parts = rest.split("/")
-    return "/".join(parts[:2]), "/".join(parts[2:]), revision
-
-
 def ensure_hub_transcoders(
     rp: ResolvedPreset, fetcher: HubFetcher | None = None, log: Callable[[str], None] = print
 ) -> Path:
     """Make `rp.transcoders_dir` a circuit-tracer set folder from a hub transcoder release."""
+    # The engine's file module (and torch) is imported here, not at the top: the CLI imports presets at start.
+    from circuitboard.engine.transcoder_files import write_config
+
     fetcher = fetcher or HubFetcher()
-    tc = rp.preset.transcoders
-    what = f"transcoders for preset {rp.name!r}"
     out = rp.transcoders_dir
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if tc.layout in ("plt", "clt", "gemmascope"):
-        cfg_path = fetcher.file(tc.repo or "", "config.yaml", revision=tc.revision, what=what, preset=rp.name)
-        cfg = yaml.safe_load(Path(cfg_path).read_text())
-        if tc.layout == "clt" or cfg.get("model_kind") == "cross_layer_transcoder":
-            # CLT files are named W_enc_{i} / W_dec_{i}; mirror the whole release folder by links.
-            snap = fetcher.snapshot(tc.repo or "", revision=tc.revision, what=what, preset=rp.name)
-            _link_tree(Path(snap), tmp)
-        else:
-            files = []
-            for i, ref in enumerate(cfg.get("transcoders") or []):
-                repo, fname, rev = parse_hf_uri(ref) if str(ref).startswith("hf://") else (tc.repo, ref, None)
-                local = fetcher.file(repo or "", fname, revision=rev or tc.revision, what=what, preset=rp.name)
-                if tc.layout == "gemmascope" or str(fname).endswith(".npz"):
-                    gemmascope_npz_to_plt(Path(local), tmp / f"layer_{i}.safetensors")
-                else:
-                    (tmp / f"layer_{i}.safetensors").symlink_to(Path(local).resolve())
-                files.append(f"layer_{i}.safetensors")
-            cfg["transcoders"] = files
-            if tc.layout == "gemmascope":
-                cfg["activation"] = "jumprelu"
-        cfg.setdefault("feature_input_hook", "mlp.hook_in")
-        cfg.setdefault("feature_output_hook", "mlp.hook_out")
-        cfg["source"] = f"hf://{tc.repo}"
-        (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    elif tc.layout == "gemmascope2":
-        files = []
-        for layer in range(tc.n_layers or 0):
-            fname = (tc.path_template or "").format(layer=layer)
-            local = fetcher.file(tc.repo or "", fname, revision=tc.revision, what=what, preset=rp.name)
-            gemmascope2_to_plt(Path(local), tmp / f"layer_{layer}.safetensors")
-            files.append(f"layer_{layer}.safetensors")
-        cfg = {
-            "model_kind": "transcoder_set",
-            "model_name": rp.preset.source.repo,
-            "feature_input_hook": "mlp.hook_in",
-            "feature_output_hook": "mlp.hook_out",
-            "transcoders": files,
-            "activation": "jumprelu",
-            "source": f"hf://{tc.repo}",
-        }
-        (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    if rp.preset.transcoders.layout == "gemmascope2":
+        cfg = _fetch_gemmascope2(rp, fetcher, tmp)
+    else:
+        cfg = _fetch_circuit_tracer(rp, fetcher, tmp)
+    write_config(tmp, cfg)
     shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    tmp.rename(out)  # rename last so an interrupted fetch is never mistaken for a finished one
     log(f"transcoders ready in {out}")
     return out
 
 
-def gemmascope_npz_to_plt(npz: Path, out: Path) -> None:
-    """GemmaScope `params.npz` (W_enc stored [d, d_t]) -> PLT safetensors (W_enc [d_t, d])."""
-    import numpy as np
-    import torch
-    from safetensors.torch import save_file
+def _fetch_circuit_tracer(rp: ResolvedPreset, fetcher: HubFetcher, tmp: Path) -> dict[str, Any]:
+    """A release with a circuit-tracer config.yaml (PLT, CLT, or GemmaScope npz files it lists): its config,
+    with the layer files made local."""
+    from circuitboard.engine.transcoder_files import (
+        CLT_KIND,
+        PLT_HOOKS,
+        gemmascope_npz_to_plt,
+        layer_file,
+        parse_hf_uri,
+    )
 
-    p = np.load(npz)
-    t = {
-        "W_enc": torch.from_numpy(np.ascontiguousarray(p["W_enc"].T)).float(),
-        "W_dec": torch.from_numpy(np.ascontiguousarray(p["W_dec"])).float(),
-        "b_enc": torch.from_numpy(p["b_enc"]).float(),
-        "b_dec": torch.from_numpy(p["b_dec"]).float(),
-        "activation_function.threshold": torch.from_numpy(p["threshold"]).float(),
-    }
-    save_file(t, str(out))
-
-
-def gemmascope2_to_plt(path: Path, out: Path) -> None:
-    """Gemma Scope 2 transcoder (w_enc [d, d_t], w_dec [d_t, d], threshold, affine_skip_connection [d, d]
-    applied as x @ A) -> PLT safetensors with W_skip = A.T (our convention: skip = x @ W_skip.T)."""
-    import numpy as np
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    if path.suffix == ".npz":
-        p = {k: torch.from_numpy(v) for k, v in np.load(path).items()}
+    tc = rp.preset.transcoders
+    what = f"transcoders for preset {rp.name!r}"
+    cfg_path = fetcher.file(tc.repo or "", "config.yaml", revision=tc.revision, what=what, preset=rp.name)
+    cfg = yaml.safe_load(Path(cfg_path).read_text())
+    if tc.layout == "clt" or cfg.get("model_kind") == CLT_KIND:
+        # CLT files are named W_enc_{i} / W_dec_{i}; mirror the whole release folder by links.
+        snap = fetcher.snapshot(tc.repo or "", revision=tc.revision, what=what, preset=rp.name)
+        _link_tree(Path(snap), tmp)
     else:
-        p = load_file(str(path))
-    t = {
-        "W_enc": p["w_enc"].T.contiguous().float(),
-        "W_dec": p["w_dec"].contiguous().float(),
-        "b_enc": p["b_enc"].float(),
-        "b_dec": p["b_dec"].float(),
-        "activation_function.threshold": p["threshold"].float(),
-    }
-    if "affine_skip_connection" in p:
-        t["W_skip"] = p["affine_skip_connection"].T.contiguous().float()
-    save_file(t, str(out))
+        files = []
+        for i, ref in enumerate(cfg.get("transcoders") or []):
+            repo, fname, rev = parse_hf_uri(ref) if str(ref).startswith("hf://") else (tc.repo, ref, None)
+            local = fetcher.file(repo or "", fname, revision=rev or tc.revision, what=what, preset=rp.name)
+            if tc.layout == "gemmascope" or str(fname).endswith(".npz"):
+                gemmascope_npz_to_plt(Path(local), layer_file(tmp, i))
+            else:
+                layer_file(tmp, i).symlink_to(Path(local).resolve())
+            files.append(layer_file(tmp, i).name)
+        cfg["transcoders"] = files
+        if tc.layout == "gemmascope":
+            cfg["activation"] = "jumprelu"
+    cfg.setdefault("feature_input_hook", PLT_HOOKS[0])
+    cfg.setdefault("feature_output_hook", PLT_HOOKS[1])
+    cfg["source"] = f"hf://{tc.repo}"
+    return cfg
+
+
+def _fetch_gemmascope2(rp: ResolvedPreset, fetcher: HubFetcher, tmp: Path) -> dict[str, Any]:
+    """Gemma Scope 2: one file per layer at `path_template`, each converted to a PLT layer file."""
+    from circuitboard.engine.transcoder_files import gemmascope2_to_plt, layer_file, set_config
+
+    tc = rp.preset.transcoders
+    what = f"transcoders for preset {rp.name!r}"
+    n_layers = tc.n_layers or 0
+    for layer in range(n_layers):
+        fname = (tc.path_template or "").format(layer=layer)
+        local = fetcher.file(tc.repo or "", fname, revision=tc.revision, what=what, preset=rp.name)
+        gemmascope2_to_plt(Path(local), layer_file(tmp, layer))
+    return set_config(
+        n_layers=n_layers,
+        model_name=rp.preset.source.repo,
+        activation="jumprelu",
+        extra={"source": f"hf://{tc.repo}"},
+    )

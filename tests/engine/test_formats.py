@@ -9,6 +9,7 @@ from safetensors import safe_open
 
 from circuitboard.engine.export import GraphFormatError, graph_from_json
 from circuitboard.engine.session import Engine
+from circuitboard.engine.transcoder_files import LayerTensors, parse_hf_uri, set_config, write_config, write_layer
 from circuitboard.engine.transcoders import load_transcoder_set, random_transcoder_set, save_transcoder_set
 from circuitboard.engine.types import AttributionParams
 
@@ -46,6 +47,36 @@ def test_transcoder_roundtrip(tmp_path, kw):
     else:
         with safe_open(str(tmp_path / "W_dec_1.safetensors"), "pt") as f:
             assert f.get_tensor("W_dec_1").shape == (32, 2, 16)
+
+
+@pytest.mark.parametrize("activation", ["topk", "jumprelu"])
+def test_layer_by_layer_writer_loads(tmp_path, activation):
+    """What a trainer does: each layer's tensors as it finishes, then config.yaml; the engine reads them back."""
+    g = torch.Generator().manual_seed(0)
+    layers = []
+    for i in range(2):
+        t = LayerTensors(
+            W_enc=torch.randn(32, 16, generator=g),
+            b_enc=torch.randn(32, generator=g),
+            b_dec=torch.randn(16, generator=g),
+            W_dec=torch.randn(32, 16, generator=g),
+            W_skip=torch.randn(16, 16, generator=g),
+            threshold=torch.rand(32, generator=g) if activation == "jumprelu" else None,
+            k=None if activation == "jumprelu" else 4,
+        )
+        write_layer(tmp_path, i, t)
+        layers.append(t)
+    write_config(tmp_path, set_config(n_layers=2, model_name="tiny", activation=activation, k=4, extra={"x": 1}))
+    back = load_transcoder_set(tmp_path, lazy_decoder=False)
+    assert back.n_layers == 2 and back.model_name == "tiny" and back.feature_input_hook == "mlp.hook_in"
+    for t, lw in zip(layers, back.layers, strict=True):
+        assert lw.activation.kind == activation and lw.activation.k == t.k
+        assert torch.equal(lw.W_enc, t.W_enc) and torch.equal(lw.W_dec, t.W_dec) and torch.equal(lw.W_skip, t.W_skip)
+
+
+def test_hf_uri():
+    assert parse_hf_uri("hf://owner/name/l0/params.npz?revision=abc") == ("owner/name", "l0/params.npz", "abc")
+    assert parse_hf_uri("hf://owner/name/layer_0.safetensors") == ("owner/name", "layer_0.safetensors", None)
 
 
 def test_gemmascope_npz_layout(tmp_path):

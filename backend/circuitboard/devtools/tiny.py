@@ -6,7 +6,9 @@ BPE tokenizer trained on a built-in paragraph, and a random transcoder set in ci
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -16,6 +18,8 @@ from transformers import (
     Gemma3TextConfig,
     GPT2Config,
     LlamaConfig,
+    PreTrainedConfig,
+    PreTrainedModel,
     PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen3Config,
@@ -52,9 +56,29 @@ def build_tokenizer(vocab_size: int = 384) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
 
 
-def tiny_config(arch: str, vocab_size: int, n_layers: int = 3, d_model: int = 64):
-    common = dict(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    dec = dict(
+class _TokenIds(TypedDict):
+    vocab_size: int
+    bos_token_id: int
+    eos_token_id: int
+    pad_token_id: int
+
+
+class _DecoderShape(_TokenIds):
+    """What every decoder-only family's config takes; a TypedDict so each `**` is type-checked key by key."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+
+
+def tiny_config(arch: str, vocab_size: int, n_layers: int = 3, d_model: int = 64) -> PreTrainedConfig:
+    common = _TokenIds(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    dec = _DecoderShape(
         hidden_size=d_model,
         intermediate_size=2 * d_model,
         num_hidden_layers=n_layers,
@@ -68,7 +92,7 @@ def tiny_config(arch: str, vocab_size: int, n_layers: int = 3, d_model: int = 64
     if arch == "llama":
         return LlamaConfig(**dec)
     if arch == "qwen2":
-        return Qwen2Config(**dec)
+        return Qwen2Config(**dec)  # type: ignore[misc]  # takes head_dim at run time; its signature omits it
     if arch == "qwen3":
         return Qwen3Config(**dec)
     if arch == "gemma2":
@@ -92,7 +116,9 @@ def tiny_config(arch: str, vocab_size: int, n_layers: int = 3, d_model: int = 64
     raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHITECTURES}")
 
 
-def build_tiny_model(arch: str = "llama", seed: int = 0, n_layers: int = 3, d_model: int = 64):
+def build_tiny_model(
+    arch: str = "llama", seed: int = 0, n_layers: int = 3, d_model: int = 64
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
     cfg = tiny_config(arch, len(tokenizer), n_layers, d_model)
@@ -136,7 +162,9 @@ def build_tiny_checkpoint(
 
 
 @torch.no_grad()
-def fit_decoders(model, tset: TranscoderSet, *, n_seqs: int = 48, seq_len: int = 24, seed: int = 0) -> float:
+def fit_decoders(
+    model: PreTrainedModel, tset: TranscoderSet, *, n_seqs: int = 48, seq_len: int = 24, seed: int = 0
+) -> float:
     """Least-squares decoders for the random encoders, so tiny graphs have features that matter.
 
     Returns the mean explained variance of the MLP outputs. Per-layer sets only (CLTs keep random decoders).
@@ -145,16 +173,19 @@ def fit_decoders(model, tset: TranscoderSet, *, n_seqs: int = 48, seq_len: int =
         return 0.0
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, model.config.vocab_size, (n_seqs, seq_len), generator=g)
-    ins, outs = {}, {}
+    ins: dict[int, torch.Tensor] = {}
+    outs: dict[int, torch.Tensor] = {}
+
+    def keep(store: dict[int, torch.Tensor], layer: int) -> Callable[..., None]:
+        def hook(_module: torch.nn.Module, _args: object, out: torch.Tensor) -> None:
+            store[layer] = out.reshape(-1, out.shape[-1])
+
+        return hook
+
     handles = []
     for layer in range(tset.n_layers):
         mod_in, mod_out = mlp_io_modules(model, layer)
-        for mod, store in ((mod_in, ins), (mod_out, outs)):
-            handles.append(
-                mod.register_forward_hook(
-                    lambda m, a, o, lay=layer, st=store: st.__setitem__(lay, o.reshape(-1, o.shape[-1]))
-                )
-            )
+        handles += [mod_in.register_forward_hook(keep(ins, layer)), mod_out.register_forward_hook(keep(outs, layer))]
     try:
         model(input_ids=ids, use_cache=False)
     finally:
@@ -163,7 +194,8 @@ def fit_decoders(model, tset: TranscoderSet, *, n_seqs: int = 48, seq_len: int =
     evs = []
     for layer, lw in enumerate(tset.layers):
         x, y = ins[layer].float(), outs[layer].float()
-        target = y - (tset.skip(layer, x) if lw.W_skip is not None else 0)
+        skip = tset.skip(layer, x)
+        target = y if skip is None else y - skip
         acts = tset.encode(layer, x)
         design = torch.cat([acts, torch.ones(len(acts), 1)], 1)
         ridge = 1e-3 * torch.eye(design.shape[1])

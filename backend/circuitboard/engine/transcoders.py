@@ -1,37 +1,42 @@
-"""Transcoder sets: per-layer (PLT) and cross-layer (CLT), in circuit-tracer's on-disk layouts.
+"""Transcoder sets: per-layer (PLT) and cross-layer (CLT) transcoders and their maths.
 
 A transcoder reads `mlp.hook_in` of layer l (the normalised MLP input x) and writes `mlp.hook_out`:
     pre  = x @ W_enc.T + b_enc                  [d_t]
     a    = act(pre)                             ReLU | JumpReLU(threshold) | TopK(k) (top k, then ReLU)
     out  = a @ W_dec + b_dec + x @ W_skip.T     (CLT: layer l's output sums the decoders of all layers ≤ l)
 
-Decoders are read lazily from memory-mapped safetensors, so RAM holds only the rows a prompt touches.
+The files (every layout, both directions) are `transcoder_files`; decoders can stay there, memory-mapped, so
+RAM holds only the rows a prompt touches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import yaml
-from safetensors import safe_open
-from safetensors.torch import save_file
 
-ACTIVATIONS = ("relu", "jumprelu", "topk")
+from circuitboard.engine.transcoder_files import (
+    PLT_HOOKS,
+    DecoderFile,
+    LayerTensors,
+    read_transcoder_files,
+    write_transcoder_set,
+)
 
 
 @dataclass
 class Activation:
-    kind: str = "relu"
+    kind: str = "relu"  # relu | jumprelu | topk
     threshold: torch.Tensor | None = None  # [d_t] for JumpReLU
     k: int | None = None  # for TopK
 
     def __call__(self, pre: torch.Tensor) -> torch.Tensor:
         if self.kind == "jumprelu":
+            assert self.threshold is not None
             return pre * (pre > self.threshold)
         if self.kind == "topk":
+            assert self.k is not None
             top = pre.topk(self.k, dim=-1)
             return torch.zeros_like(pre).scatter_(-1, top.indices, top.values.relu())
         return pre.relu()
@@ -47,8 +52,24 @@ class LayerWeights:
     activation: Activation
     W_skip: torch.Tensor | None = None  # [d, d]
     W_dec: torch.Tensor | None = None  # PLT [d_t, d] or CLT [d_t, L - l, d]; None while lazy
-    dec_file: str | None = None
-    dec_key: str = "W_dec"
+    decoder: DecoderFile | None = None  # the file W_dec's rows are read from while lazy
+
+    @classmethod
+    def from_stored(cls, t: LayerTensors) -> LayerWeights:
+        act = Activation(t.activation, threshold=t.threshold, k=t.k)
+        return cls(t.W_enc, t.b_enc, t.b_dec, act, W_skip=t.W_skip, W_dec=t.W_dec, decoder=t.decoder)
+
+    def stored(self) -> LayerTensors:
+        act = self.activation
+        return LayerTensors(
+            self.W_enc,
+            self.b_enc,
+            self.b_dec,
+            W_dec=self.W_dec,
+            W_skip=self.W_skip,
+            threshold=act.threshold,
+            k=act.k if act.kind == "topk" else None,
+        )
 
 
 @dataclass
@@ -57,12 +78,11 @@ class TranscoderSet:
 
     layers: list[LayerWeights]
     cross_layer: bool = False
-    feature_input_hook: str = "mlp.hook_in"
-    feature_output_hook: str = "mlp.hook_out"
+    feature_input_hook: str = PLT_HOOKS[0]
+    feature_output_hook: str = PLT_HOOKS[1]
     name: str = "transcoders"
     model_name: str | None = None
     path: str | None = None
-    _open: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_layers(self) -> int:
@@ -118,15 +138,10 @@ class TranscoderSet:
         lw = self.layers[layer]
         if lw.W_dec is not None:
             rows = lw.W_dec[index]
+        elif lw.decoder is not None:
+            rows = lw.decoder.rows(index).to(device=self.device, dtype=self.dtype)
         else:
-            handle = self._open.get(lw.dec_file)
-            if handle is None:
-                handle = self._open[lw.dec_file] = safe_open(lw.dec_file, framework="pt", device="cpu")
-            idx = index.cpu()
-            # safetensors slices want sorted unique indices; read those and scatter back.
-            uniq, inverse = torch.unique(idx, return_inverse=True)
-            rows = handle.get_slice(lw.dec_key)[uniq.numpy()][inverse]
-            rows = rows.to(device=self.device, dtype=self.dtype)
+            raise ValueError(f"layer {layer} has neither a decoder in memory nor a file to read it from")
         return rows if self.cross_layer else rows[:, None, :]
 
     def decode(self, layer: int, acts_by_layer: list[torch.Tensor], x_in: torch.Tensor | None) -> torch.Tensor:
@@ -152,7 +167,7 @@ class TranscoderSet:
         return self
 
 
-# ---------------------------------------------------------------------------------------------- reading
+# ---------------------------------------------------------------------------------------------- files
 
 
 def load_transcoder_set(
@@ -162,194 +177,34 @@ def load_transcoder_set(
     dtype: torch.dtype = torch.float32,
     lazy_decoder: bool = True,
 ) -> TranscoderSet:
-    """Load a transcoder set from a folder (circuit-tracer layouts) or its `config.yaml`."""
-    path = Path(path)
-    cfg_file = path if path.is_file() and path.suffix in (".yaml", ".yml") else path / "config.yaml"
-    root = cfg_file.parent
-    cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.exists() else {}
-    kind = cfg.get("model_kind") or (
-        "cross_layer_transcoder" if list(root.glob("W_enc_*.safetensors")) else "transcoder_set"
+    """Load a transcoder set from a folder (any layout of `transcoder_files`) or its `config.yaml`."""
+    stored = read_transcoder_files(path, lazy_decoder=lazy_decoder)
+    tset = TranscoderSet(
+        layers=[LayerWeights.from_stored(layer) for layer in stored.layers],
+        cross_layer=stored.cross_layer,
+        feature_input_hook=stored.feature_input_hook,
+        feature_output_hook=stored.feature_output_hook,
+        name=stored.name,
+        model_name=stored.model_name,
+        path=stored.path,
     )
-    if kind == "cross_layer_transcoder":
-        tset = _load_clt(root, cfg, lazy_decoder)
-    else:
-        tset = _load_plt(root, cfg, lazy_decoder)
-    tset.feature_input_hook = cfg.get("feature_input_hook", tset.feature_input_hook)
-    tset.feature_output_hook = cfg.get("feature_output_hook", tset.feature_output_hook)
-    tset.model_name = cfg.get("model_name")
-    tset.name = cfg.get("scan") or cfg.get("name") or root.name
-    tset.path = str(root)
     return tset.to(device, dtype)
-
-
-def _layer_files(root: Path, cfg: dict) -> list[Path]:
-    listed = cfg.get("transcoders")
-    if listed:
-        return [_resolve(root, p) for p in listed]
-    files = sorted(root.glob("layer_*.safetensors"), key=lambda p: int(p.stem.split("_")[1]))
-    if not files:
-        files = sorted(root.glob("layer_*/**/params.npz"), key=lambda p: int(p.relative_to(root).parts[0][6:]))
-    if not files:
-        raise FileNotFoundError(f"no transcoder files in {root} (expected layer_{{i}}.safetensors or config.yaml)")
-    return files
-
-
-def _resolve(root: Path, ref: str) -> Path:
-    if ref.startswith("hf://"):
-        from huggingface_hub import hf_hub_download  # only when a config names hub files
-
-        repo_path, _, revision = ref[5:].partition("?revision=")
-        parts = repo_path.split("/")
-        return Path(hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), revision=revision or None))
-    p = Path(ref)
-    return p if p.is_absolute() else root / p
-
-
-def _activation(tensors: dict, cfg: dict, threshold_key: str = "activation_function.threshold") -> Activation:
-    if threshold_key in tensors:
-        return Activation("jumprelu", threshold=tensors[threshold_key])
-    if "k" in tensors or cfg.get("activation") == "topk":
-        k = int(tensors["k"].reshape(-1)[0]) if "k" in tensors else int(cfg["k"])
-        return Activation("topk", k=k)
-    return Activation("relu")
-
-
-def _load_plt(root: Path, cfg: dict, lazy_decoder: bool) -> TranscoderSet:
-    layers = []
-    for file in _layer_files(root, cfg):
-        if file.suffix == ".npz":
-            layers.append(_load_gemmascope_npz(file))
-        elif "w_enc" in _keys(file):
-            layers.append(_load_gemmascope2(file))
-        else:
-            with safe_open(str(file), framework="pt", device="cpu") as f:
-                t = {k: f.get_tensor(k) for k in f.keys() if not (lazy_decoder and k == "W_dec")}
-            layers.append(
-                LayerWeights(
-                    W_enc=t["W_enc"],
-                    b_enc=t["b_enc"],
-                    b_dec=t["b_dec"],
-                    activation=_activation(t, cfg),
-                    W_skip=t.get("W_skip"),
-                    W_dec=t.get("W_dec"),
-                    dec_file=str(file),
-                )
-            )
-    return TranscoderSet(layers=layers, cross_layer=False)
-
-
-def _keys(file: Path) -> set[str]:
-    with safe_open(str(file), framework="pt", device="cpu") as f:
-        return set(f.keys())
-
-
-def _load_gemmascope_npz(file: Path) -> LayerWeights:
-    """GemmaScope `params.npz`: W_enc stored [d, d_t] (transposed here), JumpReLU `threshold`."""
-    p = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in np.load(file).items()}
-    return LayerWeights(
-        W_enc=p["W_enc"].T.contiguous(),
-        b_enc=p["b_enc"],
-        b_dec=p["b_dec"],
-        activation=Activation("jumprelu", threshold=p["threshold"]),
-        W_dec=p["W_dec"],
-    )
-
-
-def _load_gemmascope2(file: Path) -> LayerWeights:
-    """Gemma Scope 2 safetensors: w_enc [d, d_t], w_dec [d_t, d], threshold, optional affine skip (x @ A)."""
-    with safe_open(str(file), framework="pt", device="cpu") as f:
-        p = {k: f.get_tensor(k) for k in f.keys()}
-    skip = p.get("affine_skip_connection")
-    return LayerWeights(
-        W_enc=p["w_enc"].T.contiguous(),
-        b_enc=p["b_enc"],
-        b_dec=p["b_dec"],
-        activation=Activation("jumprelu", threshold=p["threshold"]),
-        W_skip=None if skip is None else skip.T.contiguous(),
-        W_dec=p["w_dec"],
-    )
-
-
-def _load_clt(root: Path, cfg: dict, lazy_decoder: bool) -> TranscoderSet:
-    n_layers = len(list(root.glob("W_enc_*.safetensors")))
-    if n_layers == 0:
-        raise FileNotFoundError(f"no W_enc_{{i}}.safetensors files in {root}")
-    layers = []
-    for i in range(n_layers):
-        with safe_open(str(root / f"W_enc_{i}.safetensors"), framework="pt", device="cpu") as f:
-            t = {k: f.get_tensor(k) for k in f.keys()}
-        dec_file = root / f"W_dec_{i}.safetensors"
-        W_dec = None
-        if not lazy_decoder:
-            with safe_open(str(dec_file), framework="pt", device="cpu") as f:
-                W_dec = f.get_tensor(f"W_dec_{i}")
-        act = _activation(t, cfg, threshold_key=f"threshold_{i}")
-        if act.threshold is not None:
-            act.threshold = act.threshold.reshape(-1)
-        layers.append(
-            LayerWeights(
-                W_enc=t[f"W_enc_{i}"],
-                b_enc=t[f"b_enc_{i}"],
-                b_dec=t[f"b_dec_{i}"],
-                activation=act,
-                W_skip=t.get(f"W_skip_{i}"),
-                W_dec=W_dec,
-                dec_file=str(dec_file),
-                dec_key=f"W_dec_{i}",
-            )
-        )
-    return TranscoderSet(
-        layers=layers, cross_layer=True, feature_input_hook="hook_resid_mid", feature_output_hook="hook_mlp_out"
-    )
-
-
-# ---------------------------------------------------------------------------------------------- writing
 
 
 def save_transcoder_set(
     tset: TranscoderSet, path: str | Path, *, model_name: str | None = None, extra_config: dict | None = None
 ) -> Path:
     """Write a set in circuit-tracer's layout (PLT `layer_{i}.safetensors` or CLT `W_enc_{i}`/`W_dec_{i}`)."""
-    root = Path(path)
-    root.mkdir(parents=True, exist_ok=True)
     tset.materialize()
-    act = tset.layers[0].activation
-    cfg = {
-        "model_kind": "cross_layer_transcoder" if tset.cross_layer else "transcoder_set",
-        "model_name": model_name or tset.model_name or "",
-        "feature_input_hook": tset.feature_input_hook,
-        "feature_output_hook": tset.feature_output_hook,
-        "scan": tset.name,
-    }
-    if act.kind == "topk":
-        cfg.update(activation="topk", k=act.k)
-    for i, lw in enumerate(tset.layers):
-        if tset.cross_layer:
-            enc = {f"W_enc_{i}": lw.W_enc, f"b_enc_{i}": lw.b_enc, f"b_dec_{i}": lw.b_dec}
-            if lw.activation.threshold is not None:
-                enc[f"threshold_{i}"] = lw.activation.threshold
-            if lw.W_skip is not None:
-                enc[f"W_skip_{i}"] = lw.W_skip
-            save_file(_cpu(enc), str(root / f"W_enc_{i}.safetensors"))
-            save_file(_cpu({f"W_dec_{i}": lw.W_dec}), str(root / f"W_dec_{i}.safetensors"))
-        else:
-            t = {"W_enc": lw.W_enc, "W_dec": lw.W_dec, "b_enc": lw.b_enc, "b_dec": lw.b_dec}
-            if lw.activation.threshold is not None:
-                t["activation_function.threshold"] = lw.activation.threshold
-            if lw.activation.kind == "topk":
-                t["k"] = torch.tensor([lw.activation.k], dtype=torch.int64)
-            if lw.W_skip is not None:
-                t["W_skip"] = lw.W_skip
-            save_file(_cpu(t), str(root / f"layer_{i}.safetensors"))
-    if not tset.cross_layer:
-        cfg["transcoders"] = [f"layer_{i}.safetensors" for i in range(tset.n_layers)]
-    cfg.update(extra_config or {})
-    (root / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return root
-
-
-def _cpu(tensors: dict) -> dict:
-    return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return write_transcoder_set(
+        path,
+        [lw.stored() for lw in tset.layers],
+        cross_layer=tset.cross_layer,
+        model_name=model_name or tset.model_name or "",
+        scan=tset.name,
+        hooks=(tset.feature_input_hook, tset.feature_output_hook),
+        extra_config=extra_config,
+    )
 
 
 def random_transcoder_set(
