@@ -27,8 +27,8 @@ TARGETS = {"mean_ev": 0.72, "min_ev": 0.55, "l0": 64, "dead": 0.10}
 def recompute(tdir: Path, cache_dir: Path, n_seqs: int = 400) -> dict[int, dict]:
     import torch
 
+    from circuitboard.data.activations import load_rows, read_manifest
     from circuitboard.engine.transcoders import load_transcoder_set
-    from circuitboard.training.activations import load_rows, read_manifest
 
     m = read_manifest(cache_dir)
     h0, h1 = m["split"]["heldout"]

@@ -5,7 +5,8 @@ it: on a Xeon with AVX-512 but no BF16 instructions a bf16 matmul ran at 57 GFLO
 a Gemma 3 270M forward at 270 tokens/s against 972. Training, the activation cache and the atlas therefore ask
 here instead of assuming; results stay comparable because storage (the activation cache) is bf16 either way.
 
-`CIRCUITBOARD_COMPUTE_DTYPE=bf16|fp32` overrides the measurement.
+`CIRCUITBOARD_COMPUTE_DTYPE=bf16|fp32` overrides the measurement. This module is also the one table of dtype
+names (`DTYPES`, with the short forms bf16 / fp32 / fp16).
 """
 
 from __future__ import annotations
@@ -16,7 +17,31 @@ import time
 
 import torch
 
-_NAMES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+# Every dtype name the project accepts (`--dtype`, CIRCUITBOARD_DTYPE, CIRCUITBOARD_COMPUTE_DTYPE, `--precision`).
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_SHORT = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# Heavy matmuls run in one of these; float16 is only a storage/model dtype here.
+_COMPUTE = (torch.float32, torch.bfloat16)
+
+
+def named_dtype(name: str | torch.dtype) -> torch.dtype | None:
+    """The dtype of a long (`bfloat16`) or short (`bf16`) name, a torch.dtype as it is, None when unknown."""
+    if isinstance(name, torch.dtype):
+        return name
+    return DTYPES.get(_SHORT.get(name, name))
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """A model/transcoder dtype by name (or as given); ValueError naming the choices when unknown."""
+    found = named_dtype(dtype)
+    if found is None:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    return found
+
+
+def _compute_named(name: str) -> torch.dtype | None:
+    found = named_dtype(name)
+    return found if found in _COMPUTE else None
 
 
 def _matmul_seconds(dtype: torch.dtype, n: int = 512, reps: int = 4) -> float:
@@ -34,9 +59,10 @@ def compute_dtype(device: str = "cpu") -> torch.dtype:
     """bf16 when it is at least 1.3x faster than fp32 on `device` (always on CUDA), else fp32."""
     forced = os.environ.get("CIRCUITBOARD_COMPUTE_DTYPE", "").strip().lower()
     if forced:
-        if forced not in _NAMES:
+        dtype = _compute_named(forced)
+        if dtype is None:
             raise ValueError(f"CIRCUITBOARD_COMPUTE_DTYPE={forced!r}: use bf16 or fp32")
-        return _NAMES[forced]
+        return dtype
     if str(device).startswith("cuda"):
         return torch.bfloat16
     fp32 = min(_matmul_seconds(torch.float32) for _ in range(2))
@@ -48,9 +74,10 @@ def dtype_for(precision: str, device: str = "cpu") -> torch.dtype:
     """ "bf16" / "fp32" as asked, "auto" as measured (`compute_dtype`)."""
     if precision == "auto":
         return compute_dtype(device)
-    if precision not in _NAMES:
+    dtype = _compute_named(precision)
+    if dtype is None:
         raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
-    return _NAMES[precision]
+    return dtype
 
 
 def compute_dtype_name(device: str = "cpu") -> str:

@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> SimpleNamespace:
     """Model folder, tokenizer, activation cache and three transcoder sets (relu, topk, jumprelu)."""
-    from circuitboard.atlas.sources import corpus_sequences, write_activation_cache
+    from circuitboard.data.activations import ActivationCache, cache_from_texts
 
     root: Path = tmp_path_factory.mktemp("atlas_world")
     model_dir = root / "model"
@@ -22,8 +22,8 @@ def tiny_world(tmp_path_factory) -> SimpleNamespace:
     model = make_model(model_dir, vocab_size=len(tok))
     texts = corpus_texts()
     cache_dir = root / "activations"
-    seqs = corpus_sequences(tok, texts, seq_len=32, max_tokens=48 * 32)
-    write_activation_cache(model, seqs, cache_dir, model_name="tiny")
+    cache_from_texts(model, tok, texts, cache_dir, n_seqs=48, seq_len=32, model_name="tiny")
+    seqs = ActivationCache(cache_dir).tokens()
     dallas, texas = tok.convert_tokens_to_ids("dallas"), tok.convert_tokens_to_ids("texas")
     W_U = model.lm_head.weight.detach()
     sets = {}

@@ -7,7 +7,9 @@ import pytest
 import torch
 from atlas_fixtures import PLANT_FEATURE, PLANT_LAYER
 
-from circuitboard.atlas.build import AtlasParams, _LayerStats, build_atlas
+from circuitboard.atlas.build import build_atlas
+from circuitboard.atlas.layer_stats import LayerStats
+from circuitboard.atlas.params import AtlasParams
 from circuitboard.atlas.records import feature_record
 from circuitboard.atlas.store import AtlasStore
 
@@ -60,7 +62,7 @@ def test_chunked_top_k_matches_bruteforce():
     g = torch.Generator().manual_seed(0)
     F, C = 7, 40
     p = AtlasParams(n_top=5, n_reservoir=4)
-    st = _LayerStats(F, p, n_in_vocab=3, gen=torch.Generator().manual_seed(1))
+    st = LayerStats(F, p, n_in_vocab=3, gen=torch.Generator().manual_seed(1))
     all_f, all_v, all_g = [], [], []
     for chunk in range(6):
         n = 30 if chunk < 5 else 3  # the last chunk is smaller than k
@@ -89,7 +91,7 @@ def test_chunked_top_k_matches_bruteforce():
 
 def test_doubling_histogram_is_exact():
     p = AtlasParams(hist_bins=16)
-    st = _LayerStats(3, p, n_in_vocab=1, gen=torch.Generator().manual_seed(0))
+    st = LayerStats(3, p, n_in_vocab=1, gen=torch.Generator().manual_seed(0))
     rng = np.random.default_rng(0)
     vals = []
     for scale in (0.1, 1.0, 7.0, 3.0):  # the range grows twice, then stays
@@ -163,10 +165,10 @@ def test_missing_cache_is_computed_with_one_model_pass(tiny_world, tmp_path):
 
 
 def test_thread_tuner_prefers_the_faster_setting(monkeypatch):
-    from circuitboard.atlas.build import _ThreadTuner
+    from circuitboard.atlas.encode import ThreadTuner
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    t = _ThreadTuner(period=4)
+    t = ThreadTuner(period=4)
     cost = {2: 1.0, 1: 3.0}  # a quiet machine: two threads are faster
     picks = []
     for _ in range(12):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from training_text import make_text
 
-from circuitboard.training import corpus as C
-from circuitboard.training.rdata import read_lazyload_db
+from circuitboard.data import corpus as C
+from circuitboard.data.rdata import read_lazyload_db
 
 
 def _sha(p: Path) -> str:

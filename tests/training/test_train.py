@@ -11,17 +11,18 @@ import pytest
 import torch
 import yaml
 
-from circuitboard.engine.transcoders import load_transcoder_set
-from circuitboard.training.activations import (
+from circuitboard.data.activations import (
     build_activation_cache,
     load_rows,
-    mlp_io_modules,
     open_layer,
     open_tokens,
     read_manifest,
 )
-from circuitboard.training.corpus import build_corpus
-from circuitboard.training.train import TrainConfig, train_transcoders
+from circuitboard.data.corpus import build_corpus
+from circuitboard.engine.adapters import mlp_io_modules
+from circuitboard.engine.transcoders import load_transcoder_set
+from circuitboard.training.config import TrainConfig
+from circuitboard.training.train import train_transcoders
 
 CFG = TrainConfig(
     width=256,

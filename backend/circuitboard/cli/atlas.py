@@ -58,7 +58,7 @@ def _where(p: argparse.ArgumentParser) -> None:
     p.add_argument("--atlas", type=Path, help="atlas file (default: models/<preset>/atlas.sqlite)")
 
 
-def _paths(args, fetch: bool = False) -> dict:
+def _paths(args: argparse.Namespace, fetch: bool = False) -> dict:
     """The preset's paths with any explicit override; presets are only resolved when something is missing."""
     out = {"model": args.model, "transcoders": args.transcoders, "cache": args.cache, "atlas": args.atlas, "root": None}
     if any(v is None for k, v in out.items() if k != "root"):
@@ -77,10 +77,11 @@ def _paths(args, fetch: bool = False) -> dict:
     return out
 
 
-def _cmd_build(args) -> int:
+def _cmd_build(args: argparse.Namespace) -> int:
     import torch
 
-    from circuitboard.atlas.build import AtlasParams, build_atlas
+    from circuitboard.atlas.build import build_atlas
+    from circuitboard.atlas.params import AtlasParams
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     needs_model = args.model is None
@@ -112,7 +113,7 @@ def _cmd_build(args) -> int:
     return 0
 
 
-def _cmd_export(args) -> int:
+def _cmd_export(args: argparse.Namespace) -> int:
     from circuitboard.atlas.export import export_atlas
 
     paths = _paths(args)
@@ -122,7 +123,7 @@ def _cmd_export(args) -> int:
     return 0
 
 
-def _cmd_search(args) -> int:
+def _cmd_search(args: argparse.Namespace) -> int:
     from circuitboard.atlas.search import search
     from circuitboard.atlas.store import AtlasStore
 
@@ -131,7 +132,7 @@ def _cmd_search(args) -> int:
     return 0
 
 
-def _cmd_explain(args) -> int:
+def _cmd_explain(args: argparse.Namespace) -> int:
     from circuitboard.atlas.labels import LLMConfig, explain
     from circuitboard.atlas.store import AtlasStore
 

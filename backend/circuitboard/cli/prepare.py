@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from circuitboard.cli.training import common_args, ensure_cache, setup_torch, train_config
-from circuitboard.presets import resolve_preset
+from circuitboard.presets import ResolvedPreset, resolve_preset
+from circuitboard.training.config import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=_cmd_prepare)
 
 
-def _transcoders_current(rp, budget: str) -> bool:
+def _transcoders_current(rp: ResolvedPreset, budget: str) -> bool:
     mp = rp.transcoders_dir / "metrics.json"
     if not rp.transcoders_ready():
         return False
@@ -27,32 +30,28 @@ def _transcoders_current(rp, budget: str) -> bool:
     return json.loads(mp.read_text()).get("budget") == budget
 
 
-def _cmd_prepare(args) -> int:
+def _cmd_prepare(args: argparse.Namespace) -> int:
     setup_torch(args)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 
-    def step(name: str):
-        class _T:
-            def __enter__(self):
-                self.t = time.perf_counter()
-                print(f"== {name}", flush=True)
-
-            def __exit__(self, *exc):
-                timings[name] = round(time.perf_counter() - self.t, 1)
-                print(f"== {name}: {timings[name]} s", flush=True)
-
-        return _T()
+    @contextmanager
+    def step(name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        print(f"== {name}", flush=True)
+        try:
+            yield
+        finally:
+            timings[name] = round(time.perf_counter() - t, 1)
+            print(f"== {name}: {timings[name]} s", flush=True)
 
     with step("model"):
         rp = resolve_preset(args.preset, args.models_dir)
     trained = rp.preset.transcoders.kind == "trained"
-    from circuitboard.training.train import train_transcoders
-
     cfg = train_config(args)
     need_cache = (trained and not _transcoders_current(rp, args.budget)) or not args.no_atlas
     if need_cache:
-        from circuitboard.training.corpus import build_corpus
+        from circuitboard.data.corpus import build_corpus
 
         with step("corpus"):
             build_corpus(args.corpus)
@@ -60,24 +59,7 @@ def _cmd_prepare(args) -> int:
             ensure_cache(rp, cfg, args.corpus, device=args.device)
     if trained:
         with step("transcoders"):
-            if _transcoders_current(rp, args.budget):
-                print(f"transcoders: {rp.transcoders_dir} is up to date (budget {args.budget})")
-            else:
-                partial = rp.transcoders_dir.with_name(rp.transcoders_dir.name + ".partial")
-                same = (
-                    partial.exists()
-                    and (partial / "metrics.json").exists()
-                    and json.loads((partial / "metrics.json").read_text()).get("budget") == args.budget
-                )
-                train_transcoders(
-                    rp.activations_dir,
-                    rp.transcoders_dir,
-                    cfg,
-                    model_name=rp.name,
-                    budget=args.budget,
-                    resume=same,
-                    device=args.device,
-                )
+            _train(rp, args, cfg)
     if not args.no_atlas:
         with step("atlas"):
             _build_atlas(rp, args)
@@ -88,7 +70,31 @@ def _cmd_prepare(args) -> int:
     return 0
 
 
-def _build_atlas(rp, args) -> None:
+def _train(rp: ResolvedPreset, args: argparse.Namespace, cfg: TrainConfig) -> None:
+    """Train the preset's transcoders unless they are current; resume a partial run of the same budget."""
+    from circuitboard.training.train import train_transcoders
+
+    if _transcoders_current(rp, args.budget):
+        print(f"transcoders: {rp.transcoders_dir} is up to date (budget {args.budget})")
+        return
+    partial = rp.transcoders_dir.with_name(rp.transcoders_dir.name + ".partial")
+    same = (
+        partial.exists()
+        and (partial / "metrics.json").exists()
+        and json.loads((partial / "metrics.json").read_text()).get("budget") == args.budget
+    )
+    train_transcoders(
+        rp.activations_dir,
+        rp.transcoders_dir,
+        cfg,
+        model_name=rp.name,
+        budget=args.budget,
+        resume=same,
+        device=args.device,
+    )
+
+
+def _build_atlas(rp: ResolvedPreset, args: argparse.Namespace) -> None:
     from circuitboard.atlas.build import build_atlas
 
     # resumes an interrupted build and returns at once when the atlas is complete

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 from circuitboard.config import DEFAULT_MODELS_DIR, DEFAULT_PRESET
-from circuitboard.presets import resolve_preset
-from circuitboard.training.corpus import DEFAULT_CORPUS_DIR
+from circuitboard.data.corpus import DEFAULT_CORPUS_DIR
+from circuitboard.presets import ResolvedPreset, resolve_preset
+from circuitboard.training.config import TrainConfig, config_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,8 +53,8 @@ def common_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _cmd_corpus_build(args) -> int:
-    from circuitboard.training.corpus import build_corpus
+def _cmd_corpus_build(args: argparse.Namespace) -> int:
+    from circuitboard.data.corpus import build_corpus
 
     build_corpus(
         args.out,
@@ -65,9 +66,7 @@ def _cmd_corpus_build(args) -> int:
     return 0
 
 
-def train_config(args):
-    from circuitboard.training.train import config_for
-
+def train_config(args: argparse.Namespace) -> TrainConfig:
     layers = tuple(int(x) for x in args.layers.split(",")) if getattr(args, "layers", None) else None
     return config_for(
         args.budget,
@@ -82,31 +81,30 @@ def train_config(args):
     )
 
 
-def setup_torch(args) -> None:
-    import os
-
+def setup_torch(args: argparse.Namespace) -> None:
     import torch
 
     from circuitboard.engine.loading import default_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    args.device = args.device or os.environ.get("CIRCUITBOARD_DEVICE") or str(default_device())
+    args.device = args.device or str(default_device())
 
 
-def ensure_cache(rp, cfg, corpus_dir: Path, log=print, device: str = "cpu") -> dict:
+def ensure_cache(
+    rp: ResolvedPreset, cfg: TrainConfig, corpus_dir: Path, log: Callable[[str], None] = print, device: str = "cpu"
+) -> dict:
     """Build the activation cache unless one at least this large is complete (loads the model only then)."""
-    from circuitboard.training.activations import build_activation_cache, cache_satisfies, load_model, read_manifest
+    from circuitboard.data.activations import build_activation_cache, cache_satisfies, load_cache_model, read_manifest
+    from circuitboard.engine.loading import layer_count
 
     T = 128
     m = read_manifest(rp.activations_dir)
-    n_layers = json.loads((rp.model_dir / "config.json").read_text())
-    n_layers = n_layers.get("text_config", n_layers).get("num_hidden_layers")
     n_train, n_held = -(-cfg.train_tokens // T), -(-cfg.heldout_tokens // T)  # as train.py counts
-    if cache_satisfies(m, n_train, n_held, T, list(range(n_layers))):
+    if m is not None and cache_satisfies(m, n_train, n_held, T, list(range(layer_count(rp.model_dir)))):
         log(f"activation cache: reusing {rp.activations_dir} ({m['n_tokens']} tokens)")
         return m
-    model, tok = load_model(rp.model_dir, device=device)
+    model, tok = load_cache_model(rp.model_dir, device=device)
     return build_activation_cache(
         model,
         tok,
@@ -119,8 +117,8 @@ def ensure_cache(rp, cfg, corpus_dir: Path, log=print, device: str = "cpu") -> d
     )
 
 
-def _cmd_train(args) -> int:
-    from circuitboard.training.corpus import build_corpus
+def _cmd_train(args: argparse.Namespace) -> int:
+    from circuitboard.data.corpus import build_corpus
     from circuitboard.training.train import train_transcoders
 
     setup_torch(args)

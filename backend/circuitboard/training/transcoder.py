@@ -1,0 +1,239 @@
+"""One layer's transcoder as trained: the module, its custom autograd functions, its initialisation and its
+held-out evaluation (`train.py` runs the steps).
+
+TopK latents' encoder backward touches only the k selected latents per token (`selected_pre`); JumpReLU
+uses a straight-through rectangle-kernel gradient for its thresholds (`_JumpReLU`, and `l0_step` for the L0
+penalty). The module works in normalised units (x/sx -> y/sy); `export.export_layer` folds the scales in.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from circuitboard.precision import compute_dtype
+from circuitboard.training.config import TrainConfig
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+class _SelectedPre(torch.autograd.Function):
+    """Pre-activations of the selected latents, with a backward that touches only those latents.
+
+    Forward returns `pre_sel` (computed without grad by the caller); backward scatters the gradient into
+    W_enc / b_enc rows (sparse product), O(batch·k·d) instead of the dense O(batch·width·d)."""
+
+    @staticmethod
+    def forward(ctx, W_enc, b_enc, x, idx, pre_sel):
+        ctx.save_for_backward(x, idx)
+        ctx.width = W_enc.shape[0]
+        return pre_sel.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        x, idx = ctx.saved_tensors
+        B, k = idx.shape
+        g = g.float()
+        if k * 8 > ctx.width or g.is_cuda:  # many selected (AuxK), or a GPU: the dense product is cheaper
+            G = torch.zeros(B, ctx.width, dtype=torch.float32, device=g.device).scatter_add_(1, idx, g)
+            return G.T @ x.float(), G.sum(0), None, None, None
+        # a sparse [width, B] gradient matrix times x: ~15x faster than index_add of B·k rows on this CPU
+        rows = torch.arange(B).repeat_interleave(k)
+        S = torch.sparse_coo_tensor(
+            torch.stack([idx.reshape(-1), rows]), g.reshape(-1), (ctx.width, B), check_invariants=False
+        )
+        gb = torch.zeros(ctx.width, dtype=torch.float32).index_add_(0, idx.reshape(-1), g.reshape(-1))
+        return torch.sparse.mm(S, x.float()), gb, None, None, None
+
+
+def _save_threshold(ctx: Any, pre: torch.Tensor, log_thr: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    thr = log_thr.exp()
+    ctx.save_for_backward(pre, thr)
+    ctx.bw = bandwidth
+    return thr
+
+
+def _near_threshold(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(pre, θ, the rectangle kernel: 1 where pre is within bandwidth/2 of θ)."""
+    pre, thr = ctx.saved_tensors
+    return pre, thr, ((pre - thr).abs() < ctx.bw / 2).to(g.dtype)
+
+
+class _JumpReLU(torch.autograd.Function):
+    """JumpReLU with a straight-through rectangle-kernel gradient for the threshold (Rajamanoharan et al.)."""
+
+    @staticmethod
+    def forward(ctx, pre, log_thr, bandwidth):
+        thr = _save_threshold(ctx, pre, log_thr, bandwidth)
+        return pre * (pre > thr)
+
+    @staticmethod
+    def backward(ctx, g):
+        pre, thr, near = _near_threshold(ctx, g)
+        g_pre = g * (pre > thr)
+        g_thr = -(thr / ctx.bw) * (g * near * pre).sum(0)  # d/dlog θ = θ d/dθ
+        return g_pre, g_thr, None
+
+
+class _Step(torch.autograd.Function):
+    """Heaviside step with the same pseudo-derivative, for the L0 penalty."""
+
+    @staticmethod
+    def forward(ctx, pre, log_thr, bandwidth):
+        thr = _save_threshold(ctx, pre, log_thr, bandwidth)
+        return (pre > thr).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        _, thr, near = _near_threshold(ctx, g)
+        return None, -(thr / ctx.bw) * (g * near).sum(0), None
+
+
+def selected_pre(
+    W_enc: torch.Tensor, b_enc: torch.Tensor, x: torch.Tensor, idx: torch.Tensor, pre_sel: torch.Tensor
+) -> torch.Tensor:
+    """`pre_sel`, the pre-activations of latents `idx` [B, k] (computed without grad), made differentiable in
+    W_enc and b_enc through `_SelectedPre`'s sparse backward."""
+    return _SelectedPre.apply(W_enc, b_enc, x, idx, pre_sel)
+
+
+def l0_step(pre: torch.Tensor, log_thr: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """1 where pre > exp(log_thr), with `_Step`'s pseudo-derivative for the thresholds (the L0 penalty)."""
+    return _Step.apply(pre, log_thr, bandwidth)
+
+
+class Transcoder(torch.nn.Module):
+    """One layer's transcoder in normalised units (x/sx -> y/sy)."""
+
+    def __init__(self, d: int, width: int, k: int, activation: str = "topk", skip: bool = True):
+        super().__init__()
+        self.k, self.activation = k, activation
+        self.W_enc = torch.nn.Parameter(torch.zeros(width, d))
+        self.b_enc = torch.nn.Parameter(torch.zeros(width))
+        self.W_dec = torch.nn.Parameter(torch.zeros(width, d))
+        self.b_dec = torch.nn.Parameter(torch.zeros(d))
+        self.W_skip = torch.nn.Parameter(torch.zeros(d, d)) if skip else None
+        self.log_thr = torch.nn.Parameter(torch.full((width,), math.log(0.1))) if activation == "jumprelu" else None
+
+    @property
+    def mm_dtype(self) -> torch.dtype:
+        """The encoder's [batch, width] product, the one big matmul of a step: bf16 only where it is fast."""
+        return compute_dtype(self.W_enc.device.type)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """(indices [B,k], values [B,k] with grad, dense pre-activations without grad) for TopK;
+        (None, dense activations, pre-activations) for JumpReLU."""
+        if self.activation == "jumprelu":
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.mm_dtype == torch.bfloat16):
+                pre = F.linear(x, self.W_enc, self.b_enc)
+            return None, _JumpReLU.apply(pre.float(), self.log_thr, 0.05), pre
+        with torch.no_grad():
+            dt = self.mm_dtype
+            pre = torch.addmm(self.b_enc.to(dt), x.to(dt), self.W_enc.to(dt).T)
+            top, idx = pre.topk(self.k, dim=1, sorted=False)
+        vals = F.relu(selected_pre(self.W_enc, self.b_enc, x, idx, top.float()))
+        return idx, vals, pre
+
+    def decode(self, idx: torch.Tensor | None, vals: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if idx is None:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.mm_dtype == torch.bfloat16):
+                out = vals @ self.W_dec
+            out = out.float() + self.b_dec
+        else:
+            out = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals.float(), mode="sum") + self.b_dec
+        if self.W_skip is not None:
+            out = out + x @ self.W_skip.T
+        return out
+
+    @torch.no_grad()
+    def normalise_decoder(self) -> None:
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+
+# ---------------------------------------------------------------------------------------------- initialisation
+
+
+def _lsq_affine(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares (W [d_out, d_in], b) of y ≈ x @ W.T + b, ridge-regularised a little for stability."""
+    x1 = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
+    A = x1.T @ x1
+    A += 1e-4 * A.diagonal().mean() * torch.eye(len(A), dtype=A.dtype)
+    beta = torch.linalg.solve(A, x1.T @ y.double())
+    return beta[:-1].T.float().contiguous(), beta[-1].float()
+
+
+def init_transcoder(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> None:
+    """x, y: fp32 sample in normalised units (rms 1 per entry, so |x| ≈ sqrt(d)). Unit-norm encoder rows give
+    pre-activations of cos·|x|, on the scale the unit-norm decoder rows need, where Adam's steps are a few %."""
+    width, d = tc.W_enc.shape
+    with torch.no_grad():
+        if tc.W_skip is not None and cfg.lsq_skip_init:
+            W, b = _lsq_affine(x[:32_768], y[:32_768])  # 50 rows per unknown: as good as all, half the time
+            tc.W_skip.copy_(W)
+            tc.b_dec.copy_(b)
+            resid = y - x @ W.T - b
+        else:
+            tc.b_dec.copy_(y.mean(0))
+            resid = y - y.mean(0)
+        if cfg.init == "data":
+            # each latent starts as "inputs like x_j -> the part of y_j the linear map misses"
+            rows = torch.randint(0, len(x), (width,), generator=gen)
+            xc = x[rows] - x.mean(0)
+            tc.W_enc.copy_(xc / xc.norm(dim=1, keepdim=True).clamp_min(1e-6))
+            tc.W_dec.copy_(resid[rows])
+        else:
+            tc.W_dec.copy_(torch.randn(width, d, generator=gen))
+            tc.W_enc.copy_(tc.W_dec / tc.W_dec.norm(dim=1, keepdim=True))
+        tc.normalise_decoder()
+        if tc.activation == "topk":
+            # scale the encoder so the latents' first guess is the least-squares multiple of what they should
+            # add: without this the 32 fresh latents swamp the skip's answer and the first few hundred steps
+            # (all a CPU budget has) go into undoing that
+            idx, vals, _ = tc.encode(x[:8192])
+            assert idx is not None  # TopK always selects
+            add = F.embedding_bag(idx, tc.W_dec, per_sample_weights=vals.float(), mode="sum")
+            alpha = float((add * resid[:8192]).sum() / add.pow(2).sum().clamp_min(1e-12))
+            alpha = min(max(alpha, 1e-2), 1.0)
+            tc.W_enc.mul_(alpha)
+            tc.b_enc.mul_(alpha)
+        if tc.log_thr is not None:
+            # start thresholds at the (1 - k/width) quantile of pre-activations: about k active per token
+            pre = x[:2048] @ tc.W_enc.T + tc.b_enc
+            q = torch.quantile(pre.float(), 1 - cfg.k / width, dim=0).clamp_min(1e-3)
+            tc.log_thr.copy_(q.log())
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, sx: float, sy: float, chunk: int = 4096) -> dict:
+    """Explained variance, L0 and dead fraction on held-out rows (raw bf16 activations)."""
+    width, dev = tc.W_enc.shape[0], tc.W_enc.device
+    fired = torch.zeros(width, dtype=torch.bool, device=dev)
+    sse = sse_skip = l0 = 0.0
+    mean = (y.float().mean(0) / sy).to(dev)
+    sst = 0.0
+    for i in range(0, len(x), chunk):
+        xb, yb = x[i : i + chunk].to(dev).float() / sx, y[i : i + chunk].to(dev).float() / sy
+        idx, vals, _ = tc.encode(xb)
+        yh = tc.decode(idx, vals, xb)
+        sse += (yb - yh).pow(2).sum().item()
+        sst += (yb - mean).pow(2).sum().item()
+        if tc.W_skip is not None:
+            sse_skip += (yb - xb @ tc.W_skip.T - tc.b_dec).pow(2).sum().item()
+        if idx is None:
+            active = vals > 0
+            fired |= active.any(0)
+            l0 += active.sum().item()
+        else:
+            act = vals > 0
+            fired[idx[act]] = True
+            l0 += act.sum().item()
+    out = {"explained_variance": 1 - sse / sst, "l0": l0 / len(x), "dead_fraction": 1 - fired.float().mean().item()}
+    if tc.W_skip is not None:
+        out["explained_variance_skip_only"] = 1 - sse_skip / sst
+    return out
