@@ -383,7 +383,9 @@ def run_ours(case: dict) -> dict:
             batch_size=case["batch_size"],
         )
         wall, cpu = time.perf_counter() - t1, _cpu_s() - cpu0
-    node_ids = graph.node_ids()
+    from circuitboard.engine.export import node_ids as graph_node_ids
+
+    node_ids = graph_node_ids(graph)
     A = graph.adjacency_matrix.float().cpu().numpy()
     np.savez(case["out"], adjacency=A, node_ids=np.array(node_ids))
     return {

@@ -1,15 +1,15 @@
-"""Settings: paths, limits and parameter ranges.
+"""Settings: paths, limits and the operator's changes to parameter ranges.
 
-This module is the one source of truth for every limit the service enforces; `GET /api/config` serves it to
-the page so the form's ranges and the server's checks never drift apart (Neuronpedia's did).
+Every limit the service enforces is read from here (the attribution parameters' ranges are declared with the
+parameters in circuitboard.engine.types and changed through `Settings.params`); `GET /api/config` serves the
+result to the page so the form's ranges and the server's checks never drift apart (Neuronpedia's did).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from pydantic import AliasChoices, BaseModel, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The repository root when running from a checkout (backend/circuitboard/config.py -> ../../..).
@@ -38,31 +38,24 @@ class IntRange(ParamRange):
     default: int
 
 
-class _PartialOverrides(BaseModel):
-    """Lets an environment variable change one bound (CIRCUITBOARD_PARAMS__MAX_N_LOGITS__MAX=30) while the
-    rest of that range keeps its default, instead of the partial dict replacing the whole range."""
+class RangeOverride(BaseModel):
+    """An operator's change to one parameter's range; unset bounds keep the declared ones."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _merge_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        merged = dict(data)
-        for name, field in cls.model_fields.items():
-            value = data.get(name)
-            if isinstance(value, dict) and isinstance(field.default, BaseModel):
-                merged[name] = {**field.default.model_dump(), **value}
-        return merged
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+    default: float | None = None
 
 
-class ParamRanges(_PartialOverrides):
-    """Ranges for the graph request parameters (circuit-tracer names)."""
+class RangeOverrides(BaseModel):
+    """Changes to the ranges of the attribution parameters, by parameter name
+    (CIRCUITBOARD_PARAMS__MAX_N_LOGITS__MAX=30). The ranges themselves are declared with the parameters
+    (circuitboard.engine.types.AttributionParams); `param_ranges` there merges these changes in. This module
+    sits below the engine, so it holds only the changes, not the names."""
 
-    max_n_logits: IntRange = IntRange(min=1, max=20, default=10)
-    desired_logit_prob: ParamRange = ParamRange(min=0.5, max=0.99, default=0.95)
-    max_feature_nodes: IntRange = IntRange(min=1, max=10_000, default=2000)
-    node_threshold: ParamRange = ParamRange(min=0.1, max=1.0, default=0.8)
-    edge_threshold: ParamRange = ParamRange(min=0.1, max=1.0, default=0.98)
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, RangeOverride] = Field(init=False)
 
 
 class InterventionLimits(BaseModel):
@@ -119,7 +112,7 @@ class Settings(BaseSettings):
     # A job that was running when the server died is re-queued this many times, then marked failed.
     max_job_attempts: int = Field(default=2, ge=1)
 
-    params: ParamRanges = ParamRanges()
+    params: RangeOverrides = RangeOverrides()
     interventions: InterventionLimits = InterventionLimits()
 
     @property

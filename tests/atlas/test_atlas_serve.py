@@ -13,11 +13,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from circuitboard.api.routes import features
-from circuitboard.atlas.export import cantor, cantor_unpair, export_atlas, read_feature
+from circuitboard.atlas.export import export_atlas, read_feature
 from circuitboard.atlas.labels import LLMConfig, auto_label, explain
 from circuitboard.atlas.records import feature_record
 from circuitboard.atlas.search import search
 from circuitboard.atlas.store import AtlasStore
+from circuitboard.engine.export import cantor, cantor_unpair
 
 PLANTED = (PLANT_LAYER, PLANT_FEATURE)
 

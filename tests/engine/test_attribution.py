@@ -5,6 +5,7 @@ import torch
 
 from circuitboard.devtools.tiny import ARCHITECTURES
 from circuitboard.engine.attribution import attribute, salient_targets
+from circuitboard.engine.export import node_ids
 from circuitboard.engine.replacement import build_context, frozen_forward
 from circuitboard.engine.transcoders import random_transcoder_set
 
@@ -119,8 +120,8 @@ def test_greedy_selection_matches_full_rows(tiny_models):
     _, _, _, _, full = _graph(tiny_models, "llama", dict(kind="relu"))
     _, _, _, _, part = _graph(tiny_models, "llama", dict(kind="relu"), max_feature_nodes=20)
     assert part.n_features == 20
-    full_ids = {n: i for i, n in enumerate(full.node_ids())}
-    part_ids = part.node_ids()
+    full_ids = {n: i for i, n in enumerate(node_ids(full))}
+    part_ids = node_ids(part)
     rows = [full_ids[n] for n in part_ids[:20]]
     cols = [full_ids[n] for n in part_ids]
     assert torch.allclose(part.adjacency_matrix[:20], full.adjacency_matrix[rows][:, cols], atol=1e-5)

@@ -1,12 +1,15 @@
-"""What the routes share: the settings, the store, the engine host and the job service (one per app)."""
+"""What the routes share: the services of one app (settings, store, engine host, job service) and the atlas."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, HTTPException, Request
 
-from circuitboard.config import Settings
+from circuitboard.atlas.store import AtlasStore
+from circuitboard.config import ParamRange, Settings
 from circuitboard.jobs import EngineHost, JobService
 from circuitboard.store import Store
 
@@ -17,7 +20,54 @@ class Services:
     store: Store
     host: EngineHost
     jobs: JobService
+    ranges: dict[str, ParamRange]  # of the attribution parameters, under these settings (GET /api/config)
 
 
 def services(request: Request) -> Services:
-    return request.app.state.services
+    svc: Services = request.app.state.services
+    return svc
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+# ------------------------------------------------------------------------------------------- the atlas
+# A SQLite file next to the transcoders (models/<preset>/atlas.sqlite), looked up per request so that an atlas
+# built while the server runs is served without a restart.
+
+
+def atlas_path(settings: Any) -> Path:
+    """`atlas_path` when the settings name one, else beside `transcoders_path`, else models_dir/<preset>/.
+    `settings`: a Settings, or an embedder's object with the same fields (atlas_path may be left out)."""
+    explicit = getattr(settings, "atlas_path", None)
+    if explicit:
+        return Path(explicit)
+    if settings.transcoders_path:
+        return Path(settings.transcoders_path).parent / "atlas.sqlite"
+    return Path(settings.models_dir) / settings.preset / "atlas.sqlite"
+
+
+def get_atlas(request: Request) -> AtlasStore:
+    """`app.state.atlas` when set (an AtlasStore or a path: tests and embedders), else the services' atlas."""
+    state = request.app.state
+    given = getattr(state, "atlas", None)
+    if isinstance(given, AtlasStore):
+        return given
+    svc = getattr(state, "services", None)
+    path = Path(given) if given is not None else atlas_path(svc.settings) if svc is not None else None
+    if path is None or not path.is_file():
+        where = f" at {path}" if path else ""
+        raise HTTPException(404, f"no feature atlas{where}; build it with `circuitboard atlas build`")
+    if not hasattr(state, "atlas_stores"):
+        state.atlas_stores = {}
+    cache: dict[Path, AtlasStore] = state.atlas_stores
+    store = cache.get(path)
+    # a rebuilt atlas (new build hash) must not be read through the old store's token caches
+    build = AtlasStore.peek_build_hash(path)
+    if store is None or store.build_hash != build:
+        store = cache[path] = AtlasStore(path)
+        store.build_hash = build
+    return store
+
+
+AtlasDep = Annotated[AtlasStore, Depends(get_atlas)]

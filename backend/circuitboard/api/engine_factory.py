@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from circuitboard.config import Settings
+from circuitboard.jobs.host import EngineFactory
+
+if TYPE_CHECKING:
+    from circuitboard.engine.session import Engine
 
 
 def resolve_paths(settings: Settings) -> tuple[str, str]:
@@ -23,9 +26,9 @@ def resolve_paths(settings: Settings) -> tuple[str, str]:
     return settings.model_path or str(rp.model_dir), settings.transcoders_path or str(rp.transcoders_dir)
 
 
-def default_engine_factory(settings: Settings) -> Callable[[], Any]:
-    def load() -> Any:
-        from circuitboard.engine.session import Engine
+def default_engine_factory(settings: Settings) -> EngineFactory:
+    def load() -> Engine:
+        from circuitboard.engine.session import Engine  # torch and transformers: only when a model loads
 
         model, transcoders = resolve_paths(settings)
         return Engine.load(model=model, transcoders=transcoders, device=settings.device, dtype=settings.dtype)

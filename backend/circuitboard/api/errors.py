@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -45,11 +46,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PromptTooLong)
     async def _too_long(request: Request, exc: PromptTooLong) -> JSONResponse:
-        return _validation(("body", "prompt"), str(exc), exc.n_tokens)
+        return await request_validation_exception_handler(
+            request, field_error(("body", "prompt"), str(exc), exc.n_tokens)
+        )
 
     @app.exception_handler(InvalidTarget)
-    async def _bad_target(_: Request, exc: InvalidTarget) -> JSONResponse:
-        return _validation(("body", "target_tokens", exc.index), str(exc), None)
+    async def _bad_target(request: Request, exc: InvalidTarget) -> JSONResponse:
+        return await request_validation_exception_handler(
+            request, field_error(("body", "target_tokens", exc.index), str(exc))
+        )
 
     @app.exception_handler(SlugTaken)
     async def _slug_taken(_: Request, exc: SlugTaken) -> JSONResponse:
@@ -62,9 +67,3 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(JobFinished)
     async def _job_finished(_: Request, exc: JobFinished) -> JSONResponse:
         return _detail(409, str(exc))
-
-
-def _validation(loc: tuple[str | int, ...], msg: str, value: Any) -> JSONResponse:
-    return JSONResponse(
-        {"detail": [{"type": "value_error", "loc": list(loc), "msg": msg, "input": value}]}, status_code=422
-    )

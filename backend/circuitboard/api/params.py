@@ -1,10 +1,13 @@
-"""Checks of request values against the ranges in Settings (the ones GET /api/config serves)."""
+"""Checks of request values against the limits in Settings (what GET /api/config serves)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from circuitboard.api.errors import field_error
 from circuitboard.api.schemas import GraphCreate, InterventionIn
 from circuitboard.config import ParamRange, Settings
+from circuitboard.engine.types import EngineInfo, OutOfRange
 from circuitboard.jobs import GraphRequest
 from circuitboard.store.slugs import is_valid_slug
 
@@ -20,49 +23,47 @@ def check_prompt(prompt: str, settings: Settings) -> None:
         )
 
 
-def _ranged(name: str, value: float | None, rng: ParamRange) -> float:
-    if value is None:
-        return rng.default
-    if not (rng.min <= value <= rng.max):
-        raise field_error(("body", name), f"{name}: must be between {rng.min} and {rng.max} (got {value})", value)
-    return value
-
-
-def graph_request(body: GraphCreate, settings: Settings) -> GraphRequest:
+def graph_request(body: GraphCreate, settings: Settings, ranges: Mapping[str, ParamRange]) -> GraphRequest:
+    """The job's request: the body's choices, the ranges' defaults for the rest, the host's batch size."""
     check_prompt(body.prompt, settings)
-    p = settings.params
-    targets = body.target_tokens
-    if targets is not None:
-        if len(targets) > settings.max_target_tokens:
-            raise field_error(
-                ("body", "target_tokens"),
-                f"target_tokens: at most {settings.max_target_tokens} tokens (got {len(targets)})",
-                len(targets),
-            )
-        for i, t in enumerate(targets):
-            if not t:
-                raise field_error(("body", "target_tokens", i), "target_tokens: empty token", t)
-        targets = targets or None
+    targets = _targets(body.target_tokens, settings.max_target_tokens)
     if body.slug is not None and not is_valid_slug(body.slug):
         raise field_error(
             ("body", "slug"),
             "slug: use 1-80 lowercase letters, digits, '-' or '_', starting with a letter or digit",
             body.slug,
         )
-    return GraphRequest(
-        prompt=body.prompt,
-        max_n_logits=int(_ranged("max_n_logits", body.max_n_logits, p.max_n_logits)),
-        desired_logit_prob=_ranged("desired_logit_prob", body.desired_logit_prob, p.desired_logit_prob),
-        max_feature_nodes=int(_ranged("max_feature_nodes", body.max_feature_nodes, p.max_feature_nodes)),
-        node_threshold=_ranged("node_threshold", body.node_threshold, p.node_threshold),
-        edge_threshold=_ranged("edge_threshold", body.edge_threshold, p.edge_threshold),
-        batch_size=settings.batch_size,
-        target_tokens=targets,
-        slug=body.slug,
+    chosen = {name: getattr(body, name) for name in ranges}
+    req = GraphRequest.model_validate(
+        {
+            "prompt": body.prompt,
+            "batch_size": settings.batch_size,
+            "target_tokens": targets,
+            "slug": body.slug,
+            **{name: rng.default if chosen[name] is None else chosen[name] for name, rng in ranges.items()},
+        }
     )
+    try:
+        req.check(ranges)
+    except OutOfRange as e:
+        raise field_error(("body", e.name), str(e), e.value) from None
+    return req
 
 
-def check_intervention(body: InterventionIn, settings: Settings, info: object | None) -> None:
+def _targets(targets: list[str] | None, limit: int) -> list[str] | None:
+    if targets is None:
+        return None
+    if len(targets) > limit:
+        raise field_error(
+            ("body", "target_tokens"), f"target_tokens: at most {limit} tokens (got {len(targets)})", len(targets)
+        )
+    for i, t in enumerate(targets):
+        if not t:
+            raise field_error(("body", "target_tokens", i), "target_tokens: empty token", t)
+    return targets or None
+
+
+def check_intervention(body: InterventionIn, settings: Settings, info: EngineInfo | None) -> None:
     """Bounds from settings, and layer/feature indices against the loaded model when there is one."""
     check_prompt(body.prompt, settings)
     lim = settings.interventions
@@ -74,15 +75,27 @@ def check_intervention(body: InterventionIn, settings: Settings, info: object | 
         raise field_error(("body", "top_k"), f"top_k: at most {lim.max_top_k}", body.top_k)
     if body.temperature > lim.max_temperature:
         raise field_error(("body", "temperature"), f"temperature: at most {lim.max_temperature}", body.temperature)
-    n_layers = getattr(info, "n_layers", None)
-    d_t = getattr(info, "d_transcoder", None)
     for i, iv in enumerate(body.interventions):
         loc = ("body", "interventions", i)
-        if n_layers is not None and iv.layer >= n_layers:
-            raise field_error((*loc, "layer"), f"interventions[{i}].layer: the model has {n_layers} layers", iv.layer)
-        if d_t is not None and iv.feature >= d_t:
+        if info is not None and iv.layer >= info.n_layers:
+            msg = f"interventions[{i}].layer: the model has {info.n_layers} layers"
+            raise field_error((*loc, "layer"), msg, iv.layer)
+        if info is not None and iv.feature >= info.d_transcoder:
             raise field_error(
-                (*loc, "feature"), f"interventions[{i}].feature: the transcoders have {d_t} features", iv.feature
+                (*loc, "feature"),
+                f"interventions[{i}].feature: the transcoders have {info.d_transcoder} features",
+                iv.feature,
             )
         if abs(iv.value) > lim.max_abs_value:
             raise field_error((*loc, "value"), f"interventions[{i}].value: |value| at most {lim.max_abs_value}")
+
+
+def check_positions(body: InterventionIn, n_tokens: int) -> None:
+    """Every intervention's position lies in the prompt (`n_tokens` tokens)."""
+    for i, iv in enumerate(body.interventions):
+        if iv.position is not None and iv.position >= n_tokens:
+            raise field_error(
+                ("body", "interventions", i, "position"),
+                f"interventions.{i}.position: the prompt has {n_tokens} tokens (positions 0-{n_tokens - 1})",
+                iv.position,
+            )

@@ -1,16 +1,30 @@
 """Wire models of the HTTP API (docs/api.md). Ranges that depend on settings are checked in the routes
-against `Settings`, which `GET /api/config` serves, so the page and the server share one set of limits."""
+against `Settings`, which `GET /api/config` serves, so the page and the server share one set of limits.
+
+The attribution parameters and intervention requests are the engine's models (circuitboard.engine.types);
+the request schemas here are derived from them, so a parameter is declared once."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from circuitboard.config import InterventionLimits, ParamRanges
+from circuitboard.config import InterventionLimits
+from circuitboard.engine.types import (
+    FeatureIntervention,
+    InterventionMode,
+    InterventionRequest,
+    TokenInfo,
+    TokenProb,
+    param_ranges,
+    ranged_fields,
+)
 from circuitboard.jobs.models import EngineState
 from circuitboard.store.records import GraphSource
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _In(BaseModel):
@@ -34,6 +48,17 @@ class Limits(BaseModel):
     max_target_tokens: int
 
 
+def _with_ranges(cls: type[M]) -> type[M]:
+    """`cls` with one field per ranged attribution parameter, holding its range (the declared one by default)."""
+    fields: dict[str, Any] = {n: (type(rng), rng) for n, rng in param_ranges().items()}  # IntRange or ParamRange
+    return create_model(cls.__name__, __base__=cls, __module__=cls.__module__, __doc__=cls.__doc__, **fields)
+
+
+@_with_ranges
+class ParamRanges(BaseModel):
+    """Range and default of every attribution parameter a request may set (AttributionParams' fields)."""
+
+
 class ConfigOut(BaseModel):
     model: dict[str, Any] | None = Field(description="EngineInfo of the loaded model; null until it is ready")
     transcoders: str | None
@@ -51,20 +76,9 @@ class TokenizeIn(_In):
     top_k: int = Field(default=10, ge=0, le=50)
 
 
-class TokenOut(BaseModel):
-    id: int
-    text: str
-
-
-class TokenProbOut(BaseModel):
-    id: int
-    text: str
-    prob: float
-
-
 class TokenizeOut(BaseModel):
-    tokens: list[TokenOut]
-    top_next: list[TokenProbOut]
+    tokens: list[TokenInfo]
+    top_next: list[TokenProb]
     n_tokens: int
     too_long: bool
     busy: bool = Field(
@@ -73,13 +87,18 @@ class TokenizeOut(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------- graphs
+def _with_params(cls: type[M]) -> type[M]:
+    """`cls` with every ranged attribution parameter as an optional field; null takes the range's default.
+    The ranges are checked against Settings in the route, not here: an operator may change them."""
+    fields: dict[str, Any] = {n: (t | None, None) for n, t in ranged_fields().items()}
+    return create_model(cls.__name__, __base__=cls, __module__=cls.__module__, __doc__=cls.__doc__, **fields)
+
+
+@_with_params
 class GraphCreate(_In):
+    """POST /api/graphs: a prompt, and any of the attribution parameters a user chooses."""
+
     prompt: str = Field(min_length=1)
-    max_n_logits: int | None = None
-    desired_logit_prob: float | None = None
-    max_feature_nodes: int | None = None
-    node_threshold: float | None = None
-    edge_threshold: float | None = None
     target_tokens: list[str] | None = None
     slug: str | None = None
 
@@ -154,30 +173,96 @@ class SubgraphOut(SubgraphCreate):
 
 
 # ------------------------------------------------------------------------------------------- interventions
-class FeatureInterventionIn(_In):
-    layer: int = Field(ge=0)
-    feature: int = Field(ge=0)
-    position: int | None = Field(default=None, ge=0, description="null: every position, generated ones too")
-    mode: Literal["set", "scale", "zero"]
-    value: float = 0.0
+class FeatureInterventionIn(FeatureIntervention):
+    model_config = ConfigDict(extra="forbid")
+    mode: InterventionMode  # no default over HTTP: a request that leaves it out is a mistake, not a "set"
 
 
-class InterventionIn(_In):
+class InterventionIn(InterventionRequest):
+    """The engine's InterventionRequest, strict; its upper bounds are Settings.interventions."""
+
+    model_config = ConfigDict(extra="forbid")
     prompt: str = Field(min_length=1)
-    interventions: list[FeatureInterventionIn] = Field(default_factory=list)
-    freeze_attention: bool = False
-    n_tokens: int = Field(default=10, ge=0)
-    top_k: int = Field(default=5, ge=1)
-    temperature: float = Field(default=0.0, ge=0.0)
-    seed: int = 0
+    # the same items, stricter: pydantic validates the subclass; mypy sees a list's type narrowed
+    interventions: list[FeatureInterventionIn] = Field(default_factory=list)  # type: ignore[assignment]
 
 
-class OutcomeOut(BaseModel):
-    top: list[TokenProbOut]
-    continuation: str
-    continuation_ids: list[int] = Field(default_factory=list)
+# ------------------------------------------------------------------------------------------- features
+class TokenValue(BaseModel):
+    id: int
+    text: str
+    value: float
 
 
-class InterventionOut(BaseModel):
-    before: OutcomeOut
-    after: OutcomeOut
+class InputToken(TokenValue):
+    count: int = Field(description="occurrences of this token where the feature is active")
+    mean: float = Field(description="mean activation on this token when active")
+
+
+class Histogram(BaseModel):
+    edges: list[float] = Field(description="bin edges, len(counts) + 1, from 0")
+    counts: list[int] = Field(description="nonzero activations per bin (position 0 / BOS excluded)")
+
+
+class Example(BaseModel):
+    tokens: list[str]
+    token_ids: list[int]
+    acts: list[float] = Field(description="this feature's activation at each token of the window")
+    max_act: float
+    center: int = Field(description="index in `tokens` of the token the example was chosen for")
+    seq: int
+    position: int
+
+
+class QuantileExamples(BaseModel):
+    name: str
+    examples: list[Example]
+
+
+class FeatureRecord(BaseModel):
+    layer: int
+    index: int
+    label: str
+    label_source: str = Field(description='"user" when overridden, else "auto"')
+    auto_label: str
+    explanation: str | None = None
+    max_act: float
+    mean_act: float
+    frequency: float = Field(description="fraction of (non-BOS) tokens where the feature is active")
+    n_active: int
+    histogram: Histogram
+    quantile_values: list[float] = Field(description="percentiles 1..100 of nonzero activations")
+    top_logits: list[TokenValue]
+    bottom_logits: list[TokenValue]
+    top_input_tokens: list[InputToken]
+    examples: list[Example]
+    quantile_examples: list[QuantileExamples]
+
+
+class LabelUpdate(BaseModel):
+    label: str = Field(max_length=200, description="new label; empty restores the automatic one")
+
+
+class LabelsRequest(BaseModel):
+    features: list[tuple[int, int]] = Field(max_length=10_000, description="[[layer, index], ...]")
+
+
+class LabelsResult(BaseModel):
+    labels: dict[str, str] = Field(description='"{layer}_{index}" -> label, for the features the atlas has')
+    frequencies: dict[str, float] = Field(
+        default_factory=dict,
+        description='"{layer}_{index}" -> activation frequency (fraction of non-BOS tokens where it is active); '
+        "the page's feature-density filter hides features above a threshold",
+    )
+
+
+class SearchItem(BaseModel):
+    layer: int
+    index: int
+    label: str
+    max_act: float
+    frequency: float
+
+
+class SearchResult(BaseModel):
+    items: list[SearchItem]

@@ -5,7 +5,8 @@ Layout (what their `init-feature-examples.js` reads; see ../shared/reference/cir
     <out>/features/layer_{i}.bin         records back to back: 4-byte little-endian length + zlib(JSON)
     <out>/features/{cantor(l, i)}.json   optional one-file-per-feature variant (`json_files=True`)
 `offsets` has n_features + 1 entries: feature i is bytes [offsets[i], offsets[i+1]) of its layer file. Their
-viewer addresses a feature by `cantor(layer, index)` (the graph JSON's `feature` field) and un-pairs it.
+viewer addresses a feature by `cantor(layer, index)` (the graph JSON's `feature` field, circuitboard.engine.export)
+and un-pairs it.
 """
 
 from __future__ import annotations
@@ -20,22 +21,9 @@ import numpy as np
 
 from circuitboard.atlas.records import record_from_raw
 from circuitboard.atlas.store import AtlasStore
+from circuitboard.engine.export import cantor
 
 N_HIST_BINS = 32
-
-
-def cantor(x: int, y: int) -> int:
-    return (x + y) * (x + y + 1) // 2 + y
-
-
-def cantor_unpair(z: int) -> tuple[int, int]:
-    w = int(((8 * z + 1) ** 0.5 - 1) // 2)
-    while (w + 1) * (w + 2) // 2 <= z:  # guard against float rounding on large ids
-        w += 1
-    while w * (w + 1) // 2 > z:
-        w -= 1
-    y = z - w * (w + 1) // 2
-    return w - y, y
 
 
 def _rebin(hist: dict, act_max: float, n: int = N_HIST_BINS) -> list[float]:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -155,10 +156,6 @@ class AtlasStore:
         with self.connect() as con:
             con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
-    def meta(self) -> dict:
-        with self.connect() as con:
-            return {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
-
     # -- build side ------------------------------------------------------------------------------------
     def done_layers(self) -> set[int]:
         with self.connect() as con:
@@ -223,10 +220,6 @@ class AtlasStore:
                 self._seq_cache[seq] = arr
         return arr
 
-    def has_feature(self, layer: int, idx: int) -> bool:
-        with self.connect() as con:
-            return con.execute("SELECT 1 FROM features WHERE layer=? AND idx=?", (layer, idx)).fetchone() is not None
-
     def raw_feature(self, layer: int, idx: int) -> dict | None:
         with self.connect() as con:
             con.row_factory = sqlite3.Row
@@ -279,20 +272,30 @@ class AtlasStore:
 
     def labels_for(self, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], str]:
         """Current labels (user override, else automatic) of many features at once; unknown ones omitted."""
+        q = (
+            "SELECT f.idx, COALESCE(u.label, f.auto_label) FROM features f LEFT JOIN user_labels u "
+            "ON u.layer = f.layer AND u.idx = f.idx WHERE f.layer = ? AND f.idx IN ({marks})"
+        )
+        return {k: str(v) for k, v in self._per_feature(q, pairs).items()}
+
+    def frequencies_for(self, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+        """Activation frequencies of many features, from the narrow `search` table; unknown ones omitted."""
+        q = "SELECT idx, frequency FROM search WHERE layer = ? AND idx IN ({marks})"
+        return {k: float(v) for k, v in self._per_feature(q, pairs).items()}
+
+    def _per_feature(self, query: str, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], Any]:
+        """Run `query` (selecting idx and one value, for one layer and `{marks}` ids) per layer, in chunks of
+        900 ids (SQLite's limit on bound variables is 999)."""
         by_layer: dict[int, list[int]] = {}
         for layer, idx in pairs:
             by_layer.setdefault(int(layer), []).append(int(idx))
-        out: dict[tuple[int, int], str] = {}
+        out: dict[tuple[int, int], Any] = {}
         with self.connect() as con:
             for layer, idxs in by_layer.items():
                 for start in range(0, len(idxs), 900):
                     part = idxs[start : start + 900]
-                    marks = ",".join("?" * len(part))
-                    q = (
-                        f"SELECT f.idx, COALESCE(u.label, f.auto_label) FROM features f LEFT JOIN user_labels u "
-                        f"ON u.layer = f.layer AND u.idx = f.idx WHERE f.layer = ? AND f.idx IN ({marks})"
-                    )
-                    out.update(((layer, i), lab) for i, lab in con.execute(q, [layer, *part]))
+                    sql = query.format(marks=",".join("?" * len(part)))
+                    out.update(((layer, i), value) for i, value in con.execute(sql, [layer, *part]))
         return out
 
     def user_labels(self) -> dict[tuple[int, int], str]:

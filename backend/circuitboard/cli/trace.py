@@ -6,6 +6,20 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from circuitboard.engine.types import (
+    AttributionParams,
+    FeatureIntervention,
+    InterventionMode,
+    InterventionRequest,
+    OutOfRange,
+    ProgressEvent,
+    param_ranges,
+)
+
+if TYPE_CHECKING:
+    from circuitboard.engine.session import Engine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,12 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("prompt")
     _model_args(p)
-    p.add_argument("--max-feature-nodes", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-n-logits", type=int, default=10)
-    p.add_argument("--desired-logit-prob", type=float, default=0.95)
-    p.add_argument("--node-threshold", type=float, default=0.8)
-    p.add_argument("--edge-threshold", type=float, default=0.98)
+    _param_args(p)
     p.add_argument("--target", action="append", dest="target_tokens", help="a target token (repeatable)")
     p.add_argument("--logit-diff", nargs=2, metavar=("A", "B"), help="one target: logit(A) - logit(B)")
     p.add_argument("--slug", default=None)
@@ -55,15 +64,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_tiny)
 
 
+# The numeric attribution parameters (the ranged ones and the batch size) become flags; the rest are below.
+_NUMERIC = {
+    n: int if f.annotation is int else float
+    for n, f in AttributionParams.model_fields.items()
+    if f.annotation in (int, float)
+}
+
+
+def _param_args(p: argparse.ArgumentParser) -> None:
+    """One flag per numeric attribution parameter, typed, defaulted and ranged as AttributionParams declares."""
+    ranges = param_ranges()
+    for name, kind in _NUMERIC.items():
+        rng = ranges.get(name)
+        default = rng.default if rng is not None else AttributionParams.model_fields[name].default
+        span = f"{rng.min}-{rng.max}, " if rng is not None else ""
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default, help=f"{span}default {default}")
+
+
+def _params_from_args(args: argparse.Namespace) -> AttributionParams:
+    params = AttributionParams(
+        **{name: getattr(args, name) for name in _NUMERIC},
+        target_tokens=args.target_tokens,
+        logit_diff=tuple(args.logit_diff) if args.logit_diff else None,
+        slug=args.slug,
+    )
+    try:
+        params.check()
+    except OutOfRange as e:
+        raise SystemExit(f"error: --{e.name.replace('_', '-')}: {e}") from None
+    return params
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="preset name, local model folder, .gguf file or hub id")
     p.add_argument("--transcoders", default=None, help="transcoder folder or config.yaml (default: the preset's)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="float32", type=_dtype_name, help="model dtype (default float32)")
 
 
-def _load_engine(args):
-    from circuitboard.engine.session import Engine
+def _dtype_name(name: str) -> str:
+    from circuitboard.precision import DTYPES, named_dtype  # torch: only once a command runs
+
+    if named_dtype(name) is None:
+        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(DTYPES)}")
+    return name
+
+
+def _load_engine(args: argparse.Namespace) -> Engine:
+    from circuitboard.engine.session import Engine  # torch and transformers: only once a command runs
 
     model, transcoders = args.model, args.transcoders
     if not Path(model).exists() and transcoders is None:
@@ -80,13 +129,14 @@ def _load_engine(args):
 class _Bar:
     """One tqdm bar per phase, on stderr."""
 
-    def __init__(self):
-        self.bar, self.phase = None, None
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.phase: str | None = None
 
-    def __call__(self, ev):
+    def __call__(self, ev: ProgressEvent) -> None:
         from tqdm import tqdm
 
-        if ev.phase != self.phase:
+        if ev.phase != self.phase or self.bar is None:
             self.close()
             self.phase = ev.phase
             self.bar = tqdm(total=ev.total, desc=ev.phase, unit="row", file=sys.stderr)
@@ -94,26 +144,16 @@ class _Bar:
         self.bar.n = ev.done
         self.bar.refresh()
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def _trace(args) -> int:
-    from circuitboard.engine.types import AttributionParams
+def _trace(args: argparse.Namespace) -> int:
+    from circuitboard.engine.export import node_ids
 
+    params = _params_from_args(args)
     engine = _load_engine(args)
-    params = AttributionParams(
-        max_feature_nodes=args.max_feature_nodes,
-        batch_size=args.batch_size,
-        max_n_logits=args.max_n_logits,
-        desired_logit_prob=args.desired_logit_prob,
-        node_threshold=args.node_threshold,
-        edge_threshold=args.edge_threshold,
-        target_tokens=args.target_tokens,
-        logit_diff=tuple(args.logit_diff) if args.logit_diff else None,
-        slug=args.slug,
-    )
     bar = _Bar()
     graph = engine.attribute_graph(args.prompt, params, progress=bar)
     data = engine.export(graph, params, progress=bar)
@@ -121,7 +161,7 @@ def _trace(args) -> int:
     if args.raw:
         import numpy as np
 
-        np.savez_compressed(args.raw, adjacency=graph.adjacency_matrix.numpy(), node_ids=np.array(graph.node_ids()))
+        np.savez_compressed(args.raw, adjacency=graph.adjacency_matrix.numpy(), node_ids=np.array(node_ids(graph)))
     text = json.dumps(data)
     if args.out:
         args.out.write_text(text)
@@ -137,11 +177,10 @@ def _trace(args) -> int:
     return 0
 
 
-def parse_feature_spec(spec: str):
+def parse_feature_spec(spec: str) -> FeatureIntervention:
     """`L:F[@P]=V`, `L:F[@P]*=S`, `L:F[@P]:zero` → FeatureIntervention."""
-    from circuitboard.engine.types import FeatureIntervention
-
-    mode, value = "set", 0.0
+    mode: InterventionMode = "set"
+    value = 0.0
     if spec.endswith(":zero"):
         head, mode = spec[: -len(":zero")], "zero"
     elif "*=" in spec:
@@ -159,9 +198,7 @@ def parse_feature_spec(spec: str):
     )
 
 
-def _intervene(args) -> int:
-    from circuitboard.engine.types import InterventionRequest
-
+def _intervene(args: argparse.Namespace) -> int:
     try:
         items = [parse_feature_spec(s) for s in args.features]
     except ValueError as exc:
@@ -184,7 +221,7 @@ def _intervene(args) -> int:
     return 0
 
 
-def _tiny(args) -> int:
+def _tiny(args: argparse.Namespace) -> int:
     from circuitboard.devtools.tiny import build_tiny_checkpoint
 
     model_dir, tc_dir = build_tiny_checkpoint(args.out, args.arch, kind=args.kind, cross_layer=args.clt, skip=args.skip)

@@ -83,7 +83,9 @@ class SourceTable:
         # For each output layer, everything written there, padded per position so that one batched matmul reads
         # all its edges: vectors [P, n_max, d]; `flat` indexes the [P * n_max] products, `cols` the buffer columns.
         self.writers: list[Writers] = []
-        by_layer = [[] for _ in range(L)]  # (pos, col, vec) chunks
+        by_layer: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [
+            [] for _ in range(L)
+        ]  # (pos, col, vec)
         for src_layer in range(L):
             sel = (self.active[:, 0] == src_layer).nonzero(as_tuple=True)[0]
             if len(sel) == 0:
@@ -99,7 +101,9 @@ class SourceTable:
             errors[0] = 0
             vec_all = [errors]
             for pos, col, vec in by_layer[layer]:
-                pos_all.append(pos), col_all.append(col), vec_all.append(vec)
+                pos_all.append(pos)
+                col_all.append(col)
+                vec_all.append(vec)
             self.writers.append(Writers.build(torch.cat(pos_all), torch.cat(col_all), torch.cat(vec_all), P))
 
 
@@ -187,6 +191,7 @@ class RowComputer:
         attn = block.attn
         B = g.shape[0]
         if block.attn_out is not None:
+            assert ctx.scale_attn_out is not None  # recorded for every model whose blocks have this norm
             g = block.attn_out.backward(g, ctx.scale_attn_out[layer, :P])
         u = (g @ attn.W_o).view(B, P, attn.n_heads, attn.head_dim)
         pattern = ctx.patterns[layer][:, :P, :P]
@@ -274,27 +279,58 @@ def attribute(
     timings["logits_s"] = time.perf_counter() - t1
 
     budget = n_active if max_feature_nodes is None else min(max_feature_nodes, n_active)
-    adjacency = None
-    if budget == n_active and logit_rows.device.type == "cpu" and logit_rows.dtype == torch.float32:
-        # Every feature is selected, in column order: rows go straight into the final matrix, no second copy.
-        N = sources.n_cols + n_logits
-        adjacency = torch.zeros(N, N, dtype=torch.float32)
-        feature_rows = adjacency[:budget, : sources.n_cols]
-    else:
-        feature_rows = torch.zeros(budget, sources.n_cols, dtype=logit_rows.dtype, device=logit_rows.device)
-    row_sums = torch.zeros(budget, dtype=logit_rows.dtype, device=logit_rows.device)
+    rows = _RowBuffers(sources, logit_rows, budget, n_logits)
     # `batch_size` sets how often the greedy order is refreshed (as circuit-tracer); the backward itself runs
     # on larger batches, which matmuls need to be efficient on a CPU (≈ 5× less time per row at 512 than 64),
     # bounded so one batch's row buffer stays near 128 MB.
     if compute_batch is None:
         compute_batch = max(batch_size, min(1024, int(128e6 // (4 * sources.n_cols))))
-    visited: list[int] = []
     t2 = time.perf_counter()
     report("features", 0, budget)
-    if budget == n_active:
-        queue = iter([torch.arange(n_active)])
-    else:
-        queue = None
+    refresh_every = update_interval * batch_size
+    visited = _feature_rows(computer, sources, targets, logit_rows, rows, refresh_every, compute_batch, report)
+    timings["features_s"] = time.perf_counter() - t2
+
+    selected = torch.tensor(visited, dtype=torch.long)
+    graph = _assemble(ctx, sources, targets, rows, selected, logit_rows, L, adapter.vocab_size, input_string, decode)
+    timings["total_s"] = time.perf_counter() - t0
+    graph.info["timings"] = timings
+    graph.info["n_active_features"] = n_active
+    return graph
+
+
+class _RowBuffers:
+    """Where the feature rows go: `features` [budget, n_cols] and their L1 norms `sums`. When every feature is
+    selected on the CPU in fp32, `features` is a view into the final `adjacency`: no second copy."""
+
+    def __init__(self, sources: SourceTable, logit_rows: torch.Tensor, budget: int, n_logits: int) -> None:
+        self.budget = budget
+        self.every_feature = budget == sources.n_active
+        self.adjacency: torch.Tensor | None = None
+        if self.every_feature and logit_rows.device.type == "cpu" and logit_rows.dtype == torch.float32:
+            N = sources.n_cols + n_logits
+            self.adjacency = torch.zeros(N, N, dtype=torch.float32)
+            self.features = self.adjacency[:budget, : sources.n_cols]
+        else:
+            self.features = torch.zeros(budget, sources.n_cols, dtype=logit_rows.dtype, device=logit_rows.device)
+        self.sums = torch.zeros(budget, dtype=logit_rows.dtype, device=logit_rows.device)
+
+
+def _feature_rows(
+    computer: RowComputer,
+    sources: SourceTable,
+    targets: Targets,
+    logit_rows: torch.Tensor,
+    rows: _RowBuffers,
+    refresh_every: int,
+    compute_batch: int,
+    report: Callable[[str, int, int], None],
+) -> list[int]:
+    """Fill `rows` with the rows of the features chosen greedily by influence (all of them, in column order,
+    when the budget covers every feature); returns the chosen features in row order."""
+    budget = rows.budget
+    visited: list[int] = []
+    queue = iter([torch.arange(sources.n_active)]) if rows.every_feature else None
     done = 0
     while done < budget:
         if queue is not None:
@@ -303,42 +339,24 @@ def attribute(
             chunk = _next_by_influence(
                 sources,
                 logit_rows,
-                feature_rows[:done],
-                row_sums[:done],
+                rows.features[:done],
+                rows.sums[:done],
                 visited,
                 targets.weights,
-                min(update_interval * batch_size, budget - done),
+                min(refresh_every, budget - done),
             )
         for batch in _batches_by_layer_pos(sources.active, chunk, compute_batch):
             layers, positions, feats = sources.active[batch].unbind(1)
             reads = computer.feature_reads(layers, positions, feats)
-            rows = computer.rows(layers, positions, reads)
-            feature_rows[done : done + len(batch)] = rows
-            row_sums[done : done + len(batch)] = torch.linalg.vector_norm(rows, ord=1, dim=1)
+            batch_rows = computer.rows(layers, positions, reads)
+            rows.features[done : done + len(batch)] = batch_rows
+            rows.sums[done : done + len(batch)] = torch.linalg.vector_norm(batch_rows, ord=1, dim=1)
             visited.extend(batch.tolist())
             done += len(batch)
             report("features", done, budget)
         if queue is not None:
             break
-    timings["features_s"] = time.perf_counter() - t2
-
-    graph = _assemble(
-        ctx,
-        sources,
-        targets,
-        feature_rows,
-        torch.tensor(visited, dtype=torch.long),
-        logit_rows,
-        L,
-        adapter.vocab_size,
-        input_string,
-        decode,
-        adjacency,
-    )
-    timings["total_s"] = time.perf_counter() - t0
-    graph.info["timings"] = timings
-    graph.info["n_active_features"] = n_active
-    return graph
+    return visited
 
 
 def _reporter(progress: ProgressFn | None, should_cancel: Callable[[], bool] | None):
@@ -378,15 +396,15 @@ def _assemble(
     ctx: PromptContext,
     sources: SourceTable,
     targets: Targets,
-    feature_rows: torch.Tensor,
+    rows: _RowBuffers,
     selected: torch.Tensor,
     logit_rows: torch.Tensor,
     L: int,
     vocab_size: int,
     input_string: str,
     decode: Callable[[int], str],
-    adjacency: torch.Tensor | None = None,
 ) -> Graph:
+    feature_rows, adjacency = rows.features, rows.adjacency
     P, n_sel, n_logits = ctx.n_pos, len(selected), len(targets.token_ids)
     N = n_sel + L * P + P + n_logits
     keep_cols = torch.cat([selected, torch.arange(sources.n_active, sources.n_cols)])

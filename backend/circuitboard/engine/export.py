@@ -1,79 +1,79 @@
-"""Graph JSON in circuit-tracer's `create_graph_files` schema: `{metadata, qParams, nodes, links}`.
+"""Graph JSON, both directions: circuit-tracer's `create_graph_files` schema `{metadata, qParams, nodes, links}`.
+
+The one home of the node id scheme, the `cantor` feature ids, the export of a pruned Graph and the validation
+of a graph file someone uploads (the import route) — both directions share the models below.
 
 Node ids (DESIGN.md): feature `{layer}_{index}_{pos}`, error `{layer}_-1_{pos}`, embedding `E_{token}_{pos}`,
-logit `{n_layers+1}_{token}_{pos}`. Import also accepts the older error id `0_{layer}_{pos}`.
+logit `{n_layers+1}_{token}_{pos}`. Import also accepts circuit-tracer's older error id `0_{layer}_{pos}`.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from circuitboard.engine.graph import Graph, PruneResult
 
 SCHEMA_VERSION = 1
-FEATURE_TYPES = {"cross layer transcoder", "mlp reconstruction error", "embedding", "logit"}
+FEATURE, ERROR, EMBEDDING, LOGIT = "cross layer transcoder", "mlp reconstruction error", "embedding", "logit"
+
+# ------------------------------------------------------------------------------------------------ ids
+
+
+def feature_id(layer: int, feature: int, pos: int) -> str:
+    return f"{layer}_{feature}_{pos}"
+
+
+def error_id(layer: int | str, pos: int) -> str:
+    return f"{layer}_-1_{pos}"
+
+
+def embedding_id(token: int, pos: int) -> str:
+    return f"E_{token}_{pos}"
+
+
+def logit_id(n_layers: int, token: int, pos: int) -> str:
+    return f"{n_layers + 1}_{token}_{pos}"
+
+
+def node_ids(graph: Graph) -> list[str]:
+    """Node ids in adjacency order: [selected features | errors (layer-major) | tokens | logits]."""
+    P = graph.n_pos
+    ids = [feature_id(layer, feat, pos) for layer, pos, feat in graph.active_features[graph.selected_features].tolist()]
+    ids += [error_id(layer, pos) for layer in range(graph.n_layers) for pos in range(P)]
+    ids += [embedding_id(int(tok), pos) for pos, tok in enumerate(graph.input_tokens.tolist())]
+    ids += [logit_id(graph.n_layers, tok, P - 1) for tok in graph.logit_tokens]
+    return ids
 
 
 def cantor(x: int, y: int) -> int:
+    """circuit-tracer's one-number feature id (the `feature` field of a feature node) of (layer, index)."""
     return (x + y) * (x + y + 1) // 2 + y
+
+
+def cantor_unpair(z: int) -> tuple[int, int]:
+    w = int(((8 * z + 1) ** 0.5 - 1) // 2)
+    while (w + 1) * (w + 2) // 2 <= z:  # guard against float rounding on large ids
+        w += 1
+    while w * (w + 1) // 2 > z:
+        w -= 1
+    y = z - w * (w + 1) // 2
+    return w - y, y
+
+
+# ------------------------------------------------------------------------------------------------ export
 
 
 def graph_to_json(
     graph: Graph, prune: PruneResult, *, slug: str, scan: str, node_threshold: float, info: dict | None = None
 ) -> dict[str, Any]:
-    ids = graph.node_ids()
-    L, P = graph.n_layers, graph.n_pos
-    n_feat = graph.n_features
-    kept = prune.node_mask.nonzero(as_tuple=True)[0].tolist()
-    sel = graph.active_features[graph.selected_features].tolist()
-    acts = graph.activation_values[graph.selected_features].tolist()
-    top_logit = 0
-    nodes = []
-    for i in kept:
-        influence = float(prune.cumulative_scores[i])
-        if i < n_feat:
-            layer, pos, feat = sel[i]
-            nodes.append(
-                _node(
-                    ids[i],
-                    cantor(layer, feat),
-                    str(layer),
-                    pos,
-                    "cross layer transcoder",
-                    influence,
-                    activation=acts[i],
-                    js=f"{layer}_{feat}-0",
-                )
-            )
-        elif i < graph.token_slice.start:
-            layer, pos = divmod(i - n_feat, P)
-            nodes.append(
-                _node(ids[i], -1, str(layer), pos, "mlp reconstruction error", influence, js=f"{layer}_-1-{pos}")
-            )
-        elif i < graph.logit_slice.start:
-            pos = i - graph.token_slice.start
-            tok = int(graph.input_tokens[pos])
-            nodes.append(_node(ids[i], pos, "E", pos, "embedding", influence, js=f"E_{tok}-{pos}"))
-        else:
-            k = i - graph.logit_slice.start
-            tok, prob = graph.logit_tokens[k], float(graph.logit_probabilities[k])
-            nodes.append(
-                _node(
-                    ids[i],
-                    tok,
-                    str(L + 1),
-                    P - 1,
-                    "logit",
-                    influence,
-                    js=f"L_{tok}-{P - 1}",
-                    token_prob=prob,
-                    is_target_logit=k == top_logit,
-                    clerp=f'Output "{graph.logit_strings[k]}" (p={prob:.3f})',
-                )
-            )
+    ids = node_ids(graph)
+    features = _Features(graph)
+    nodes = [_node_json(graph, features, ids[i], i, float(prune.cumulative_scores[i])) for i in _kept(prune)]
     targets, sources = prune.edge_mask.nonzero(as_tuple=True)
     weights = graph.adjacency_matrix[targets, sources].tolist()
     links = [
@@ -94,114 +94,214 @@ def graph_to_json(
     return {"metadata": metadata, "qParams": q_params, "nodes": nodes, "links": links}
 
 
+def _kept(prune: PruneResult) -> list[int]:
+    return prune.node_mask.nonzero(as_tuple=True)[0].tolist()
+
+
+class _Features:
+    """(layer, pos, feature) and activation of each selected feature, as Python numbers, read once."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.coords: list[list[int]] = graph.active_features[graph.selected_features].tolist()
+        self.acts: list[float] = graph.activation_values[graph.selected_features].tolist()
+
+
+def _node_json(graph: Graph, features: _Features, node_id: str, i: int, influence: float) -> dict[str, Any]:
+    """Node `i` of the adjacency order; its kind follows from the slice of the order it falls in."""
+    n_feat, P = graph.n_features, graph.n_pos
+    if i < n_feat:
+        layer, pos, feat = features.coords[i]
+        js = f"{layer}_{feat}-0"
+        return _node(node_id, cantor(layer, feat), str(layer), pos, FEATURE, influence, features.acts[i], js)
+    if i < graph.token_slice.start:
+        layer, pos = divmod(i - n_feat, P)
+        return _node(node_id, -1, str(layer), pos, ERROR, influence, None, f"{layer}_-1-{pos}")
+    if i < graph.logit_slice.start:
+        pos = i - graph.token_slice.start
+        tok = int(graph.input_tokens[pos])
+        return _node(node_id, pos, "E", pos, EMBEDDING, influence, None, f"E_{tok}-{pos}")
+    k = i - graph.logit_slice.start
+    tok, prob = graph.logit_tokens[k], float(graph.logit_probabilities[k])
+    node = _node(node_id, tok, str(graph.n_layers + 1), P - 1, LOGIT, influence, None, f"L_{tok}-{P - 1}")
+    # circuit-tracer's viewer starts from one target logit: ours is the first.
+    node.update(token_prob=prob, is_target_logit=k == 0, clerp=f'Output "{graph.logit_strings[k]}" (p={prob:.3f})')
+    return node
+
+
 def _node(
-    node_id,
-    feature,
-    layer,
-    pos,
-    ftype,
-    influence,
-    *,
-    activation=None,
-    js="",
-    token_prob=0.0,
-    is_target_logit=False,
-    clerp="",
-):
+    node_id: str, feature: int, layer: str, pos: int, ftype: str, influence: float, activation: float | None, js: str
+) -> dict[str, Any]:
     return {
         "node_id": node_id,
         "feature": feature,
         "layer": layer,
         "ctx_idx": pos,
         "feature_type": ftype,
-        "token_prob": token_prob,
-        "is_target_logit": is_target_logit,
+        "token_prob": 0.0,
+        "is_target_logit": False,
         "run_idx": 0,
         "reverse_ctx_idx": 0,
         "jsNodeId": js,
-        "clerp": clerp,
+        "clerp": "",
         "influence": influence,
         "activation": activation,
     }
 
 
 # ------------------------------------------------------------------------------------------------ import
+# A graph file is kept as it was written, unknown fields included (Neuronpedia and circuit-tracer add their
+# own); the models name only what we read, so a missing or mistyped field is an error that names it.
 
 
-class NodeIn(BaseModel):
+class _Loose(BaseModel):
     model_config = ConfigDict(extra="allow")
-    node_id: str = Field(min_length=1, max_length=200)
+
+
+class NodeIn(_Loose):
+    node_id: str = Field(min_length=1)
     feature: int | None = None
     layer: str | int
     ctx_idx: int = Field(ge=0)
     feature_type: str
-    token_prob: float | None = 0.0
-    is_target_logit: bool | None = False
-    jsNodeId: str | None = ""
-    clerp: str | None = ""
     influence: float | None = None
     activation: float | None = None
 
 
-class LinkIn(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class LinkIn(_Loose):
     source: str
     target: str
     weight: float
 
+    @field_validator("weight")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("weight must be a finite number")
+        return v
 
-class MetadataIn(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    slug: str = ""
+
+class MetadataIn(_Loose):
+    prompt_tokens: list[str]
+    prompt: str | None = None
+    slug: str | None = None
     scan: str | None = None
-    prompt_tokens: list[str] = Field(default_factory=list)
-    prompt: str = ""
-    node_threshold: float | None = None
-    schema_version: int | None = None
+    info: dict[str, Any] | None = None
 
 
-class GraphIn(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class GraphIn(_Loose):
     metadata: MetadataIn
-    qParams: dict = Field(default_factory=dict)
-    nodes: list[NodeIn]
+    qParams: dict[str, Any] = Field(default_factory=dict)
+    nodes: list[NodeIn] = Field(min_length=1)
     links: list[LinkIn]
 
 
 class GraphFormatError(ValueError):
-    """A graph JSON that does not fit the schema; the message names the offending field."""
+    """A graph file that does not fit the schema. `problems`: (path inside the file, message, offending value),
+    the first one first; the exception's text lists them all."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str, Any]]) -> None:
+        super().__init__("; ".join(_where(loc, msg) for loc, msg, _ in problems))
+        self.problems = problems
+
+    @property
+    def loc(self) -> tuple[str | int, ...]:
+        return self.problems[0][0]
+
+    @property
+    def value(self) -> Any:
+        return self.problems[0][2]
+
+    @property
+    def first(self) -> str:
+        """The first problem as `path: message`."""
+        return _where(self.loc, self.problems[0][1])
 
 
-_OLD_ERROR = re.compile(r"^0_(\d+)_(\d+)$")
+def _where(loc: tuple[str | int, ...], msg: str) -> str:
+    return f"{'.'.join(str(p) for p in loc)}: {msg}" if loc else msg
+
+
+@dataclass(frozen=True)
+class GraphFile:
+    """A validated graph file and what it says about itself (for the listing)."""
+
+    graph: dict[str, Any]
+    prompt: str
+    model: str
+    transcoders: str
+    slug: str | None
+
+
+def read_graph_file(data: Any) -> GraphFile:
+    """Validate a circuit-tracer / Neuronpedia graph JSON and bring its ids to our scheme. `data` itself is
+    returned as `graph`, old error ids rewritten in place; raises GraphFormatError."""
+    parsed = _parse(data)
+    renames = _old_error_ids(parsed.nodes)
+    _check_ids(parsed, renames)
+    if renames:
+        _apply_renames(data, renames)
+    md = parsed.metadata
+    info = md.info or {}
+    return GraphFile(
+        graph=data,
+        prompt=md.prompt if md.prompt is not None else "".join(md.prompt_tokens),
+        model=str(info.get("model") or md.scan or "unknown"),
+        transcoders=str(info.get("transcoders") or info.get("transcoder_set") or ""),
+        slug=md.slug,
+    )
 
 
 def graph_from_json(data: Any) -> dict[str, Any]:
-    """Validate a circuit-tracer / Neuronpedia graph JSON and normalise it to our id scheme."""
+    """The graph JSON of `read_graph_file`."""
+    return read_graph_file(data).graph
+
+
+def _parse(data: Any) -> GraphIn:
+    if not isinstance(data, dict):
+        raise GraphFormatError([((), "a graph file is a JSON object {metadata, nodes, links}", None)])
     try:
-        graph = GraphIn.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise GraphFormatError(f"{field}: {err['msg']}") from None
-    rename = {}
+        return GraphIn.model_validate(data)
+    except ValidationError as e:
+        raise GraphFormatError(
+            [(tuple(err["loc"]), err["msg"], err.get("input")) for err in e.errors(include_url=False)]
+        ) from None
+
+
+def _check_ids(graph: GraphIn, renames: dict[str, str]) -> None:
+    """Node ids are unique (after renaming) and every link joins two of them."""
+    ids: set[str] = set()
     for i, node in enumerate(graph.nodes):
-        if node.feature_type not in FEATURE_TYPES:
-            raise GraphFormatError(f"nodes.{i}.feature_type: unknown type {node.feature_type!r}")
-        if node.feature_type == "mlp reconstruction error":
-            m = _OLD_ERROR.match(node.node_id)
-            if m and str(node.layer) == m.group(1):
-                new = f"{m.group(1)}_-1_{m.group(2)}"
-                rename[node.node_id] = new
-                node.node_id = new
-    ids = {n.node_id for n in graph.nodes}
-    if len(ids) != len(graph.nodes):
-        raise GraphFormatError("nodes: duplicate node_id")
+        nid = renames.get(node.node_id, node.node_id)
+        if nid in ids:
+            raise GraphFormatError([(("nodes", i, "node_id"), f"duplicate {nid!r}", None)])
+        ids.add(nid)
     for i, link in enumerate(graph.links):
-        link.source = rename.get(link.source, link.source)
-        link.target = rename.get(link.target, link.target)
-        if link.source not in ids or link.target not in ids:
-            raise GraphFormatError(f"links.{i}: refers to a node that is not in nodes")
-    out = graph.model_dump(mode="json")
-    for node in out["nodes"]:
-        node["layer"] = str(node["layer"])
+        for end in ("source", "target"):
+            nid = getattr(link, end)
+            if renames.get(nid, nid) not in ids:
+                raise GraphFormatError([(("links", i, end), f"unknown node id {nid!r}", nid)])
+
+
+_OLD_ERROR_ID = re.compile(r"^0_(\d+)_(\d+)$")
+
+
+def _old_error_ids(nodes: list[NodeIn]) -> dict[str, str]:
+    """circuit-tracer <= 0.5 named error nodes `0_{layer}_{pos}`, which collides with feature ids."""
+    out: dict[str, str] = {}
+    for node in nodes:
+        m = _OLD_ERROR_ID.match(node.node_id)
+        if node.feature_type == ERROR and m and m.group(1) == str(node.layer) and int(m.group(2)) == node.ctx_idx:
+            out[node.node_id] = error_id(node.layer, node.ctx_idx)
     return out
+
+
+def _apply_renames(data: dict[str, Any], renames: dict[str, str]) -> None:
+    for node in data["nodes"]:
+        if node["node_id"] in renames:
+            node["node_id"] = renames[node["node_id"]]
+    for link in data["links"]:
+        link["source"] = renames.get(link["source"], link["source"])
+        link["target"] = renames.get(link["target"], link["target"])
+    q = data.get("qParams")
+    if isinstance(q, dict) and isinstance(q.get("pinnedIds"), list):
+        q["pinnedIds"] = [renames.get(p, p) if isinstance(p, str) else p for p in q["pinnedIds"]]

@@ -1,6 +1,7 @@
 """The attribution graph: node order, adjacency, influence, pruning and scores.
 
-Node order (as circuit-tracer): [selected features | errors (layer-major: l·n_pos + p) | tokens | logits].
+Node order (as circuit-tracer): [selected features | errors (layer-major: l·n_pos + p) | tokens | logits];
+the node ids of that order are graph JSON's (circuitboard.engine.export.node_ids).
 `adjacency[t, s]` is the direct effect of source s on target t (rows = targets, columns = sources).
 
 Influence follows the paper: with Â the row-normalised |A| and w the logit probabilities on the logit rows,
@@ -61,17 +62,6 @@ class Graph:
         w = torch.zeros(self.adjacency_matrix.shape[0], dtype=self.adjacency_matrix.dtype)
         w[self.logit_slice] = self.logit_probabilities.to(w.dtype)
         return w
-
-    def node_ids(self) -> list[str]:
-        """Node ids in adjacency order (DESIGN.md scheme)."""
-        ids = [
-            f"{int(layer)}_{int(feat)}_{int(pos)}"
-            for layer, pos, feat in self.active_features[self.selected_features].tolist()
-        ]
-        ids += [f"{layer}_-1_{pos}" for layer in range(self.n_layers) for pos in range(self.n_pos)]
-        ids += [f"E_{int(tok)}_{pos}" for pos, tok in enumerate(self.input_tokens.tolist())]
-        ids += [f"{self.n_layers + 1}_{tok}_{self.n_pos - 1}" for tok in self.logit_tokens]
-        return ids
 
 
 def normalize_matrix(matrix: torch.Tensor) -> torch.Tensor:

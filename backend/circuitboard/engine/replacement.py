@@ -84,7 +84,7 @@ def build_context(
     x = adapter.embed(input_ids)
     emb = x.clone()
     L = adapter.n_layers
-    rec = {k: [] for k in ("s_in", "s_out", "s_mlp", "mid", "mlp_in", "mlp_out")}
+    rec: dict[str, list[torch.Tensor]] = {k: [] for k in ("s_in", "s_out", "s_mlp", "mid", "mlp_in", "mlp_out")}
     for layer, block in enumerate(adapter.blocks):
         s_in = block.attn_in.scale(x)
         a = attention_out(block.attn, block.attn_in.apply(x, s_in), pats[layer])
@@ -96,8 +96,8 @@ def build_context(
         s_mlp = block.mlp_in.scale(x)
         x_in = block.mlp_in.apply(x, s_mlp)
         y = adapter.mlp_block(layer, x_in)
-        rec["s_in"].append(s_in), rec["s_mlp"].append(s_mlp), rec["mid"].append(x)
-        rec["mlp_in"].append(x_in), rec["mlp_out"].append(y)
+        for key, value in (("s_in", s_in), ("s_mlp", s_mlp), ("mid", x), ("mlp_in", x_in), ("mlp_out", y)):
+            rec[key].append(value)
         x = x + y
     s_final = adapter.final_norm.scale(x)
     # Targets only need the last position; a 262k-token vocabulary makes every other row costly.
@@ -113,7 +113,7 @@ def build_context(
             a[0] = 0
         acts.append(a)
     recon = torch.stack([tset.decode(layer, acts, mlp_in[layer]) for layer in range(L)])
-    skip_out = torch.stack([tset.skip(layer, mlp_in[layer]) for layer in range(L)]) if tset.has_skip else None
+    skip_out = torch.stack([_skip(tset, layer, mlp_in[layer]) for layer in range(L)]) if tset.has_skip else None
     return PromptContext(
         input_ids=input_ids,
         patterns=pats,
@@ -131,6 +131,13 @@ def build_context(
         errors=mlp_out - recon,
         skip_out=skip_out,
     )
+
+
+def _skip(tset: TranscoderSet, layer: int, x_in: torch.Tensor) -> torch.Tensor:
+    """The skip path's output; only called for sets that have one."""
+    out = tset.skip(layer, x_in)
+    assert out is not None
+    return out
 
 
 @dataclass
@@ -158,13 +165,14 @@ def frozen_forward(
     for layer, block in enumerate(adapter.blocks):
         a = attention_out(block.attn, block.attn_in.apply(x, ctx.scale_attn_in[layer]), ctx.patterns[layer])
         if block.attn_out is not None:
+            assert ctx.scale_attn_out is not None  # recorded for every model whose blocks have this norm
             a = block.attn_out.apply(a, ctx.scale_attn_out[layer])
         x = x + a
         x_in = block.mlp_in.apply(x, ctx.scale_mlp_in[layer])
         pre_acts.append(tset.pre_activations(layer, x_in))
         y = ctx.mlp_out[layer]
         if ctx.skip_out is not None:
-            y = y - ctx.skip_out[layer] + tset.skip(layer, x_in)
+            y = y - ctx.skip_out[layer] + _skip(tset, layer, x_in)
         if mlp_add is not None:
             y = y + mlp_add[layer]
         x = x + y

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,7 +59,6 @@ class Engine:
         self.model_name = model_name
         self.fingerprint = fingerprint
         # One model, one computation at a time: attribution, tokenize previews and interventions share it.
-        self.lock = threading.RLock()
 
     @classmethod
     def load(
@@ -123,8 +121,7 @@ class Engine:
     @torch.no_grad()
     def tokenize(self, prompt: str, top_k: int = 10) -> TokenizeResult:
         ids = self.encode(prompt)
-        with self.lock:
-            probs = self.model(input_ids=ids[None], use_cache=False, logits_to_keep=1).logits[0, -1].float().softmax(-1)
+        probs = self.model(input_ids=ids[None], use_cache=False, logits_to_keep=1).logits[0, -1].float().softmax(-1)
         p, i = probs.topk(min(top_k, probs.shape[-1]))
         return TokenizeResult(
             tokens=[TokenInfo(id=t, text=self.decode_token(t)) for t in ids.tolist()],
@@ -144,19 +141,18 @@ class Engine:
     ) -> Graph:
         ids = self.encode(prompt)
         targets_fn = self._targets_fn(params)
-        with self.lock:
-            return attribute(
-                self.adapter,
-                self.tset,
-                ids,
-                targets_fn=targets_fn,
-                input_string=prompt,
-                decode=self.decode_token,
-                max_feature_nodes=params.max_feature_nodes,
-                batch_size=params.batch_size,
-                progress=progress,
-                should_cancel=should_cancel,
-            )
+        return attribute(
+            self.adapter,
+            self.tset,
+            ids,
+            targets_fn=targets_fn,
+            input_string=prompt,
+            decode=self.decode_token,
+            max_feature_nodes=params.max_feature_nodes,
+            batch_size=params.batch_size,
+            progress=progress,
+            should_cancel=should_cancel,
+        )
 
     def _targets_fn(self, params: AttributionParams):
         ad, dec = self.adapter, self.decode_token
@@ -215,5 +211,4 @@ class Engine:
 
     def intervene(self, req: InterventionRequest) -> InterventionResult:
         ids = self.encode(req.prompt)
-        with self.lock:
-            return run_intervention(self.adapter, self.tset, self.tokenizer, ids, req)
+        return run_intervention(self.adapter, self.tset, self.tokenizer, ids, req)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
+
+from circuitboard.config import IntRange, ParamRange, RangeOverrides
 
 
 class AttributionCancelled(Exception):
@@ -13,20 +17,75 @@ class AttributionCancelled(Exception):
 
 class ProgressEvent(BaseModel):
     phase: str
-    done: int
-    total: int
+    done: int = Field(ge=0)
+    total: int = Field(ge=0)
+
+
+@dataclass(frozen=True)
+class Ranged:
+    """Field metadata of an attribution parameter a user chooses: its inclusive range. With the field's default
+    it makes the parameter's `ParamRange` (see `param_ranges`)."""
+
+    min: float
+    max: float
 
 
 class AttributionParams(BaseModel):
-    max_n_logits: int = Field(10, ge=1, le=50)
-    desired_logit_prob: float = Field(0.95, gt=0.0, le=1.0)
-    max_feature_nodes: int | None = Field(2000, ge=1)
-    batch_size: int = Field(64, ge=1, le=4096)
-    node_threshold: float = Field(0.8, gt=0.0, le=1.0)
-    edge_threshold: float = Field(0.98, gt=0.0, le=1.0)
+    """Every parameter of one trace, and the one declaration of their ranges and defaults: the CLI flags of
+    `circuitboard trace`, the API's request schema, the job record and `GET /api/config` are derived from it.
+
+    The ranges are checked where a user's choice comes in (`check`, by the API and the CLI), not on every
+    construction: an operator may widen a range (Settings.params), and the engine must then accept the value."""
+
+    max_n_logits: Annotated[int, Ranged(1, 20)] = 10
+    desired_logit_prob: Annotated[float, Ranged(0.5, 0.99)] = 0.95
+    max_feature_nodes: Annotated[int, Ranged(1, 10_000)] = 2000
+    batch_size: int = Field(64, ge=1, le=4096)  # the host's choice (Settings.batch_size), not the user's
+    node_threshold: Annotated[float, Ranged(0.1, 1.0)] = 0.8
+    edge_threshold: Annotated[float, Ranged(0.1, 1.0)] = 0.98
     target_tokens: list[str] | None = None
     logit_diff: tuple[str, str] | None = None
     slug: str | None = None
+
+    def check(self, ranges: Mapping[str, ParamRange] | None = None) -> None:
+        """Raises OutOfRange for the first ranged parameter outside `ranges` (default: the declared ones)."""
+        for name, rng in (param_ranges() if ranges is None else ranges).items():
+            value = getattr(self, name)
+            if not rng.min <= value <= rng.max:
+                raise OutOfRange(name, value, rng)
+
+
+class OutOfRange(ValueError):
+    def __init__(self, name: str, value: float, rng: ParamRange) -> None:
+        super().__init__(f"{name}: must be between {rng.min} and {rng.max} (got {value})")
+        self.name = name
+        self.value = value
+
+
+def ranged_fields() -> dict[str, type]:
+    """Name -> type (int or float) of every parameter with a declared range, in declaration order."""
+    return {
+        name: int if field.annotation is int else float
+        for name, field in AttributionParams.model_fields.items()
+        if any(isinstance(m, Ranged) for m in field.metadata)
+    }
+
+
+def param_ranges(overrides: RangeOverrides | None = None) -> dict[str, ParamRange]:
+    """The range and default of every ranged parameter: as declared, changed by `overrides` (Settings.params).
+    Raises ValidationError when a change leaves a default outside its range. Changes to unknown names are
+    ignored, as any unknown setting is."""
+    changes = (overrides.model_extra or {}) if overrides is not None else {}
+    out: dict[str, ParamRange] = {}
+    for name, kind in ranged_fields().items():
+        field = AttributionParams.model_fields[name]
+        declared = next(m for m in field.metadata if isinstance(m, Ranged))
+        values = {"min": declared.min, "max": declared.max, "default": field.default}
+        change = changes.get(name)
+        if change is not None:
+            values.update(change.model_dump(exclude_none=True))
+        out[name] = (IntRange if kind is int else ParamRange).model_validate(values)
+    return out
 
 
 class EngineInfo(BaseModel):
@@ -59,21 +118,26 @@ class TokenizeResult(BaseModel):
     top_next: list[TokenProb]
 
 
+InterventionMode = Literal["set", "scale", "zero"]
+
+
 class FeatureIntervention(BaseModel):
     layer: int = Field(ge=0)
     feature: int = Field(ge=0)
-    position: int | None = Field(None, ge=0, description="token position; null = every position, generated too")
-    mode: Literal["set", "scale", "zero"] = "set"
+    position: int | None = Field(default=None, ge=0, description="null: every position, generated ones too")
+    mode: InterventionMode = "set"
     value: float = 0.0
 
 
 class InterventionRequest(BaseModel):
+    """One intervention run. Upper bounds are the service's (config.InterventionLimits, checked by the API)."""
+
     prompt: str
     interventions: list[FeatureIntervention] = Field(default_factory=list)
     freeze_attention: bool = False
-    n_tokens: int = Field(10, ge=0, le=64)
-    top_k: int = Field(5, ge=1, le=50)
-    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    n_tokens: int = Field(default=10, ge=0)
+    top_k: int = Field(default=5, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0)
     seed: int = 0
 
 

@@ -1,15 +1,8 @@
 """Graph jobs: a queue persisted in the database, one worker thread that owns the Engine, live progress."""
 
-from circuitboard.jobs.host import EngineBusy, EngineHost, EngineUnavailable, InvalidTarget
+from circuitboard.jobs.host import EngineBusy, EngineHost, EngineUnavailable, InvalidTarget, PromptTooLong
 from circuitboard.jobs.models import GraphRequest, JobView, Submitted
-from circuitboard.jobs.service import (
-    JobFinished,
-    JobNotFound,
-    JobService,
-    PromptTooLong,
-    QueueFull,
-    SlugTaken,
-)
+from circuitboard.jobs.service import JobFinished, JobNotFound, JobService, QueueFull, SlugTaken
 
 __all__ = [
     "EngineBusy",

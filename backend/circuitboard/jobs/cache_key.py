@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from circuitboard.jobs.host import EngineHost
 from circuitboard.jobs.models import GraphRequest
 
 # Bump when the engine's output for the same inputs changes meaning, so stale graphs are not served.
@@ -13,14 +14,23 @@ KEY_VERSION = 1
 
 def cache_key(model: str, transcoders: str, fingerprint: str, token_ids: list[int], req: GraphRequest) -> str:
     """`fingerprint` identifies the exact weight and transcoder files, so same-named folders never share graphs."""
-    params = req.model_dump(exclude={"prompt", "slug"})  # the token ids stand for the prompt
+    # The token ids stand for the prompt; the slug only names the result. `logit_diff` joined the parameters
+    # after version 1 of the key: left out while unset, so the keys of stored graphs stay what they were.
+    exclude = {"prompt", "slug"} | ({"logit_diff"} if req.logit_diff is None else set())
     payload = {
         "v": KEY_VERSION,
         "model": model,
         "transcoders": transcoders,
         "fingerprint": fingerprint,
         "token_ids": list(token_ids),
-        **params,
+        **req.model_dump(exclude=exclude),
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def request_key(host: EngineHost, req: GraphRequest) -> str:
+    """The cache key of `req` on the host's engine. Raises EngineUnavailable, PromptTooLong."""
+    model, transcoders = host.names()
+    ids = host.prompt_ids(req.prompt)
+    return cache_key(model, transcoders, host.fingerprint(), ids, req)

@@ -1,4 +1,5 @@
-"""Fan-out of job events from the worker thread to SSE subscribers on the server's event loop."""
+"""Job events: fan-out from the worker thread to SSE subscribers on the server's event loop, and the live state
+of jobs that only memory holds (progress of the running job, cancel requests)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import threading
 from collections import defaultdict
 
+from circuitboard.engine.types import ProgressEvent
 from circuitboard.jobs.models import JobView
 
 
@@ -78,3 +80,45 @@ def _put(sub: Subscription, item: JobView | None) -> None:
         sub.loop.call_soon_threadsafe(sub.queue.put_nowait, item)
     except RuntimeError:
         pass  # the subscriber's loop is closed: it is gone
+
+
+class JobEvents:
+    """What is known of jobs beyond the database: the running job's live progress, cancel requests, and the
+    fan-out of every change to subscribers. The service (requests) and the worker (the running job) share one."""
+
+    def __init__(self) -> None:
+        self.broker = EventBroker()
+        self._lock = threading.Lock()
+        self._live: dict[str, ProgressEvent] = {}
+        self._cancelled: set[str] = set()
+
+    def publish(self, view: JobView) -> None:
+        self.broker.publish(view)
+
+    def subscribe(self, job_id: str) -> Subscription:
+        return self.broker.subscribe(job_id)
+
+    def close(self) -> None:
+        self.broker.close()
+
+    def set_live(self, job_id: str, progress: ProgressEvent) -> None:
+        with self._lock:
+            self._live[job_id] = progress
+
+    def live(self, job_id: str) -> ProgressEvent | None:
+        with self._lock:
+            return self._live.get(job_id)
+
+    def request_cancel(self, job_id: str) -> None:
+        """A running engine sees this through its should_cancel callback."""
+        with self._lock:
+            self._cancelled.add(job_id)
+
+    def is_cancelled(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._cancelled
+
+    def forget(self, job_id: str) -> None:
+        with self._lock:
+            self._live.pop(job_id, None)
+            self._cancelled.discard(job_id)

@@ -1,4 +1,4 @@
-"""EngineHost: the one loaded Engine, its load state, and the lock that serialises use of the model.
+"""EngineHost: the one loaded engine, its load state, and the one lock that serialises use of the model.
 
 The worker thread loads the engine and runs attributions while holding `model_lock`. Requests that need the
 model (token preview, interventions) take the same lock with a timeout instead of racing the worker: the
@@ -11,14 +11,51 @@ import logging
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from circuitboard.engine.types import TokenInfo, TokenizeResult
+from circuitboard.engine.types import (
+    AttributionParams,
+    EngineInfo,
+    InterventionRequest,
+    InterventionResult,
+    ProgressEvent,
+    TokenInfo,
+    TokenizeResult,
+)
 from circuitboard.jobs.models import EngineState
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
-EngineFactory = Callable[[], Any]
+
+class EngineAPI(Protocol):
+    """What the host asks of an engine: circuitboard.engine.session.Engine (or a test double of it)."""
+
+    @property
+    def info(self) -> EngineInfo: ...
+
+    def encode(self, prompt: str) -> torch.Tensor: ...
+
+    def decode_token(self, token_id: int) -> str: ...
+
+    def single_token(self, text: str, field: str) -> int: ...
+
+    def tokenize(self, prompt: str, top_k: int = 10) -> TokenizeResult: ...
+
+    def attribute(
+        self,
+        prompt: str,
+        params: AttributionParams,
+        progress: Callable[[ProgressEvent], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]: ...
+
+    def intervene(self, req: InterventionRequest) -> InterventionResult: ...
+
+
+EngineFactory = Callable[[], EngineAPI]
 
 
 class EngineUnavailable(Exception):
@@ -27,6 +64,13 @@ class EngineUnavailable(Exception):
     def __init__(self, state: EngineState, message: str) -> None:
         super().__init__(message)
         self.state = state
+
+
+class PromptTooLong(Exception):
+    def __init__(self, n_tokens: int, limit: int) -> None:
+        super().__init__(f"prompt: {n_tokens} tokens, more than the limit of {limit}")
+        self.n_tokens = n_tokens
+        self.limit = limit
 
 
 class InvalidTarget(ValueError):
@@ -42,17 +86,15 @@ class EngineBusy(Exception):
 
 
 class EngineHost:
-    def __init__(self, factory: EngineFactory | None) -> None:
+    def __init__(self, factory: EngineFactory | None, max_prompt_tokens: int) -> None:
         self._factory = factory
+        self.max_prompt_tokens = max_prompt_tokens
         self.state: EngineState = "none" if factory is None else "loading"
         self.error: str | None = None
-        self._engine: Any = None
+        self._engine: EngineAPI | None = None
         self.model_lock = threading.Lock()
         # Tokenizing for the cache key must not wait for a running job; the tokenizer is not the model.
         self._tokenizer_lock = threading.Lock()
-        self.settled = threading.Event()  # set once loading finished either way
-        if factory is None:
-            self.settled.set()
 
     # ------------------------------------------------------------------------------------------- state
     def load(self) -> None:
@@ -68,11 +110,9 @@ class EngineHost:
         else:
             self._engine = engine
             self.state = "ready"
-        finally:
-            self.settled.set()
 
-    def require(self) -> Any:
-        if self.state == "ready":
+    def require(self) -> EngineAPI:
+        if self.state == "ready" and self._engine is not None:
             return self._engine
         if self.state == "loading":
             raise EngineUnavailable("loading", "engine: the model is still loading; try again shortly")
@@ -81,9 +121,9 @@ class EngineHost:
         raise EngineUnavailable("none", "engine: no model is loaded (the server was started with --no-engine)")
 
     @property
-    def info(self) -> Any | None:
+    def info(self) -> EngineInfo | None:
         """The engine's EngineInfo, or None before it is ready."""
-        return self._engine.info if self.state == "ready" else None
+        return self._engine.info if self.state == "ready" and self._engine is not None else None
 
     def names(self) -> tuple[str, str]:
         info = self.require().info
@@ -94,8 +134,15 @@ class EngineHost:
         return str(self.require().info.fingerprint)
 
     # ------------------------------------------------------------------------------------------- calls
-    def token_ids(self, prompt: str) -> list[int]:
-        """Token ids from the tokenizer alone (Engine.encode), so a request never waits for a running job."""
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The prompt's token ids, from the tokenizer alone (so a request never waits for a running job);
+        raises PromptTooLong past the limit. The one prompt-length check of graphs and interventions."""
+        ids = self._encode(prompt)
+        if len(ids) > self.max_prompt_tokens:
+            raise PromptTooLong(len(ids), self.max_prompt_tokens)
+        return ids
+
+    def _encode(self, prompt: str) -> list[int]:
         engine = self.require()
         with self._tokenizer_lock:
             return [int(t) for t in engine.encode(prompt).tolist()]
@@ -110,7 +157,7 @@ class EngineHost:
                 except ValueError as e:
                     raise InvalidTarget(i, str(e)) from None
 
-    def tokenize(self, prompt: str, top_k: int, wait_s: float) -> tuple[Any, bool]:
+    def tokenize(self, prompt: str, top_k: int, wait_s: float) -> tuple[TokenizeResult, bool]:
         """(TokenizeResult, busy). The next-token preview needs the model; when the worker holds it for
         longer than `wait_s`, the tokens come back without the preview and `busy` is True."""
         engine = self.require()
@@ -119,12 +166,12 @@ class EngineHost:
                 return engine.tokenize(prompt, top_k=top_k), False
             finally:
                 self.model_lock.release()
+        ids = self._encode(prompt)
         with self._tokenizer_lock:
-            ids = [int(t) for t in engine.encode(prompt).tolist()]
             tokens = [TokenInfo(id=t, text=engine.decode_token(t)) for t in ids]
         return TokenizeResult(tokens=tokens, top_next=[]), top_k > 0
 
-    def intervene(self, req: Any, wait_s: float) -> Any:
+    def intervene(self, req: InterventionRequest, wait_s: float) -> InterventionResult:
         engine = self.require()
         if not self.model_lock.acquire(timeout=wait_s):
             raise EngineBusy("engine: busy computing a graph; try again when the job has finished")
@@ -136,8 +183,8 @@ class EngineHost:
     def attribute(
         self,
         prompt: str,
-        params: Any,
-        progress: Callable[[Any], None],
+        params: AttributionParams,
+        progress: Callable[[ProgressEvent], None],
         should_cancel: Callable[[], bool],
     ) -> dict[str, Any]:
         engine = self.require()

@@ -4,27 +4,25 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from circuitboard.engine.types import AttributionParams
 from circuitboard.store.records import GraphSummary, JobStatus
 
 EngineState = Literal["loading", "ready", "failed", "none"]
 EventName = Literal["queued", "progress", "done", "failed", "cancelled"]
 
 
-class GraphRequest(BaseModel):
-    """A validated graph request with every default filled in: what a job runs and what the cache keys on
-    (with the model, transcoder set and token ids)."""
+class GraphRequest(AttributionParams):
+    """A validated graph request, every default filled in: the prompt and the attribution parameters. It is
+    what a job runs, what the cache keys on (with the model, transcoder set and token ids) and, dumped, the
+    job's record in the database."""
 
     prompt: str
-    max_n_logits: int
-    desired_logit_prob: float
-    max_feature_nodes: int
-    node_threshold: float
-    edge_threshold: float
-    batch_size: int
-    target_tokens: list[str] | None = None
-    slug: str | None = None
+
+    def params(self) -> AttributionParams:
+        """The engine's part: everything but the prompt."""
+        return AttributionParams.model_validate(self.model_dump(exclude={"prompt"}))
 
 
 class JobView(BaseModel):
@@ -49,9 +47,3 @@ class Submitted(BaseModel):
 
     graph: GraphSummary | None = None
     job: JobView | None = None
-
-
-class Progress(BaseModel):
-    phase: str
-    done: int = Field(ge=0)
-    total: int = Field(ge=0)

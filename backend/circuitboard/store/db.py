@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def changed_rows(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE changed. Session.execute returns a CursorResult for them, typed as Result."""
+    return cast(CursorResult[Any], result).rowcount
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets the API read graphs while the worker writes progress and results.
     cur.execute("PRAGMA journal_mode=WAL")
@@ -37,7 +43,6 @@ class Database:
     """One SQLAlchemy engine plus a session factory; shared by the API threads and the worker."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

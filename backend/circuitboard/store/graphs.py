@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from circuitboard.store.codec import decode_graph, encode_graph
-from circuitboard.store.db import Database
+from circuitboard.store.db import Database, changed_rows
 from circuitboard.store.models import GraphRow
 from circuitboard.store.records import GraphSource, GraphSummary
 from circuitboard.store.slugs import slug_candidates
@@ -52,20 +52,16 @@ class GraphRepository:
         digest: str,
         cache_key: str | None = None,
         requested_slug: str | None = None,
-        strict_slug: bool = False,
     ) -> GraphSummary:
         """Store a graph under the first free slug candidate and return its summary.
 
         With a cache key already stored, returns the stored graph instead (two identical jobs racing).
-        `strict_slug`: a requested slug that is taken raises SlugUnavailable instead of gaining a suffix.
         The slug is written into `metadata.slug` so an exported file names itself."""
         if cache_key is not None:
             existing = self.by_cache_key(cache_key)
             if existing is not None:
                 return existing
         candidates = slug_candidates(prompt, digest, requested_slug)
-        if strict_slug and requested_slug:
-            candidates = candidates[:1]
         for slug in candidates:
             if self.exists(slug):
                 continue
@@ -105,11 +101,6 @@ class GraphRepository:
         with self.db.session() as s:
             return s.scalar(select(GraphRow.id).where(GraphRow.slug == slug)) is not None
 
-    def summary(self, slug: str) -> GraphSummary | None:
-        with self.db.session() as s:
-            row = s.execute(select(*_SUMMARY_COLUMNS).where(GraphRow.slug == slug)).one_or_none()
-            return None if row is None else _summary(row)
-
     def by_cache_key(self, cache_key: str) -> GraphSummary | None:
         with self.db.session() as s:
             row = s.execute(select(*_SUMMARY_COLUMNS).where(GraphRow.cache_key == cache_key)).one_or_none()
@@ -143,8 +134,4 @@ class GraphRepository:
 
     def delete(self, slug: str) -> bool:
         with self.db.session() as s:
-            return s.execute(delete(GraphRow).where(GraphRow.slug == slug)).rowcount > 0
-
-    def internal_id(self, slug: str) -> int | None:
-        with self.db.session() as s:
-            return s.scalar(select(GraphRow.id).where(GraphRow.slug == slug))
+            return changed_rows(s.execute(delete(GraphRow).where(GraphRow.slug == slug))) > 0

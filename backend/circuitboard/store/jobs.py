@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from circuitboard.store.db import Database
+from circuitboard.store.db import Database, changed_rows
 from circuitboard.store.models import JobRow, utcnow
 from circuitboard.store.records import TERMINAL_STATUSES, JobRecord
 
@@ -101,7 +101,7 @@ class JobRepository:
                 .where(JobRow.id == job_id, JobRow.status.in_(ACTIVE))
                 .values(status=status, slug=slug, error=error, finished_at=utcnow())
             )
-            return res.rowcount > 0
+            return changed_rows(res) > 0
 
     def requeue(self, job_id: str) -> bool:
         """Put a running job back in the queue without counting the attempt (a clean shutdown is not the
@@ -112,7 +112,7 @@ class JobRepository:
                 .where(JobRow.id == job_id, JobRow.status == "running")
                 .values(status="queued", attempts=JobRow.attempts - 1, phase=None, done=0, total=0)
             )
-            return res.rowcount > 0
+            return changed_rows(res) > 0
 
     def recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
         """After a restart: jobs left `running` are re-queued, or failed once they used up their attempts

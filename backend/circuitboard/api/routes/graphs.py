@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gzip
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from circuitboard.api.deps import Services, services
+from circuitboard.api.deps import ServicesDep
 from circuitboard.api.params import graph_request
 from circuitboard.api.schemas import GraphCreate, GraphCreated, GraphList, GraphListItem, JobAccepted
 
@@ -27,8 +27,8 @@ def not_found(slug: str) -> HTTPException:
     status_code=202,
     responses={201: {"model": GraphCreated, "description": "cached"}, 202: {"model": JobAccepted}},
 )
-def create_graph(body: GraphCreate, svc: Services = Depends(services)) -> JSONResponse:
-    req = graph_request(body, svc.settings)
+def create_graph(body: GraphCreate, svc: ServicesDep) -> JSONResponse:
+    req = graph_request(body, svc.settings, svc.ranges)
     result = svc.jobs.submit(req)
     if result.graph is not None:
         out = GraphCreated(slug=result.graph.slug, cached=True, graph_url=graph_url(result.graph.slug))
@@ -46,10 +46,10 @@ def create_graph(body: GraphCreate, svc: Services = Depends(services)) -> JSONRe
 
 @router.get("", response_model=GraphList)
 def list_graphs(
+    svc: ServicesDep,
     q: str | None = Query(default=None, max_length=200, description="matches the prompt or the slug"),
     page: int = Query(default=1, ge=1),
     per_page: int = Query(default=20, ge=1, le=100),
-    svc: Services = Depends(services),
 ) -> GraphList:
     items, total = svc.store.graphs.list(q, page, per_page)
     return GraphList(
@@ -70,7 +70,7 @@ def graph_response(request: Request, blob: bytes, headers: dict[str, str] | None
 
 
 @router.get("/{slug}", responses={200: {"description": "graph JSON {metadata, qParams, nodes, links}"}})
-def get_graph(slug: str, request: Request, svc: Services = Depends(services)) -> Response:
+def get_graph(slug: str, request: Request, svc: ServicesDep) -> Response:
     blob = svc.store.graphs.blob(slug)
     if blob is None:
         raise not_found(slug)
@@ -78,7 +78,7 @@ def get_graph(slug: str, request: Request, svc: Services = Depends(services)) ->
 
 
 @router.get("/{slug}/export", responses={200: {"description": "graph JSON as an attachment"}})
-def export_graph(slug: str, request: Request, svc: Services = Depends(services)) -> Response:
+def export_graph(slug: str, request: Request, svc: ServicesDep) -> Response:
     blob = svc.store.graphs.blob(slug)
     if blob is None:
         raise not_found(slug)
@@ -86,7 +86,7 @@ def export_graph(slug: str, request: Request, svc: Services = Depends(services))
 
 
 @router.delete("/{slug}", status_code=204)
-def delete_graph(slug: str, svc: Services = Depends(services)) -> Response:
+def delete_graph(slug: str, svc: ServicesDep) -> Response:
     if not svc.store.graphs.delete(slug):
         raise not_found(slug)
     return Response(status_code=204)

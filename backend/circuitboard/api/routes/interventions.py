@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from circuitboard.api.deps import Services, services
+from circuitboard.api.deps import ServicesDep
 from circuitboard.api.errors import field_error
-from circuitboard.api.params import check_intervention
-from circuitboard.api.schemas import InterventionIn, InterventionOut
-from circuitboard.jobs import PromptTooLong
-from circuitboard.jobs.convert import intervention_request
+from circuitboard.api.params import check_intervention, check_positions
+from circuitboard.api.schemas import InterventionIn
+from circuitboard.engine.types import InterventionResult
 
 router = APIRouter(prefix="/api", tags=["interventions"])
 
 
-@router.post("/interventions", response_model=InterventionOut)
-def intervene(body: InterventionIn, svc: Services = Depends(services)) -> InterventionOut:
-    s = svc.settings
-    check_intervention(body, s, svc.host.info)
-    n_tokens = len(svc.host.token_ids(body.prompt))
-    if n_tokens > s.max_prompt_tokens:
-        raise PromptTooLong(n_tokens, s.max_prompt_tokens)
-    for i, iv in enumerate(body.interventions):
-        if iv.position is not None and iv.position >= n_tokens:
-            raise field_error(
-                ("body", "interventions", i, "position"),
-                f"interventions.{i}.position: the prompt has {n_tokens} tokens (positions 0-{n_tokens - 1})",
-                iv.position,
-            )
-    req = intervention_request(body.model_dump())
+@router.post("/interventions", response_model=InterventionResult)
+def intervene(body: InterventionIn, svc: ServicesDep) -> InterventionResult:
+    check_intervention(body, svc.settings, svc.host.info)
+    check_positions(body, len(svc.host.prompt_ids(body.prompt)))
     try:
-        result = svc.host.intervene(req, s.engine_wait_s)
+        return svc.host.intervene(body, svc.settings.engine_wait_s)
     except ValueError as e:  # the engine rejecting an input it alone can judge
         raise field_error(("body", "interventions"), f"interventions: {e}") from None
-    return InterventionOut.model_validate(result.model_dump())

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from circuitboard.api.deps import Services, services
+from circuitboard.api.deps import ServicesDep
 from circuitboard.jobs import JobView
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -23,7 +23,7 @@ def _not_found(job_id: str) -> HTTPException:
 
 
 @router.get("/{job_id}", response_model=JobView)
-def job_status(job_id: str, svc: Services = Depends(services)) -> JobView:
+def job_status(job_id: str, svc: ServicesDep) -> JobView:
     view = svc.jobs.status(job_id)
     if view is None:
         raise _not_found(job_id)
@@ -39,9 +39,9 @@ def _sse(view: JobView) -> bytes:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "queued, progress, done|failed|cancelled"}},
 )
-async def job_events(job_id: str, svc: Services = Depends(services)) -> StreamingResponse:
+async def job_events(job_id: str, svc: ServicesDep) -> StreamingResponse:
     # Subscribe before reading the current state, so an event between the two is not lost.
-    sub = svc.jobs.broker.subscribe(job_id)
+    sub = svc.jobs.subscribe(job_id)
     first = await run_in_threadpool(svc.jobs.status, job_id)
     if first is None:
         sub.close()
@@ -75,5 +75,5 @@ async def job_events(job_id: str, svc: Services = Depends(services)) -> Streamin
 
 
 @router.delete("/{job_id}", response_model=JobView)
-def cancel_job(job_id: str, svc: Services = Depends(services)) -> JobView:
+def cancel_job(job_id: str, svc: ServicesDep) -> JobView:
     return svc.jobs.cancel(job_id)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from circuitboard import __version__
-from circuitboard.api.deps import Services, services
-from circuitboard.api.schemas import ConfigOut, HealthOut, Limits
+from circuitboard.api.deps import Services, ServicesDep
+from circuitboard.api.schemas import ConfigOut, HealthOut, Limits, ParamRanges
 
 router = APIRouter(prefix="/api", tags=["meta"])
 
@@ -23,25 +23,25 @@ def _cuda_available() -> bool:
 
 def device_kind(svc: Services) -> Literal["cuda", "cpu"]:
     info = svc.host.info
-    device = str(getattr(info, "device", None) or svc.settings.device or "")
+    device = (info.device if info is not None else "") or svc.settings.device or ""
     if not device:
         device = "cuda" if _cuda_available() else "cpu"
     return "cuda" if device.startswith("cuda") else "cpu"
 
 
 @router.get("/health", response_model=HealthOut)
-def health(svc: Services = Depends(services)) -> HealthOut:
+def health(svc: ServicesDep) -> HealthOut:
     return HealthOut(version=__version__, device=device_kind(svc), engine=svc.host.state)
 
 
 @router.get("/config", response_model=ConfigOut)
-def config(svc: Services = Depends(services)) -> ConfigOut:
+def config(svc: ServicesDep) -> ConfigOut:
     s = svc.settings
     info = svc.host.info
     return ConfigOut(
         model=info.model_dump(mode="json") if info is not None else None,
-        transcoders=str(info.transcoder_name) if info is not None else None,
-        device=str(getattr(info, "device", None) or device_kind(svc)),
+        transcoders=info.transcoder_name if info is not None else None,
+        device=(info.device if info is not None else "") or device_kind(svc),
         engine=svc.host.state,
         engine_error=svc.host.error,
         limits=Limits(
@@ -51,6 +51,6 @@ def config(svc: Services = Depends(services)) -> ConfigOut:
             max_upload_bytes=s.max_upload_bytes,
             max_target_tokens=s.max_target_tokens,
         ),
-        params=s.params,
+        params=ParamRanges.model_validate({name: rng.model_dump() for name, rng in svc.ranges.items()}),
         interventions=s.interventions,
     )

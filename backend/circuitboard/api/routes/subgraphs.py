@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 
-from circuitboard.api.deps import Services, services
+from circuitboard.api.deps import ServicesDep
 from circuitboard.api.errors import field_error
 from circuitboard.api.schemas import LOGIT_DIFF_ID, SubgraphCreate, SubgraphCreated, SubgraphOut
 from circuitboard.store.records import SubgraphRecord
@@ -45,7 +45,7 @@ def _out(rec: SubgraphRecord) -> SubgraphOut:
 
 
 @router.post("", status_code=201, response_model=SubgraphCreated)
-def save_subgraph(slug: str, body: SubgraphCreate, svc: Services = Depends(services)) -> JSONResponse:
+def save_subgraph(slug: str, body: SubgraphCreate, svc: ServicesDep) -> JSONResponse:
     graph = svc.store.graphs.get(slug)
     if graph is None:
         raise _not_found(slug)
@@ -59,14 +59,14 @@ def save_subgraph(slug: str, body: SubgraphCreate, svc: Services = Depends(servi
 
 
 @router.get("", response_model=list[SubgraphOut])
-def list_subgraphs(slug: str, svc: Services = Depends(services)) -> list[SubgraphOut]:
+def list_subgraphs(slug: str, svc: ServicesDep) -> list[SubgraphOut]:
     if not svc.store.graphs.exists(slug):
         raise _not_found(slug)
     return [_out(r) for r in svc.store.subgraphs.list(slug)]
 
 
 @router.get("/{subgraph_id}", response_model=SubgraphOut)
-def get_subgraph(slug: str, subgraph_id: str, svc: Services = Depends(services)) -> SubgraphOut:
+def get_subgraph(slug: str, subgraph_id: str, svc: ServicesDep) -> SubgraphOut:
     rec = svc.store.subgraphs.get(slug, subgraph_id)
     if rec is None:
         if not svc.store.graphs.exists(slug):

@@ -1,0 +1,95 @@
+"""JobQueue: the queue of graph jobs (the database's jobs table) as the service and the worker both use it.
+
+Every change of a job's status goes through here, so every change is also published to its subscribers.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from circuitboard.engine.types import ProgressEvent
+from circuitboard.jobs.events import JobEvents
+from circuitboard.jobs.models import GraphRequest, JobView
+from circuitboard.store.jobs import JobRepository
+from circuitboard.store.records import JobRecord
+
+log = logging.getLogger(__name__)
+
+
+class JobQueue:
+    def __init__(self, jobs: JobRepository, events: JobEvents) -> None:
+        self.jobs = jobs
+        self.events = events
+
+    # ------------------------------------------------------------------------------------- reading
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.jobs.get(job_id)
+
+    def view(self, rec: JobRecord) -> JobView:
+        """The record with what only memory knows: the queue position, the running job's live progress."""
+        v = JobView(
+            id=rec.id,
+            status=rec.status,
+            phase=rec.phase,
+            done=rec.done,
+            total=rec.total,
+            slug=rec.slug,
+            error=rec.error,
+        )
+        if rec.status == "queued":
+            ids = self.jobs.queued_ids()
+            v.position = ids.index(rec.id) + 1 if rec.id in ids else None
+        elif rec.status == "running":
+            v.position = 0
+            live = self.events.live(rec.id)
+            if live is not None:
+                v.phase, v.done, v.total = live.phase, live.done, live.total
+        return v
+
+    def active_count(self) -> int:
+        return self.jobs.active_count()
+
+    def active_with_key(self, key: str) -> JobView | None:
+        rec = self.jobs.active_by_cache_key(key)
+        return None if rec is None else self.view(rec)
+
+    # ------------------------------------------------------------------------------------- changes
+    def add(self, req: GraphRequest, key: str | None) -> JobView:
+        rec = self.jobs.create(uuid.uuid4().hex, req.prompt, req.model_dump(), key)
+        view = self.view(rec)
+        self.events.publish(view)
+        return view
+
+    def claim_next(self) -> JobRecord | None:
+        """The oldest queued job, now running (only the single worker calls this; it then calls `started`)."""
+        return self.jobs.claim_next()
+
+    def started(self, job_id: str) -> None:
+        self.events.publish(JobView(id=job_id, status="running", position=0))
+        self.publish_positions()
+
+    def set_cache_key(self, job_id: str, key: str) -> None:
+        self.jobs.set_cache_key(job_id, key)
+
+    def save_progress(self, job_id: str, p: ProgressEvent) -> None:
+        self.jobs.progress(job_id, p.phase, p.done, p.total)
+
+    def finish(self, job_id: str, status: str, *, slug: str | None = None, error: str | None = None) -> bool:
+        """Move an active job to a terminal status; False when it already had one (the first one wins)."""
+        if not self.jobs.finish(job_id, status, slug=slug, error=error):
+            return False
+        rec = self.jobs.get(job_id)
+        if rec is not None:
+            self.events.publish(self.view(rec))
+        self.publish_positions()
+        return True
+
+    def requeue_interrupted(self, job_id: str) -> None:
+        """The server is stopping mid-job: put it back in the queue for the next start."""
+        if self.jobs.requeue(job_id):
+            log.info("job %s interrupted by shutdown; re-queued for the next start", job_id)
+
+    def publish_positions(self) -> None:
+        for i, job_id in enumerate(self.jobs.queued_ids()):
+            self.events.publish(JobView(id=job_id, status="queued", position=i + 1))
