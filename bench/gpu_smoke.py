@@ -68,7 +68,6 @@ def tiny_pipeline(device: torch.device, work: Path, args: argparse.Namespace, ro
     print(f"  {len(graph['nodes'])} nodes, {len(graph['links'])} links")
     req = InterventionRequest(prompt=PROMPT, interventions=[FeatureIntervention(layer=0, feature=0, mode="zero")])
     timed("intervene (tiny)", device, lambda: engine.intervene(req), rows)
-    del engine
 
     model, tok, _ = load_model(model_dir, device=device)
     texts = work / "texts"
