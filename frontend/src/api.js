@@ -1,16 +1,13 @@
-// HTTP client for docs/api.md.
+// HTTP client for docs/api.md. Errors are ApiError: `status`, the body's `detail`, and a message that is a sentence
+// (messages.js).
+import { errorSentence, UNREACHABLE } from "./messages.js";
 
 class ApiError extends Error {
-  constructor(status, detail) {
-    super(typeof detail === "string" ? detail : formatDetail(detail) || `HTTP ${status}`);
+  constructor(status, detail, message) {
+    super(message || errorSentence(status, detail));
     this.status = status;
     this.detail = detail;
   }
-}
-
-function formatDetail(detail) {
-  if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
-  return detail ? String(detail) : "";
 }
 
 async function request(method, url, body, opts = {}) {
@@ -20,7 +17,13 @@ async function request(method, url, body, opts = {}) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const res = await fetch(url, init);
+  let res;
+  try {
+    res = await fetch(url, init);
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    throw new ApiError(0, null, UNREACHABLE);
+  }
   if (res.status === 204) return { status: 204, data: null };
   let data = null;
   const text = await res.text();
@@ -39,8 +42,10 @@ const enc = encodeURIComponent;
 
 export const api = {
   config: () => request("GET", "/api/config").then((r) => r.data),
-  tokenize: (prompt, topK = 10, signal) =>
-    request("POST", "/api/tokenize", { prompt, top_k: topK }, { signal }).then((r) => r.data),
+  /** `targets` (token strings) are checked too when given: response `targets: [{text, ids, single, prob}]`. */
+  tokenize: (prompt, topK = 10, signal, targets = []) =>
+    request("POST", "/api/tokenize", { prompt, top_k: topK, ...(targets.length ? { targets } : {}) }, { signal })
+      .then((r) => r.data),
   /** Returns {status: 201|202, data}. */
   createGraph: (params) => request("POST", "/api/graphs", params),
   job: (id) => request("GET", `/api/jobs/${enc(id)}`).then((r) => r.data),

@@ -1,7 +1,48 @@
-// Browse: stored graphs, newest first; search by prompt/slug; open, export, delete (two-step); import JSON.
+// Browse: stored graphs, newest first; search by prompt/slug; open, export, delete (two-step); import JSON. With no
+// graph yet, example prompts that trace in one click.
 import { api } from "./api.js";
-import { h, clear, debounce } from "./dom.js";
+import { h, clear, debounce, showToken } from "./dom.js";
 import { navigate } from "./router.js";
+
+export const EXAMPLES = [
+  {
+    title: "Dallas → Texas → Austin",
+    prompt: "Fact: the capital of the state containing Dallas is",
+    about: "Two-hop recall: the model finds the state of a city, then that state's capital.",
+  },
+  {
+    title: "The opposite of hot",
+    prompt: 'The opposite of "hot" is "',
+    about: "Antonyms: a concept (hot), an operation (opposite) and the word that results.",
+  },
+  {
+    title: "A rhyming couplet",
+    prompt: "He saw a carrot and had to grab it,\nHis hunger was like a starving",
+    targets: [" rabbit", " habit"],
+    about: "Planning a rhyme: compare the two endings that rhyme with \"grab it\".",
+  },
+];
+
+/** /trace with the example filled in and run at once. */
+export function exampleUrl(ex) {
+  const q = new URLSearchParams({ prompt: ex.prompt });
+  for (const t of ex.targets || []) q.append("target", t);
+  q.set("run", "1");
+  return `/trace?${q}`;
+}
+
+function examples() {
+  return h("div", { class: "examples-start", id: "browse-examples" },
+    h("h2", { text: "No graphs yet. Start with an example:" }),
+    h("div", { class: "example-cards" }, EXAMPLES.map((ex) => h("div", { class: "panel example-card" },
+      h("h3", { text: ex.title }),
+      h("div", { class: "example-prompt", text: ex.prompt }),
+      ex.targets ? h("div", { class: "chips" }, h("span", { class: "muted", text: "targets " }),
+        ex.targets.map((t) => h("span", { class: "chip", text: showToken(t) }))) : null,
+      h("p", { class: "muted small-note", text: ex.about }),
+      h("button", { class: "btn primary", "data-example": ex.title, onclick: () => navigate(exampleUrl(ex)), text: "Trace this" })))),
+    h("p", { class: "muted", text: "Or trace your own prompt with New trace, or import a circuit-tracer graph JSON file." }));
+}
 
 export function renderBrowse(root) {
   let q = new URLSearchParams(location.search).get("q") || "";
@@ -35,15 +76,16 @@ export function renderBrowse(root) {
     try {
       const data = await api.listGraphs(q, page, 20);
       if (seq !== latest) return;
-      status.textContent = data.total ? `${data.total} graph${data.total === 1 ? "" : "s"}` : q ? "No graph matches." : "No graphs yet — trace a prompt.";
+      status.textContent = data.total ? `${data.total} graph${data.total === 1 ? "" : "s"}` : q ? "No graph matches the search." : "";
       clear(list);
+      if (!data.total && !q) list.append(examples());
       for (const item of data.items) list.append(graphRow(item, { status, onDeleted: load }));
       clear(pager).append(...pagerButtons(page, Math.ceil(data.total / data.per_page), (step) => {
         page += step;
         load();
       }));
     } catch (e) {
-      if (seq === latest) status.textContent = `Could not list graphs: ${e.message}`;
+      if (seq === latest) status.textContent = `The graphs could not be listed. ${e.message}`;
     }
   }
 
@@ -69,7 +111,7 @@ function importControls(status) {
       const res = await api.importGraph(f);
       navigate(`/graph/${encodeURIComponent(res.slug)}`);
     } catch (e) {
-      status.textContent = `Import failed: ${e.message}`;
+      status.textContent = `The file could not be imported. ${e.message}`;
     }
   });
   return [importBtn, fileInput];
@@ -104,7 +146,7 @@ function graphRow(item, { status, onDeleted }) {
       await api.deleteGraph(item.slug);
       onDeleted();
     } catch (e) {
-      status.textContent = `Delete failed: ${e.message}`;
+      status.textContent = `The graph could not be deleted. ${e.message}`;
     }
   });
   const when = item.created_at ? new Date(item.created_at).toLocaleString() : "";

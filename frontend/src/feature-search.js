@@ -1,7 +1,26 @@
 // Feature search for the interventions panel: GET /api/features/search?q= (labels, tokens, examples, or `L3/17`);
-// each hit can be added at a chosen token position to the intervention list, pinned or not.
-import { h, clear, debounce, fmt, showToken } from "./dom.js";
+// each hit says what matched and can be added at a chosen token position to the intervention list.
+import { h, clear, debounce, showToken } from "./dom.js";
 import { api } from "./api.js";
+import { densityText } from "./feature-record.js";
+
+const ID_QUERY = /^\s*[lL]?\d+\s*[/_:,\s]\s*#?\d+\s*$/; // as the server reads `L3/17`, `3_17`, `3:17`
+
+/**
+ * What a hit matched: the server's `matched` when it sends one; else the id, or the label when every word of the
+ * query is in it; otherwise the words were found in the feature's input / output tokens or example text (the
+ * server searches those too).
+ */
+export function matchedText(q, item) {
+  if (item.matched) return `matched ${item.matched}`;
+  if (ID_QUERY.test(q)) return "matched the feature id";
+  const terms = (q.toLowerCase().match(/"[^"]+"|\S+/g) || []).map((t) => t.replace(/"/g, ""));
+  const label = String(item.label || "").toLowerCase();
+  const inLabel = terms.filter((t) => label.includes(t)).length;
+  if (terms.length && inLabel === terms.length) return "matched the label";
+  if (inLabel) return "matched the label and its tokens or examples";
+  return "matched its tokens or examples";
+}
 
 export function createFeatureSearch({ tokens, onAdd }) {
   const input = h("input", {
@@ -26,15 +45,15 @@ export function createFeatureSearch({ tokens, onAdd }) {
       if (my !== seq) return;
       const items = (res && res.items) || [];
       status.textContent = items.length ? `${items.length} found` : "No features found.";
-      for (const it of items) results.append(row(it));
+      for (const it of items) results.append(row(it, q));
     } catch (e) {
       if (my !== seq) return;
-      status.textContent = e.status === 404 ? "No feature atlas to search." : `Search failed: ${e.message}`;
+      status.textContent = e.status === 404 ? "No feature atlas to search." : `The search failed. ${e.message}`;
     }
   }, 250);
   input.addEventListener("input", run);
 
-  function row(it) {
+  function row(it, q) {
     const last = Math.max(0, tokens.length - 1);
     const pos = h("select", { class: "iv-search-pos", "aria-label": `token position for L${it.layer} #${it.index}` },
       tokens.map((t, i) => h("option", { value: i, selected: i === last, text: `${i}: ${showToken(t)}` })));
@@ -43,7 +62,8 @@ export function createFeatureSearch({ tokens, onAdd }) {
     return h("li", { class: "iv-search-item", "data-feature": `${it.layer}_${it.index}` },
       h("code", { text: `L${it.layer} #${it.index}` }),
       h("span", { class: "iv-search-label", title: it.label || "", text: it.label || "" }),
-      h("span", { class: "muted", text: `freq ${fmt(it.frequency)}` }), pos, add);
+      h("span", { class: "muted iv-search-why", text: matchedText(q, it) }),
+      h("span", { class: "muted", text: densityText(it.frequency) }), pos, add);
   }
 
   const el = h("div", { class: "iv-search", id: "iv-search-box" },

@@ -1,6 +1,7 @@
 // Turns circuit-tracer graph JSON ({metadata, qParams, nodes, links}) into indexed, typed-array form.
 // One id scheme everywhere: node_id. Error ids in the old `0_{layer}_{pos}` form are accepted by the server on
 // import; here we only classify by feature_type.
+import { rankInfluence } from "./pruning.js";
 
 function kindOf(n) {
   const t = (n.feature_type || "").toLowerCase();
@@ -23,7 +24,7 @@ export function processGraph(json) {
   const { nodes, byId, nLayers } = readNodes(json.nodes || [], tokens);
   const { links, adj } = readLinks(json.links || [], byId, nodes.length);
   const info = meta.info || {};
-  return {
+  const graph = {
     meta,
     info,
     slug: meta.slug,
@@ -37,6 +38,8 @@ export function processGraph(json) {
     nodeThreshold: typeof meta.node_threshold === "number" ? meta.node_threshold : null,
     qParams: json.qParams || {},
   };
+  rankInfluence(graph);
+  return graph;
 }
 
 /** Nodes with their kind, layer, grid row (Emb 0, layers, logits on top) and token; nLayers from the layers seen. */
@@ -184,31 +187,6 @@ export function layerName(node) {
   return `L${node.layer}`;
 }
 
-/**
- * Which nodes are visible. Pruning hides nodes whose cumulative influence is above `threshold`; the density
- * filter hides features whose atlas activation frequency is above `density` (1 = off; features without a known
- * frequency stay). Embeddings, logits, pinned and clicked (`keepIds`) always show.
- * Returns {vis, hidden (by pruning), hiddenDense (kept by pruning, hidden by density)}.
- */
-export function visibleMask(graph, threshold, keepIds, density = 1) {
-  const vis = new Uint8Array(graph.nodes.length);
-  let hidden = 0;
-  let hiddenDense = 0;
-  for (const node of graph.nodes) {
-    const always = node.kind === "embedding" || node.kind === "logit" || keepIds.has(node.id);
-    const pruned = !always && node.influence !== null && node.influence > threshold;
-    const dense = !always && !pruned && isDense(node, density);
-    vis[node.i] = pruned || dense ? 0 : 1;
-    if (pruned) hidden++;
-    if (dense) hiddenDense++;
-  }
-  return { vis, hidden, hiddenDense };
-}
-
-export function isDense(node, density) {
-  return density < 1 && node.kind === "feature" && typeof node.frequency === "number" && node.frequency > density;
-}
-
 /** Hideable link classes: sign ("pos", "neg") and the kind of either end ("feature", "error", "embedding"). */
 export const LINK_TAGS = ["pos", "neg", "feature", "error", "embedding"];
 
@@ -227,4 +205,21 @@ export function edgeMask(graph, hiddenTags) {
     mask[j] = (neg ? hideNeg : hidePos) || kindHidden[src[j]] || kindHidden[dst[j]] ? 0 : 1;
   }
   return mask;
+}
+
+/** One line on what a node's influence rank means (tooltips, the feature detail). */
+export const INFLUENCE_HELP =
+  "Influence on the output logits, through every path: rank 1 is the strongest node; the share is this node's own " +
+  "part of the total; the cumulative share counts it and every stronger node (what the pruning slider compares).";
+
+/** A ranked node's own share of the influence: "0.8%". */
+export function influenceShare(node) {
+  const pct = node.influenceShare * 100;
+  return `${pct >= 10 ? pct.toFixed(0) : pct >= 0.1 ? pct.toFixed(1) : pct > 0 ? "<0.1" : "0"}%`;
+}
+
+/** "influence #12 of 592 (0.8%)" for a ranked node, else "". */
+export function influenceText(graph, node) {
+  if (!node.influenceRank) return "";
+  return `influence #${node.influenceRank} of ${graph.nRanked} (${influenceShare(node)})`;
 }

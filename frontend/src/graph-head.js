@@ -1,20 +1,22 @@
-// Graph view header: prompt, slug, model, sizes, graph scores; pruning slider; copy link, save view, saved views,
-// export, remix; toast + share link box.
-import { h, clear, debounce, fmt } from "./dom.js";
+// Graph view header: prompt, slug, model, sizes, graph scores; copy link, save view (with a name), saved views
+// (by name and date), export, remix; toast + share link box. The pruning slider is in the link graph's toolbar.
+import { h, clear, fmt } from "./dom.js";
 import { store } from "./state.js";
 import { api } from "./api.js";
-import { copyLink, saveView } from "./share.js";
+import { copyLink, saveView, defaultViewName } from "./share.js";
 
 export function createGraphHead(graph) {
   const info = graph.info || {};
-  const slider = h("input", { type: "range", id: "pruning", min: 0.05, max: 1, step: 0.01, value: store.state.pruningThreshold, "aria-label": "Pruning threshold" });
-  const sliderText = h("span", { id: "pruning-text", class: "muted" });
   const toast = h("span", { class: "toast", id: "toast", role: "status" });
   const shareInput = h("input", { id: "share-url", readonly: true, class: "share-url", "aria-label": "Share link", hidden: true });
-  const saveBtn = h("button", { class: "btn", id: "save-view", title: "Save this view under a short id (S)", text: "Save view" });
+  const nameInput = h("input", { id: "view-name", class: "view-name", "aria-label": "Name of the view to save", maxlength: 200 });
+  const saveBtn = h("button", { class: "btn", id: "save-view", title: "Save this view under a short link (S)", text: "Save view" });
   const saved = savedViews(graph.slug);
-  saveBtn.addEventListener("click", () => saveView()
-    .catch((e) => store.set({ toast: { text: `Save failed: ${e.message}`, at: Date.now() } })));
+  const nameHint = () => (nameInput.placeholder = `name: ${defaultViewName(store.state)}`);
+  nameHint();
+  saveBtn.addEventListener("click", () => saveView(nameInput.value.trim())
+    .then(() => (nameInput.value = ""))
+    .catch((e) => store.set({ toast: { text: `The view could not be saved. ${e.message}`, at: Date.now() } })));
   const scores = graphScores(info);
   const nNodes = graph.base ? graph.base.n : graph.nodes.length;
   const nLinks = graph.base ? graph.base.links.n : graph.links.n;
@@ -24,20 +26,14 @@ export function createGraphHead(graph) {
       h("div", { class: "muted" }, h("code", { text: graph.slug }),
         ` · ${info.model || info.model_name || graph.meta.scan || ""} · ${nNodes} nodes · ${nLinks} links `, ...scores)),
     h("div", { class: "graph-controls" },
-      h("label", { class: "slider" }, h("span", { text: "Show nodes up to influence" }), slider, sliderText),
       h("button", { class: "btn", id: "copy-link", title: "Copy a link to exactly this view (C)", onclick: () => copyLink(), text: "Copy link" }),
-      saveBtn, saved.el,
+      nameInput, saveBtn, saved.el,
       h("a", { class: "btn", href: api.exportUrl(graph.slug), download: `${graph.slug}.json`, text: "Export JSON" }),
       h("a", { class: "btn", href: `/trace?prompt=${encodeURIComponent(graph.prompt)}`, "data-link": "", text: "Remix" }),
       toast, shareInput));
 
-  const sliderApply = debounce(() => store.set({ pruningThreshold: Number(slider.value) }), 120);
-  slider.addEventListener("input", () => {
-    sliderText.textContent = `${fmt(Number(slider.value), 2)} …`;
-    sliderApply();
-  });
   const unsubs = [
-    store.subscribe(["pruningThreshold"], (s) => (slider.value = s.pruningThreshold)),
+    store.subscribe(["pinnedIds", "supernodes", "clickedId"], nameHint),
     store.subscribe(["toast"], (s) => {
       if (!s.toast) return;
       toast.textContent = s.toast.text;
@@ -48,24 +44,25 @@ export function createGraphHead(graph) {
       }
     }),
   ];
-  return {
-    el,
-    /** "0.80 — hiding N of M nodes" (the nodes the pruning threshold hides). */
-    setHidden(hidden) {
-      sliderText.textContent = `${fmt(store.state.pruningThreshold, 2)} — hiding ${hidden} of ${graph.nodes.length} nodes`;
-    },
-    destroy: () => unsubs.forEach((u) => u()),
-  };
+  return { el, destroy: () => unsubs.forEach((u) => u()) };
 }
 
-/** The saved views of the graph (a select that opens one); load() refreshes it; gone when the API has none. */
+const shortDate = (iso) => (iso
+  ? new Date(iso).toLocaleString(undefined, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" })
+  : "");
+
+/** The saved views of the graph, newest first, by name and date (a select that opens one); load() refreshes it. */
 function savedViews(slug) {
   const el = h("select", { id: "saved-views", "aria-label": "Saved views", title: "Open a saved view" });
   const load = () => api.subgraphs(slug).then((list) => {
     clear(el).append(h("option", { value: "", text: `Saved views (${list.length})` }));
-    for (const v of list) {
-      const when = v.created_at ? new Date(v.created_at).toLocaleString() : "";
-      el.append(h("option", { value: v.id, text: `${v.name || v.id} · ${(v.pinnedIds || []).length} pinned · ${when}` }));
+    const newest = [...list].sort((a, b) => String(b.created_at || "").localeCompare(String(a.created_at || "")));
+    for (const v of newest) {
+      const name = v.name || `view ${v.id}`;
+      el.append(h("option", {
+        value: v.id, text: `${name} — ${shortDate(v.created_at)}`,
+        title: `${name} · ${(v.pinnedIds || []).length} pinned · ${v.created_at ? new Date(v.created_at).toLocaleString() : ""}`,
+      }));
     }
   }).catch(() => el.remove());
   load();

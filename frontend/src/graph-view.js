@@ -4,7 +4,8 @@
 import { h, clear } from "./dom.js";
 import { store } from "./state.js";
 import { api } from "./api.js";
-import { processGraph, visibleMask, edgeMask, isDense } from "./graph-data.js";
+import { processGraph, edgeMask } from "./graph-data.js";
+import { visibleMask, isDense, prunedAt, openingThreshold } from "./pruning.js";
 import { createLinkGraph } from "./linkgraph.js";
 import { createConnections } from "./connections.js";
 import { createFeatureDetail } from "./feature.js";
@@ -17,6 +18,7 @@ import { startGraphSync } from "./sync.js";
 import { applyLogitDiff } from "./logit-diff.js";
 import { loadAtlasInfo } from "./atlas-info.js";
 import { URL_KEY_NAMES, viewDefaults, viewFromQParams, viewFromSaved, viewFromUrl } from "./view-keys.js";
+import { markSavedView } from "./share.js";
 import { togglePin, setClicked, toggleSelect, held } from "./actions.js";
 
 export function renderGraphView(root, slug, params) {
@@ -33,8 +35,11 @@ export function renderGraphView(root, slug, params) {
     const graph = processGraph(json);
     performance.mark("cb-graph-processed");
     graph.slug = graph.slug || slug;
-    showView(graph, await restoreView(graph, slug, params, status));
-    if (alive) unsubs.push(...buildPanels(root, graph, () => alive));
+    const { view, savedId } = await restoreView(graph, slug, params, status);
+    if (!alive) return;
+    showView(graph, view);
+    markSavedView(savedId);
+    unsubs.push(...buildPanels(root, graph, () => alive));
     performance.mark("cb-graph-built");
     // Mark "drawn" after the next frame is painted (bench/page.py reads this).
     requestAnimationFrame(() => setTimeout(() => {
@@ -55,31 +60,35 @@ async function fetchGraph(slug, status) {
   try {
     return await api.graph(slug);
   } catch (e) {
-    status.textContent = e.status === 404 ? `No graph "${slug}".` : `Could not load graph: ${e.message}`;
+    status.textContent = e.status === 404 ? `There is no graph "${slug}".` : `The graph could not be loaded. ${e.message}`;
     status.classList.add("error");
     return null;
   }
 }
 
-/** The view to open with: a saved view (`?subgraph=`), else the URL's view keys, else the graph's own qParams. */
+/**
+ * The view to open with: a saved view (`?subgraph=`), else the URL's view keys, else the graph's own qParams.
+ * Returns {view, savedId (the saved view's id, or null)}.
+ */
 async function restoreView(graph, slug, params, status) {
-  let view = viewFromQParams(graph.qParams || {});
-  if (params.get("subgraph")) {
+  const id = params.get("subgraph");
+  if (id) {
     try {
-      view = viewFromSaved(await api.subgraph(slug, params.get("subgraph")));
+      return { view: viewFromSaved(await api.subgraph(slug, id)), savedId: id };
     } catch (e) {
-      status.textContent = `Saved view not found (${e.message}); showing the graph.`;
+      status.textContent = `The saved view ${id} could not be opened (${e.message.replace(/\.$/, "")}), so the graph shows as it was traced.`;
     }
   } else if (URL_KEY_NAMES.some((k) => params.has(k))) {
-    view = viewFromUrl(params);
+    return { view: viewFromUrl(params), savedId: null };
   }
-  return view;
+  return { view: viewFromQParams(graph.qParams || {}), savedId: null };
 }
 
 /** Put the graph and its view in the store; ids the graph does not have are dropped. */
 function showView(graph, view) {
   // The synthetic logit-difference node first: the view may pin or select it.
   applyLogitDiff(graph, view.logitDiff || null);
+  graph.opening = openingThreshold(graph);
   const ids = (list) => (list || []).filter((id) => graph.byId.has(id));
   store.set({
     graph,
@@ -88,8 +97,8 @@ function showView(graph, view) {
     pinnedIds: ids(view.pinnedIds),
     supernodes: (view.supernodes || []).map((sn) => [sn[0], ...ids(sn.slice(1))]).filter((sn) => sn.length > 1),
     clickedId: view.clickedId && graph.byId.has(view.clickedId) ? view.clickedId : null,
-    // Without a threshold of its own, a graph opens at 0.8 or its node threshold, whichever is lower.
-    pruningThreshold: view.pruningThreshold ?? Math.min(0.8, graph.nodeThreshold ?? 0.8),
+    // Without a threshold of its own, a graph opens showing about 125 features (pruning.js).
+    pruningThreshold: view.pruningThreshold ?? graph.opening.threshold,
     logitDiff: graph.logitDiff,
   });
 }
@@ -97,7 +106,7 @@ function showView(graph, view) {
 /** The graph page's panels; returns their teardown functions. */
 function buildPanels(root, graph, alive) {
   const head = createGraphHead(graph);
-  const toolbar = createGraphToolbar(graph);
+  const toolbar = createGraphToolbar(graph, graph.opening);
   const lgHost = h("div", { class: "lg-host" });
   const lgPanel = h("div", { class: "panel lg-panel", id: "link-graph" }, toolbar.el, lgHost);
   const conn = h("div", { class: "panel", id: "connections" });
@@ -109,7 +118,7 @@ function buildPanels(root, graph, alive) {
 
   const sync = startGraphSync(graph.slug, { onHover: (id) => lg.hoverId(id) });
   const lg = createLinkGraph(lgHost, { onClick: clickNode, onHover: (id) => sync.hover(id) });
-  const follow = followView(graph, lg, head, toolbar);
+  const follow = followView(graph, lg, toolbar);
   const unsubs = [head.destroy, toolbar.destroy, sync.close, ...follow.unsubs];
   unsubs.push(...followSize(lg, lgPanel, panels));
   unsubs.push(
@@ -140,23 +149,27 @@ function clickNode(id, ev) {
 }
 
 /** Redraw the link graph (and the counts in the head and toolbar) as the view changes. */
-function followView(graph, lg, head, toolbar) {
+function followView(graph, lg, toolbar) {
   // Pinned / clicked nodes stay visible whatever the filters: re-layout only when the set of such rescued nodes
   // changes.
-  const rescued = (s) => [...s.pinnedIds, s.clickedId].filter((id) => {
-    const n = id && graph.byId.get(id);
-    if (!n || n.kind === "embedding" || n.kind === "logit") return false;
-    return (n.influence !== null && n.influence > s.pruningThreshold) || isDense(n, s.densityThreshold);
-  }).sort().join(",");
+  const rescued = (s) => {
+    const pruned = prunedAt(graph, s.pruningThreshold);
+    return [...s.pinnedIds, s.clickedId].filter((id) => {
+      const n = id && graph.byId.get(id);
+      if (!n || n.kind === "embedding" || n.kind === "logit") return false;
+      return pruned(n) || isDense(n, s.densityThreshold);
+    }).sort().join(",");
+  };
   let lastRescued = "";
   const redraw = () => {
     const s = store.state;
     lastRescued = rescued(s);
     const keep = new Set([...s.pinnedIds, ...(s.clickedId ? [s.clickedId] : [])]);
-    const { vis, hidden, hiddenDense } = visibleMask(graph, s.pruningThreshold, keep, s.densityThreshold);
-    head.setHidden(hidden);
+    const { vis, hidden, hiddenDense, features } = visibleMask(graph, s.pruningThreshold, keep, s.densityThreshold);
+    toolbar.setHidden(hidden, features);
     toolbar.setDenseHidden(hiddenDense);
     lg.setClerps(s.clerps);
+    lg.setAllLinks(s.allLinks);
     lg.render(graph, vis, edgeMask(graph, s.hideLinks));
     lg.setPinned(s.pinnedIds);
     lg.setSelected(s.groupSelection);
@@ -166,6 +179,7 @@ function followView(graph, lg, head, toolbar) {
   const unsubs = [
     store.subscribe(["pruningThreshold", "densityThreshold", "logitDiff", "theme"], redraw),
     store.subscribe(["hideLinks"], (s) => lg.setEdgeMask(edgeMask(graph, s.hideLinks))),
+    store.subscribe(["allLinks"], (s) => lg.setAllLinks(s.allLinks)),
     store.subscribe(["pinnedIds", "clickedId"], (s) => {
       if (rescued(s) !== lastRescued) return redraw();
       lg.setPinned(s.pinnedIds);

@@ -25,12 +25,17 @@ const SHORTCUTS = [
 ];
 
 const HELP_NOTES = [
-  ["Pruning", "Hides nodes whose cumulative influence is above the threshold (the most influential nodes stay)."],
+  ["Nodes (pruning)", "Nodes are ranked by influence on the output. A node shows when the nodes ranked before it explain less than the threshold of the total influence (so the node that crosses it stays). A graph opens showing about 125 features; drag right for more."],
+  ["Influence", "Rank #1 is the node with the strongest effect on the output logits through all paths; its share is its own part of the total."],
   ["Feature density", "Hides features that are active on more than the chosen fraction of tokens in the feature atlas's corpus (its activation frequency): dense, \"always-on\" features that clutter a graph. Far right turns it off; it needs a feature atlas. It counts only nodes the pruning threshold keeps."],
-  ["Links", "Show or hide links by sign (+ / −) and by the kind of node at either end (features, error nodes, token embeddings). Nodes stay; only their links are hidden."],
+  ["Links", "By default the 600 strongest links are drawn faintly, and the links of the hovered, clicked and pinned nodes strongly; \"all links\" draws every one. Show or hide links by sign (+ / −) and by the kind of node at either end (features, error nodes, token embeddings). Nodes stay; only their links are hidden."],
+  ["Output tokens", "The logits, listed beside the link graph by probability; the numbers above the logit nodes refer to this list."],
+  ["Node connections", "Filter the inputs and outputs of the clicked node by token position, layer and kind, or search their labels."],
+  ["Saved views", "Save view stores the view under a name (yours, or one like \"2 supernodes, 5 pinned\") and a short link ?subgraph=id, which stays in the address bar until the view changes."],
   ["Logit diff", "Pick a target and a contrast logit: a node \"Δ\" appears whose inputs are the target's inputs minus the contrast's (what favours one token over the other), shown in Node connections."],
   ["Subgraph scores", "Over the pinned nodes that have inputs: replacement = mean share of their input from other pinned nodes or embeddings; completeness = 1 − mean share from error nodes."],
-  ["Subgraph layout", "Drag nodes to place them (positions are part of the link); Auto layout puts one layer per row, tokens in order; Reset positions forgets them."],
+  ["Subgraph layout", "One row per layer, tokens in order, edges routed between the boxes (width: |weight|, colour: sign; hover one for its weight). Drag nodes to place them (positions are part of the link); Auto layout puts every node back; Reset positions forgets them."],
+  ["Interventions", "Watch tokens to see their probability before → after; a sweep scales one item over a range and plots the watched tokens."],
   ["Other tabs", "Tabs showing the same graph highlight the node hovered or selected in another."],
   ["Panels", "Drag the bars between panels to resize them (double-click: default size); sizes are remembered."],
   ["Always shown", "Embeddings, logits, pinned and selected nodes show whatever the filters."],

@@ -1,56 +1,83 @@
 // Interventions: ablate / scale / set pinned features, whole supernodes, or any feature found by search (added at a
-// token position), run, and compare the top tokens and the continuation before vs after (POST /api/interventions).
-import { h, clear, append, fmt, showToken } from "./dom.js";
+// token position); watch chosen tokens; run and see what moved (iv-result.js), or sweep one item's scale and plot
+// the watched tokens (iv-sweep.js). POST /api/interventions.
+import { h, clear, append } from "./dom.js";
 import { store } from "./state.js";
 import { api } from "./api.js";
 import { buildItems } from "./subgraph.js";
 import { createFeatureSearch } from "./feature-search.js";
+import { createTokenChips } from "./token-chips.js";
+import { renderResult } from "./iv-result.js";
+import { SWEEP_DEFAULT, sweepSection, sweepTokens, sweepValues, runSweep } from "./iv-sweep.js";
 
-export function createInterventions(el) {
-  const st = {
+const MAX_WATCH = 20;
+
+function freshState() {
+  return {
     settings: new Map(), // item id -> {mode, value, allPos}
-    opts: { freeze_attention: false, n_tokens: 10, temperature: 0, seed: 0 },
+    opts: { freeze_attention: false, n_tokens: 10, top_k: 5, temperature: 0, seed: 0 },
     result: null,
     error: "",
     running: false,
     extras: [], // features added by search: items like buildItems' ({id, label, members: [feature-like]})
+    sweep: { settings: { ...SWEEP_DEFAULT, itemId: null }, data: null, running: false, error: "", run: 0 },
   };
-  let search = null;
-  let searchGraph = null;
+}
+
+export function createInterventions(el) {
+  let st = freshState();
+  let parts = null; // per graph: the feature search and the watched-token chips (kept across redraws)
 
   function render() {
     const { graph, pinnedIds, supernodes, clerps } = store.state;
     clear(el);
     el.append(h("h2", { text: "Interventions" }));
     if (!graph) return;
-    if (searchGraph !== graph) {
-      search = createFeatureSearch({ tokens: graph.tokens, onAdd: (f) => addExtra(st, f, render) });
-      searchGraph = graph;
-    }
+    if (!parts || parts.graph !== graph) parts = graphParts(graph, st, render);
     const { items } = buildItems(graph, pinnedIds, supernodes, clerps);
     const usable = [...items.filter((it) => it.members.some((m) => m.kind === "feature")), ...st.extras];
     if (!usable.length) {
-      el.append(h("p", { class: "muted", text: "Pin features (or group them into supernodes) to ablate, scale or set them here, or add any feature by search." }), search.el);
+      el.append(h("p", { class: "muted", text: "Pin features (or group them into supernodes) to ablate, scale or set them here, or add any feature by search." }), parts.search.el);
       return;
     }
     const run = h("button", { class: "btn primary", id: "iv-run", disabled: st.running, text: st.running ? "Running…" : "Run intervention" });
-    run.addEventListener("click", () => runInterventions(graph, usable, st, render));
-    append(el, [settingsTable(usable, st, render), search.el, h("div", { class: "row iv-opts" }, optionInputs(st.opts), run),
+    run.addEventListener("click", () => runInterventions(graph, usable, st, parts.watch.values(), render));
+    append(el, [settingsTable(usable, st, render), parts.search.el,
+      h("div", { class: "row iv-watch-row" }, h("span", { class: "muted", text: "Watch tokens" }), parts.watch.el),
+      h("div", { class: "row iv-opts" }, optionInputs(st.opts), run),
       st.error ? h("div", { class: "error", role: "alert", text: st.error }) : null]);
     if (st.result) el.append(renderResult(st.result));
+    el.append(sweepSection(usable, st.sweep, {
+      onRun: () => startSweep(graph, usable, st, parts.watch.values(), render),
+      onCancel: () => {
+        st.sweep.running = false;
+        render();
+      },
+    }));
   }
 
   const un1 = store.subscribe(["graph"], () => {
-    st.settings.clear();
-    st.extras = [];
-    st.result = null;
-    st.error = "";
+    st.sweep.run++; // a running sweep stops
+    st = freshState();
   });
   const un2 = store.subscribe(["graph", "pinnedIds", "supernodes", "clerps"], render);
   render();
   return () => {
+    st.sweep.run++;
     un1();
     un2();
+  };
+}
+
+/** The parts of the panel that keep their state across redraws, for one graph. */
+function graphParts(graph, st, render) {
+  return {
+    graph,
+    search: createFeatureSearch({ tokens: graph.tokens, onAdd: (f) => addExtra(st, f, render) }),
+    watch: createTokenChips({
+      id: "iv-watch-tokens", label: "Token to watch", max: MAX_WATCH,
+      placeholder: 'a token to watch, e.g. " Texas" (leading space kept)',
+    }),
   };
 }
 
@@ -82,10 +109,15 @@ function settingsTable(usable, st, render) {
     h("thead", {}, h("tr", {}, ["Node", "Mode", "Value", "All positions"].map((t) => h("th", { text: t })))), body);
 }
 
-async function runInterventions(graph, usable, st, render) {
+/** The request body: the prompt, options, top_k, and `watch` when tokens are watched (an older API lacks it). */
+function requestBody(graph, interventions, opts, watch) {
+  return { prompt: graph.prompt, interventions, ...opts, ...(watch.length ? { watch } : {}) };
+}
+
+async function runInterventions(graph, usable, st, watch, render) {
   const interventions = collectInterventions(usable, st.settings);
   if (!interventions.length) {
-    st.error = "Choose a mode for at least one node.";
+    st.error = "Choose a mode (ablate, scale or set) for at least one node.";
     render();
     return;
   }
@@ -93,11 +125,41 @@ async function runInterventions(graph, usable, st, render) {
   st.error = "";
   render();
   try {
-    st.result = await api.intervene({ prompt: graph.prompt, interventions, top_k: 5, ...st.opts });
+    st.result = await api.intervene(requestBody(graph, interventions, st.opts, watch));
   } catch (e) {
-    st.error = e.message;
+    st.error = `The intervention could not run. ${e.message}`;
   }
   st.running = false;
+  render();
+}
+
+/** Sweep the chosen item's scale (the other rows are left out), one request per factor. */
+async function startSweep(graph, usable, st, watch, render) {
+  const sweep = st.sweep;
+  const it = usable.find((x) => x.id === sweep.settings.itemId);
+  if (!it) return;
+  const values = sweepValues(sweep.settings);
+  const tokens = sweepTokens(graph, watch);
+  const allPos = (st.settings.get(it.id) || {}).allPos;
+  const my = ++sweep.run;
+  const live = () => my === sweep.run && sweep.running;
+  Object.assign(sweep, { running: true, error: "", data: { label: it.label, values, tokens, points: [] } });
+  render();
+  try {
+    await runSweep({
+      values, tokens, cancelled: () => !live(),
+      request: (v) => requestBody(graph, scaled(it, v, allPos), { ...st.opts, n_tokens: 1, temperature: 0 }, tokens),
+      onStep: (points) => {
+        if (!live()) return;
+        sweep.data.points = [...points];
+        render();
+      },
+    });
+  } catch (e) {
+    if (my === sweep.run) sweep.error = `The sweep stopped. ${e.message}`;
+  }
+  if (my !== sweep.run) return;
+  sweep.running = false;
   render();
 }
 
@@ -124,19 +186,27 @@ function settingRow(it, st, { onModeChange, onRemove }) {
     h("td", {}, mode), h("td", {}, value), h("td", {}, all));
 }
 
-/** Freeze attention, tokens to generate, temperature, seed: inputs that edit `opts`. */
+/** Freeze attention, tokens to generate, top tokens, temperature, seed: inputs that edit `opts`. */
 function optionInputs(opts) {
   const freeze = h("input", { type: "checkbox", checked: opts.freeze_attention });
   freeze.addEventListener("change", () => (opts.freeze_attention = freeze.checked));
   const number = (key, attrs) => {
-    const inp = h("input", { type: "number", ...attrs, value: opts[key], class: "small-num" });
+    const inp = h("input", { type: "number", id: `iv-${key.replace("_", "-")}`, ...attrs, value: opts[key], class: "small-num" });
     inp.addEventListener("input", () => (opts[key] = Number(inp.value)));
     return inp;
   };
   return [
     h("label", {}, freeze, " freeze attention"), h("label", {}, "tokens ", number("n_tokens", { min: 1, max: 64 })),
+    h("label", { title: "How many of the most likely next tokens to show, 1 to 20" }, "top ", number("top_k", { min: 1, max: 20 })),
     h("label", {}, "temperature ", number("temperature", { min: 0, step: 0.1 })), h("label", {}, "seed ", number("seed", {})),
   ];
+}
+
+/** A scale intervention on every feature of `it` by `value`. */
+function scaled(it, value, allPos) {
+  return it.members.filter((m) => m.kind === "feature").map((m) => ({
+    layer: m.featLayer, feature: m.featIndex, position: allPos ? null : m.ctx, mode: "scale", value,
+  }));
 }
 
 /** The request's interventions: one per feature of each item whose mode is not off. */
@@ -154,23 +224,4 @@ function collectInterventions(usable, settings) {
     }
   }
   return interventions;
-}
-
-function renderResult(res) {
-  const side = (title, o, other) => h("div", { class: "iv-side", "data-side": title.toLowerCase() },
-    h("h3", { text: title }),
-    h("div", { class: "iv-cont" }, h("span", { class: "muted", text: "continuation: " }), h("span", { class: "iv-text", text: showToken(o.continuation) })),
-    h("ol", { class: "iv-top" }, o.top.map((t) => {
-      const before = other && other.top.find((x) => x.id === t.id);
-      const delta = before ? t.prob - before.prob : null;
-      return h("li", {},
-        h("span", { class: "iv-bar", style: { width: `${Math.max(1, t.prob * 100)}%` } }),
-        h("span", { class: "tok", text: showToken(t.text) }),
-        h("span", { class: "muted", text: ` ${fmt(t.prob * 100, 1)}%` }),
-        delta !== null && Math.abs(delta) > 1e-4 ? h("span", { class: delta > 0 ? "up" : "down", text: ` ${delta > 0 ? "+" : ""}${fmt(delta * 100, 1)}` }) : null);
-    })));
-  const changed = res.before.continuation !== res.after.continuation || res.before.top[0]?.id !== res.after.top[0]?.id;
-  return h("div", { class: "iv-result", id: "iv-result" },
-    h("div", { class: `iv-verdict ${changed ? "changed" : ""}`, text: changed ? "Output changed" : "Output unchanged" }),
-    h("div", { class: "iv-cols" }, side("Before", res.before), side("After", res.after, res.before)));
 }

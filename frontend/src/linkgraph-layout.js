@@ -1,14 +1,44 @@
 // Layers × tokens grid layout for the link graph (embeddings at the bottom, logits on top).
 
-export const MARGIN = { left: 44, right: 12, top: 26, bottom: 64 };
+export const MARGIN = { left: 44, right: 12, top: 26, bottom: 76 };
+const MIN_COL = 14; // a quiet position shrinks to this, so a prompt at the token limit (64) fits 1280 px
+
+/**
+ * Column widths that fill `avail`: proportional to `weights`, except that no column is narrower than MIN_COL (the
+ * quiet positions give their room to the busy ones). Wider than `avail` only when MIN_COL each does not fit.
+ */
+function columnWidths(weights, avail) {
+  const n = weights.length;
+  if (n * MIN_COL >= avail) return weights.map(() => MIN_COL);
+  const narrow = new Array(n).fill(false);
+  let unit = 0;
+  for (let changed = true; changed;) {
+    let free = avail;
+    let wsum = 0;
+    for (let c = 0; c < n; c++) {
+      if (narrow[c]) free -= MIN_COL;
+      else wsum += weights[c];
+    }
+    unit = free / wsum;
+    changed = false;
+    for (let c = 0; c < n; c++) {
+      if (narrow[c] || weights[c] * unit >= MIN_COL) continue;
+      narrow[c] = true;
+      changed = true;
+    }
+  }
+  return weights.map((w, c) => (narrow[c] ? MIN_COL : w * unit));
+}
 
 /**
  * Positions the visible nodes. Column widths grow with the busiest cell of each token (sqrt), so a token with
- * many active features gets more room; the grid scrolls horizontally when it does not fit.
- * With `containerHeight` the rows share that height (resized or fullscreen panel).
+ * many active features gets more room and quiet ones shrink; the grid scrolls horizontally only when even
+ * MIN_COL per position does not fit.
+ * With `containerHeight` the rows share that height (resized or fullscreen panel); else `budget` (the room left in
+ * the window) bounds their natural height, so the whole graph is on screen when the window allows it.
  * Returns {x: Float32Array, y: Float32Array, width, height, cols: [{x, w}], rowY(row), rows}.
  */
-export function layoutGrid(graph, vis, containerWidth, containerHeight = null) {
+export function layoutGrid(graph, vis, containerWidth, containerHeight = null, budget = 560 + MARGIN.top + MARGIN.bottom) {
   const nTok = Math.max(1, graph.tokens.length, ...graph.nodes.map((n) => n.ctx + 1));
   const rows = graph.nLayers + 2;
   const cell = new Map(); // ctx*rows+row -> [node index]
@@ -22,18 +52,15 @@ export function layoutGrid(graph, vis, containerWidth, containerHeight = null) {
   const cmax = new Array(nTok).fill(1);
   for (const [key, arr] of cell) {
     const ctx = Math.floor(key / rows);
-    if (arr.length > cmax[ctx]) cmax[ctx] = arr.length;
+    // Logit squares (and their numbers) need about twice a feature's room.
+    const need = key % rows === rows - 1 ? 2 * arr.length : arr.length;
+    if (need > cmax[ctx]) cmax[ctx] = need;
   }
   const weights = cmax.map((c) => Math.max(1, Math.sqrt(c)));
-  const wsum = weights.reduce((a, b) => a + b, 0);
   const avail = Math.max(200, containerWidth - MARGIN.left - MARGIN.right);
-  const minCol = 34;
-  let unit = avail / wsum;
-  if (weights.some((w) => w * unit < minCol)) unit = Math.max(unit, minCol / Math.min(...weights));
   const cols = [];
   let cx = MARGIN.left;
-  for (let c = 0; c < nTok; c++) {
-    const w = weights[c] * unit;
+  for (const w of columnWidths(weights, avail)) {
     cols.push({ x: cx, w });
     cx += w;
   }
@@ -41,7 +68,7 @@ export function layoutGrid(graph, vis, containerWidth, containerHeight = null) {
   // Natural row height, or the rows share a given height (a resized / fullscreen panel; scrolls below 12 px).
   const rowH = containerHeight
     ? Math.max(12, Math.min(90, (containerHeight - MARGIN.top - MARGIN.bottom) / rows))
-    : Math.max(14, Math.min(34, 560 / rows));
+    : Math.max(14, Math.min(34, (budget - MARGIN.top - MARGIN.bottom) / rows));
   const height = MARGIN.top + rows * rowH + MARGIN.bottom;
   const rowY = (row) => MARGIN.top + (rows - 1 - row + 0.5) * rowH;
 

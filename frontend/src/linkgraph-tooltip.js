@@ -1,10 +1,12 @@
-// The link graph's hover tooltip: label, layer · token · kind, and activation / influence (or probability).
+// The link graph's hover tooltip: label, layer · token · kind, and activation / influence rank (or probability).
 import { h, clear, showToken, fmt } from "./dom.js";
-import { nodeLabel, layerName } from "./graph-data.js";
+import { nodeLabel, layerName, influenceText } from "./graph-data.js";
 
-export function fillTooltip(tooltip, node, clerps) {
+export function fillTooltip(tooltip, graph, node, clerps) {
   clear(tooltip);
-  let numbers = `act ${fmt(node.activation)} · influence ${fmt(node.influence)}`;
+  let numbers = `act ${fmt(node.activation)}`;
+  const infl = influenceText(graph, node);
+  if (infl) numbers += ` · ${infl}`;
   if (node.synthetic) numbers = `Δp = ${fmt(node.tokenProb)} (target − contrast)`;
   else if (node.kind === "logit") numbers = `p = ${fmt(node.tokenProb)}`;
   tooltip.append(

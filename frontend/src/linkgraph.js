@@ -1,21 +1,17 @@
-// Link graph panel: canvas edge layers (all / highlighted / hover) under SVG nodes; nearest-node hit-testing
-// with a quadtree on the container (no per-node listeners). Hover never goes through the store.
+// Link graph panel: canvas edge layers (background / highlighted / hover; linkgraph-edges.js) under SVG nodes,
+// nearest-node hit-testing with a quadtree on the container (no per-node listeners), and the logits listed in a
+// column beside the plot (linkgraph-logits.js). Hover never goes through the store.
 import { quadtree } from "d3-quadtree";
 import { select } from "d3-selection";
 import { h, clear, showToken, SVG_NS } from "./dom.js";
-import { logitText } from "./graph-data.js";
 import { layoutGrid, MARGIN } from "./linkgraph-layout.js";
 import { colors } from "./theme.js";
-import { rasterFaint, strokeChunked } from "./edges-raster.js";
+import { drawEdges, sizeCanvas, strokeNodeEdges } from "./linkgraph-edges.js";
+import { createLogitList, logitOrder } from "./linkgraph-logits.js";
 import { fillTooltip } from "./linkgraph-tooltip.js";
 
 const HIT_RADIUS = 30;
-const BUCKETS = [
-  { max: 0.05, alpha: 0.1, width: 0.5 },
-  { max: 0.15, alpha: 0.22, width: 0.8 },
-  { max: 0.4, alpha: 0.4, width: 1.3 },
-  { max: Infinity, alpha: 0.65, width: 2 },
-];
+const LABEL_CHARS = 12; // token labels under the plot are cut to this (the full token is in their title)
 
 export function createLinkGraph(container, { onClick, onHover }) {
   return new LinkGraph(container, onClick, onHover);
@@ -30,10 +26,12 @@ class LinkGraph {
   #cvAll;
   #cvHl;
   #cvHover;
+  #logits;
   #onHover;
   #graph = null;
   #vis = null;
   #emask = null; // links to draw (edgeMask in graph-data.js); null = all
+  #allLinks = false; // draw every visible link in the background, not only the strongest
   #lay = null;
   #qt = null;
   #hoverIdx = -1;
@@ -41,8 +39,9 @@ class LinkGraph {
   #pinned = new Set();
   #selected = new Set();
   #nodeEls = null; // index -> element
-  #drawn = 0; // links on the edge canvas (tests, bench)
+  #drawn = 0; // links on the background canvas (tests, bench)
   #clerps = {};
+  #scrolled = false; // the first layout wider than the view starts scrolled to the right end (the logits)
 
   constructor(container, onClick, onHover) {
     this.#container = container;
@@ -58,7 +57,11 @@ class LinkGraph {
     this.#inner.insertBefore(this.#cvAll, this.#cvHl);
     this.#tooltip = h("div", { class: "tooltip", role: "tooltip", hidden: true });
     this.#wrap.append(this.#inner, this.#tooltip);
-    clear(container).append(this.#wrap);
+    this.#logits = createLogitList({
+      onClick: (id, ev) => onClick && onClick(id, ev),
+      onHover: (id) => this.hoverId(id),
+    });
+    clear(container).append(this.#wrap, this.#logits.el);
 
     this.#inner.addEventListener("mousemove", (ev) => this.#setHover(this.#pick(ev)));
     this.#inner.addEventListener("mouseleave", () => this.#setHover(-1));
@@ -72,14 +75,15 @@ class LinkGraph {
     this.#graph = g;
     this.#vis = visMask;
     this.#emask = edgeMask;
+    this.#logits.render(g, visMask);
     const width = this.#wrap.clientWidth || 900;
     // A resized or fullscreen panel has a height of its own: rows share it. Otherwise rows have a natural height.
     const fit = !!this.#container.closest(".sized, .fullscreen");
-    const lay = layoutGrid(g, visMask, width, fit ? this.#wrap.clientHeight : null);
+    const lay = layoutGrid(g, visMask, width, fit ? this.#wrap.clientHeight : null, this.#heightBudget());
     this.#lay = lay;
     this.#inner.style.width = `${lay.width}px`;
     this.#inner.style.height = `${lay.height}px`;
-    this.#drawn = drawEdges(this.#cvAll, lay, g.links, visMask, edgeMask);
+    this.#drawn = drawEdges(this.#cvAll, lay, g.links, visMask, edgeMask, this.#allLinks);
     this.#drawNodes();
     const pts = [];
     for (const node of g.nodes) if (visMask[node.i]) pts.push(node.i);
@@ -88,6 +92,16 @@ class LinkGraph {
     this.#tooltip.hidden = true;
     sizeCanvas(this.#cvHover, lay.width, lay.height);
     this.#drawHighlight();
+    if (!this.#scrolled && lay.width > this.#wrap.clientWidth) {
+      this.#wrap.scrollLeft = lay.width;
+      this.#scrolled = true;
+    }
+  }
+
+  /** The natural height the window leaves below the top of the plot (at least 380 px). */
+  #heightBudget() {
+    const top = this.#wrap.getBoundingClientRect().top + window.scrollY;
+    return Math.max(380, window.innerHeight - top - 12);
   }
 
   relayout() {
@@ -97,8 +111,19 @@ class LinkGraph {
   /** Show only the links with mask[j] = 1 (null: all); nodes and layout stay. */
   setEdgeMask(mask) {
     this.#emask = mask;
+    this.#redrawEdges();
+  }
+
+  /** Draw every visible link in the background (true) or only the strongest (false, the default). */
+  setAllLinks(on) {
+    if (this.#allLinks === !!on) return;
+    this.#allLinks = !!on;
+    this.#redrawEdges();
+  }
+
+  #redrawEdges() {
     if (!this.#lay) return;
-    this.#drawn = drawEdges(this.#cvAll, this.#lay, this.#graph.links, this.#vis, mask);
+    this.#drawn = drawEdges(this.#cvAll, this.#lay, this.#graph.links, this.#vis, this.#emask, this.#allLinks);
     this.#drawHighlight();
     const h0 = this.#hoverIdx;
     this.#hoverIdx = -1;
@@ -109,6 +134,7 @@ class LinkGraph {
     return this.#graph && this.#hoverIdx >= 0 ? this.#graph.nodes[this.#hoverIdx].id : null;
   }
 
+  /** Links on the background canvas. */
   drawnLinks() {
     return this.#drawn;
   }
@@ -116,6 +142,7 @@ class LinkGraph {
   setClicked(id) {
     const node = id && this.#graph ? this.#graph.byId.get(id) : null;
     this.#clickedIdx = node ? node.i : -1;
+    this.#logits.setClicked(node ? node.id : null);
     if (this.#lay) {
       this.#drawHighlight();
       this.#applyClasses();
@@ -125,6 +152,7 @@ class LinkGraph {
   setPinned(ids) {
     this.#pinned = new Set(ids);
     this.#applyClasses();
+    if (this.#lay) this.#drawHighlight();
   }
 
   setSelected(ids) {
@@ -176,12 +204,19 @@ class LinkGraph {
     if (node && this.#nodeEls[node.i]) this.#nodeEls[node.i].classList.add(cls);
   }
 
+  /** The clicked and pinned nodes' links, strongly; the background dims while a node is clicked. */
   #drawHighlight() {
     const ctx = sizeCanvas(this.#cvHl, this.#lay.width, this.#lay.height);
     const i = this.#clickedIdx;
     const on = i >= 0 && this.#vis[i];
     this.#cvAll.classList.toggle("dimmed", on);
-    if (on) strokeNodeEdges(ctx, this.#graph, this.#lay, this.#vis, this.#emask, i, 1, 0.85);
+    const idxs = [];
+    for (const id of this.#pinned) {
+      const node = this.#graph.byId.get(id);
+      if (node && this.#vis[node.i] && node.i !== i) idxs.push(node.i);
+    }
+    if (idxs.length) strokeNodeEdges(ctx, this.#graph, this.#lay, this.#vis, this.#emask, idxs, 0.7, 0.6);
+    if (on) strokeNodeEdges(ctx, this.#graph, this.#lay, this.#vis, this.#emask, [i], 1, 0.85);
   }
 
   #setHover(i, fromPointer = true) {
@@ -194,12 +229,13 @@ class LinkGraph {
     ctx.clearRect(0, 0, cv.width, cv.height);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     const report = fromPointer && this.#onHover;
+    this.#logits.setHovered(i >= 0 ? this.#graph.nodes[i].id : null);
     if (i < 0) {
       this.#tooltip.hidden = true;
       if (report) this.#onHover(null);
       return;
     }
-    strokeNodeEdges(ctx, this.#graph, this.#lay, this.#vis, this.#emask, i, 0.8, 0.9);
+    strokeNodeEdges(ctx, this.#graph, this.#lay, this.#vis, this.#emask, [i], 0.8, 0.9);
     // The ring lives on the hover canvas: hovering never touches the (large) node SVG, so it is not repainted.
     hoverRing(ctx, this.#lay.x[i], this.#lay.y[i]);
     this.#showTooltip(i);
@@ -208,7 +244,7 @@ class LinkGraph {
 
   #showTooltip(i) {
     const wrap = this.#wrap;
-    fillTooltip(this.#tooltip, this.#graph.nodes[i], this.#clerps);
+    fillTooltip(this.#tooltip, this.#graph, this.#graph.nodes[i], this.#clerps);
     // The tooltip lives inside the scrolling wrap, so content coordinates, kept within the visible part.
     const x = this.#lay.x[i];
     const left = Math.max(wrap.scrollLeft, Math.min(x + 14, wrap.scrollLeft + wrap.clientWidth - 260));
@@ -221,74 +257,6 @@ class LinkGraph {
     const found = this.#qt.find(ev.clientX - r.left, ev.clientY - r.top, HIT_RADIUS);
     return found === undefined ? -1 : found;
   }
-}
-
-function sizeCanvas(cv, w, hgt) {
-  const dpr = window.devicePixelRatio || 1;
-  cv.width = Math.round(w * dpr);
-  cv.height = Math.round(hgt * dpr);
-  cv.style.width = `${w}px`;
-  cv.style.height = `${hgt}px`;
-  const ctx = cv.getContext("2d");
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  return ctx;
-}
-
-/**
- * Each link's drawing bucket: (negative ? 4 : 0) + its |pctInput| bucket, or 255 when not drawn (an end hidden, or
- * masked out). Returns {bucket, counts (links per bucket), drawn}.
- */
-function bucketLinks(links, vis, emask) {
-  const { src, dst, pct, n } = links;
-  const bucket = new Uint8Array(n);
-  const counts = new Int32Array(8);
-  let drawn = 0;
-  for (let j = 0; j < n; j++) {
-    if (!vis[src[j]] || !vis[dst[j]] || (emask && !emask[j])) {
-      bucket[j] = 255;
-      continue;
-    }
-    const p = pct[j];
-    const a = Math.abs(p);
-    let b = 0;
-    while (a > BUCKETS[b].max) b++;
-    bucket[j] = (p < 0 ? 4 : 0) + b;
-    counts[bucket[j]]++;
-    drawn++;
-  }
-  return { bucket, counts, drawn };
-}
-
-/** All visible links onto the edge canvas; returns how many. */
-function drawEdges(cv, lay, links, vis, emask) {
-  const ctx = sizeCanvas(cv, lay.width, lay.height);
-  const c = colors();
-  const { bucket, counts, drawn } = bucketLinks(links, vis, emask);
-  const { x, y } = lay;
-  const dpr = window.devicePixelRatio || 1;
-  // Faint buckets (hairline widths): density raster in JS; strong ones: chunked canvas strokes on top.
-  const faint = new Map();
-  for (let b = 0; b < 4; b++) {
-    if (BUCKETS[b].width > 1) continue;
-    faint.set(b, { alpha: BUCKETS[b].alpha, neg: false });
-    faint.set(4 + b, { alpha: BUCKETS[b].alpha, neg: true });
-  }
-  rasterFaint(ctx, cv.width, cv.height, dpr, x, y, links, bucket, faint, c.pos, c.neg);
-  for (let b = 0; b < 4; b++) {
-    if (BUCKETS[b].width <= 1) continue;
-    for (let s = 0; s < 2; s++) {
-      const id = s * 4 + b;
-      if (!counts[id]) continue;
-      ctx.globalAlpha = BUCKETS[b].alpha;
-      ctx.lineWidth = BUCKETS[b].width;
-      ctx.strokeStyle = s ? c.neg : c.pos;
-      strokeChunked(ctx, x, y, links, (emit) => {
-        for (let j = 0; j < links.n; j++) if (bucket[j] === id) emit(j);
-      });
-    }
-  }
-  ctx.globalAlpha = 1;
-  return drawn;
 }
 
 /** Row guides and labels (Emb, L0…, Lgt), token columns and their labels. */
@@ -308,8 +276,10 @@ function drawAxes(s, lay, tokens) {
     const yy = lay.height - MARGIN.bottom + 12;
     axes.append("line").attr("class", "lg-col").attr("x1", col.x).attr("x2", col.x)
       .attr("y1", MARGIN.top).attr("y2", lay.height - MARGIN.bottom);
-    axes.append("text").attr("class", "lg-xlabel").attr("transform", `translate(${xx},${yy}) rotate(-35)`)
-      .attr("data-ctx", ctx).text(showToken(tok)).append("title").text(`${ctx}: ${tok}`);
+    const label = showToken(tok);
+    axes.append("text").attr("class", "lg-xlabel").attr("transform", `translate(${xx},${yy}) rotate(-50)`)
+      .attr("data-ctx", ctx).text(label.length > LABEL_CHARS ? `${label.slice(0, LABEL_CHARS - 1)}…` : label)
+      .append("title").text(`${ctx}: ${label}`);
   });
 }
 
@@ -348,47 +318,18 @@ function nodeMark(node, xx, yy) {
   return el;
 }
 
-/** Logit token labels on top, truncated to the room between neighbouring logits (hover shows the rest). */
+/** Above each logit its number in the logit list beside the plot (Δ for the logit difference), where there is room. */
 function drawLogitLabels(s, graph, vis, lay) {
   const fill = colors().text;
-  const logits = graph.nodes.filter((n) => n.kind === "logit" && vis[n.i]).sort((a, b) => lay.x[a.i] - lay.x[b.i]);
-  logits.forEach((node, k) => {
-    const gap = Math.min(
-      k > 0 ? lay.x[node.i] - lay.x[logits[k - 1].i] : 80,
-      k < logits.length - 1 ? lay.x[logits[k + 1].i] - lay.x[node.i] : 80,
-    );
-    const room = Math.floor(gap / 6.5);
-    if (room < 2) return;
-    let text = node.short || showToken(logitText(node));
-    if (text.length > room) text = `${text.slice(0, room - 1)}…`;
-    s.append("text").attr("class", "lg-logit-label").attr("x", lay.x[node.i]).attr("y", lay.y[node.i] - 9)
-      .attr("fill", fill).text(text);
+  const order = logitOrder(graph, vis);
+  const byX = [...order].sort((a, b) => lay.x[a.node.i] - lay.x[b.node.i]);
+  byX.forEach(({ node, label }, k) => {
+    const x = lay.x[node.i];
+    const gap = Math.min(k > 0 ? x - lay.x[byX[k - 1].node.i] : 80, k < byX.length - 1 ? lay.x[byX[k + 1].node.i] - x : 80);
+    if (gap < 6.5 * label.length + 5) return;
+    s.append("text").attr("class", "lg-logit-label").attr("x", x).attr("y", lay.y[node.i] - 9)
+      .attr("fill", fill).text(label);
   });
-}
-
-/** The visible links in and out of node i, batched into sign × 3 width bins. */
-function strokeNodeEdges(ctx, graph, lay, vis, emask, i, widthScale, alpha) {
-  const c = colors();
-  const { adj, links } = graph;
-  const { x, y } = lay;
-  for (let s = 0; s < 2; s++) {
-    for (let b = 0; b < 3; b++) {
-      ctx.globalAlpha = alpha;
-      ctx.lineWidth = (1 + 2 * b) * widthScale;
-      ctx.strokeStyle = s ? c.neg : c.pos;
-      strokeChunked(ctx, x, y, links, (emit) => {
-        const add = (j) => {
-          if ((links.w[j] < 0 ? 1 : 0) !== s) return;
-          const a = Math.abs(links.pct[j]);
-          const bin = a < 0.1 ? 0 : a < 0.3 ? 1 : 2;
-          if (bin === b && vis[links.src[j]] && vis[links.dst[j]] && (!emask || emask[j])) emit(j);
-        };
-        for (let p = adj.inStart[i]; p < adj.inStart[i + 1]; p++) add(adj.inList[p]);
-        for (let p = adj.outStart[i]; p < adj.outStart[i + 1]; p++) add(adj.outList[p]);
-      });
-    }
-  }
-  ctx.globalAlpha = 1;
 }
 
 function hoverRing(ctx, x, y) {

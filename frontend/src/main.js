@@ -11,6 +11,7 @@ import { viewDefaults } from "./view-keys.js";
 import { renderBrowse } from "./browse.js";
 import { renderTrace } from "./trace.js";
 import { renderGraphView } from "./graph-view.js";
+import { renderFeaturePage } from "./feature-page.js";
 
 const app = document.getElementById("app");
 const themeBtn = h("button", { class: "icon-btn", id: "theme-btn", title: "Toggle theme (T)", "aria-label": "Toggle theme", onclick: toggleTheme });
@@ -42,6 +43,9 @@ store.subscribe(["route"], (s) => {
   if (r.view === "graph") {
     document.title = `${r.slug} · Circuitboard`;
     teardown = renderGraphView(main, r.slug, r.params);
+  } else if (r.view === "feature") {
+    document.title = `Feature L${r.layer} #${r.index} · Circuitboard`;
+    teardown = renderFeaturePage(main, r.layer, r.index, r.params);
   } else if (r.view === "trace") {
     document.title = "Trace · Circuitboard";
     teardown = renderTrace(main);

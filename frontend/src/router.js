@@ -1,10 +1,12 @@
-// Client-side routes: / (browse), /trace, /graph/{slug}.
+// Client-side routes: / (browse), /trace, /graph/{slug}, /feature/{layer}/{index}.
 import { store } from "./state.js";
 
 function parseRoute(loc = location) {
   const params = new URLSearchParams(loc.search);
   const m = /^\/graph\/([^/]+)\/?$/.exec(loc.pathname);
   if (m) return { view: "graph", slug: decodeURIComponent(m[1]), params };
+  const f = /^\/feature\/(\d+)\/(\d+)\/?$/.exec(loc.pathname);
+  if (f) return { view: "feature", slug: `${f[1]}/${f[2]}`, layer: Number(f[1]), index: Number(f[2]), params };
   if (/^\/trace\/?$/.test(loc.pathname)) return { view: "trace", slug: null, params };
   return { view: "browse", slug: null, params };
 }

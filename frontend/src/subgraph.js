@@ -1,5 +1,6 @@
-// Subgraph panel: pinned nodes (draggable; "Auto layout" lays them out by layer), supernodes drawn as one node at
-// their members' mean position, edges between items summed, and the subgraph's replacement / completeness scores.
+// Subgraph panel: pinned nodes and supernodes as labelled boxes in a layered layout (subgraph-layout.js; draggable,
+// "Auto layout" stores the layered places), edges between items summed, and the subgraph's replacement /
+// completeness scores.
 // Select (checkbox, shift-click, or hold G and click), group with a label, rename by clicking a label, ungroup with ×.
 import { h, clear } from "./dom.js";
 import { store } from "./state.js";
@@ -8,7 +9,7 @@ import {
   togglePin, setClicked, toggleSelect, groupSelection, ungroup, renameSupernode, clearPinned, supernodeId,
 } from "./actions.js";
 import { drawSubgraphSvg } from "./subgraph-svg.js";
-import { layeredLayout } from "./subgraph-layout.js";
+import { autoLayout } from "./subgraph-layout.js";
 import { scoresLine } from "./subgraph-scores.js";
 
 export function buildItems(graph, pinnedIds, supernodes, clerps) {
@@ -65,11 +66,11 @@ export function createSubgraph(el) {
     }
     const selected = new Set(sel);
     const { sgPos } = store.state;
-    el.append(scoresLine(graph, pinnedIds, supernodes), drawSubgraphSvg(graph, {
+    el.append(scoresLine(graph, pinnedIds, supernodes), drawSubgraphSvg({
       items, edges, selected, clickedId, sgPos,
       onMove: (id, p) => store.set({ sgPos: { ...store.state.sgPos, [id]: p } }),
     }));
-    el.append(layoutRow(graph, items, sgPos), groupRow(sel), itemList(items, selected, (name, it) => startRename(name, it, render)));
+    el.append(layoutRow(items, edges, sgPos), groupRow(sel), itemList(items, selected, (name, it) => startRename(name, it, render)));
   }
 
   const keys = ["graph", "pinnedIds", "supernodes", "clerps", "groupSelection", "clickedId", "theme", "sgPos", "logitDiff"];
@@ -79,17 +80,17 @@ export function createSubgraph(el) {
 }
 
 /** Auto layout / reset positions. */
-function layoutRow(graph, items, sgPos) {
+function layoutRow(items, edges, sgPos) {
   return h("div", { class: "row" },
     h("button", {
-      class: "btn small", id: "sg-auto-layout", title: "Lay the subgraph out by layer (rows) and token (order in a row)",
-      onclick: () => store.set({ sgPos: layeredLayout(graph, items) }), text: "Auto layout",
+      class: "btn small", id: "sg-auto-layout", title: "Put every node back in the layered layout: one row per layer, tokens in order",
+      onclick: () => store.set({ sgPos: autoLayout(items, edges) }), text: "Auto layout",
     }),
     h("button", {
       class: "btn small", id: "sg-reset-layout", disabled: !Object.keys(sgPos).length,
       title: "Forget dragged positions", onclick: () => store.set({ sgPos: {} }), text: "Reset positions",
     }),
-    h("span", { class: "muted small-note", text: "Drag nodes to arrange them." }));
+    h("span", { class: "muted small-note", text: "Drag nodes to arrange them; hover an edge for its weight." }));
 }
 
 /** Supernode label + "Group selected", and "Clear pinned". */

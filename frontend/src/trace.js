@@ -1,9 +1,14 @@
-// Trace form: prompt with live tokenisation + next-token preview (debounced), advanced parameters with the
-// server's ranges (GET /api/config), submit -> real progress from the job's SSE events -> open the graph.
+// Trace form: prompt with live tokenisation + next-token preview (debounced), exact target tokens (typed as they
+// are, leading spaces kept, or picked from the preview) with a warning before tracing a target that is not one
+// token or is very unlikely, advanced parameters with the server's ranges (GET /api/config), submit -> progress
+// (trace-progress.js) -> open the graph. `/trace?prompt=...&target=...&run=1` fills the form and traces at once
+// (the example prompts on an empty Browse page).
 import { api } from "./api.js";
 import { h, clear, debounce, showToken, fmt } from "./dom.js";
 import { navigate } from "./router.js";
 import { store } from "./state.js";
+import { createTokenChips } from "./token-chips.js";
+import { jobProgress } from "./trace-progress.js";
 
 const PARAMS = [
   ["max_n_logits", "Max logits", 1],
@@ -12,46 +17,51 @@ const PARAMS = [
   ["node_threshold", "Node threshold", 0.01],
   ["edge_threshold", "Edge threshold", 0.01],
 ];
+const UNLIKELY = 1e-4; // a target less probable than this after the prompt gets a warning
 
 export function renderTrace(root) {
-  const initial = new URLSearchParams(location.search).get("prompt") || "";
+  const query = new URLSearchParams(location.search);
   const prompt = h("textarea", { id: "trace-prompt", rows: 3, placeholder: "Paste a prompt, e.g. Fact: the capital of the state containing Dallas is", "aria-label": "Prompt" });
-  prompt.value = initial;
+  prompt.value = query.get("prompt") || "";
   const params = advancedParams();
   const submit = h("button", { class: "btn primary", id: "trace-submit", type: "submit", text: "Trace" });
   const cancel = h("button", { class: "btn", type: "button", hidden: true, text: "Cancel" });
-  const preview = tokenPreview(prompt, submit);
+  const confirm = confirmStep(submit);
+  const targets = createTokenChips({
+    id: "trace-targets", label: "Target token", max: maxTargets(),
+    placeholder: 'a target exactly as the model sees it, e.g. " rabbit"',
+    onChange: () => {
+      confirm.reset();
+      preview.tokenize();
+    },
+  });
+  const preview = tokenPreview(prompt, submit, targets);
+  for (const t of query.getAll("target")) targets.push(t);
   const job = jobProgress({ submit, cancel });
 
-  const form = h("form", { class: "trace-form" },
+  const form = h("form", { class: "trace-form", novalidate: true },
     h("label", { class: "field-label", for: "trace-prompt", text: "Prompt" }), prompt, preview.limitNote,
     h("div", { class: "subhead", text: "Tokens" }), preview.tokens,
-    h("div", { class: "subhead", text: "Top next tokens" }), preview.next,
+    h("div", { class: "subhead", text: "Top next tokens (click one to make it a target)" }), preview.next,
+    h("div", { class: "subhead", text: "Target tokens (optional; the logits to explain — by default the most likely ones)" }),
+    targets.el, preview.targetNotes,
     params.el, h("div", { class: "row" }, submit, cancel), job.progress, job.phase, job.error);
 
   clear(root).append(h("section", { class: "view trace" }, h("div", { class: "view-head" }, h("h1", { text: "Trace a prompt" })), form));
   prompt.focus();
-  prompt.addEventListener("input", preview.tokenize);
-  if (initial) preview.tokenize();
+  prompt.addEventListener("input", () => {
+    confirm.reset();
+    preview.tokenize();
+  });
+  if (prompt.value) preview.tokenize();
 
-  form.addEventListener("submit", async (ev) => {
+  form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    job.error.textContent = "";
-    const body = { prompt: prompt.value, ...params.values() };
-    submit.disabled = true;
-    try {
-      const res = await api.createGraph(body);
-      if (res.status === 201) {
-        navigate(`/graph/${encodeURIComponent(res.data.slug)}`);
-        return;
-      }
-      job.follow(res.data);
-    } catch (e) {
-      job.error.textContent = e.message;
-      submit.disabled = false;
-    }
+    targets.commit();
+    send({ prompt, params, targets, preview, confirm, job, submit });
   });
   cancel.addEventListener("click", job.cancel);
+  if (prompt.value && query.get("run") === "1") send({ prompt, params, targets, preview, confirm: null, job, submit });
   return () => {
     job.stop();
     preview.tokenize.cancel();
@@ -59,10 +69,60 @@ export function renderTrace(root) {
   };
 }
 
-/** "Advanced parameters": number inputs with the server's ranges (GET /api/config), slug, target tokens. */
+const maxTargets = () => (store.state.config && store.state.config.limits && store.state.config.limits.max_target_tokens) || 10;
+
+/** The submit button's second step: "Trace anyway" after a warning about the targets. */
+function confirmStep(submit) {
+  let armed = false;
+  return {
+    armed: () => armed,
+    arm() {
+      armed = true;
+      submit.textContent = "Trace anyway";
+    },
+    reset() {
+      armed = false;
+      submit.textContent = "Trace";
+    },
+  };
+}
+
+/** Check and send the form; a 201 opens the graph, a 202 is followed. `confirm` null: no warning step. */
+async function send({ prompt, params, targets, preview, confirm, job, submit }) {
+  job.error.textContent = "";
+  if (!prompt.value.trim()) {
+    job.error.textContent = "Type a prompt first.";
+    prompt.focus();
+    return;
+  }
+  const warned = confirm && targets.values().length ? await preview.check() : [];
+  if (warned.length && !confirm.armed()) {
+    confirm.arm();
+    job.error.textContent = `${warned.length === 1 ? "A target token needs" : "Some target tokens need"} a look (see above). `
+      + "Press Trace anyway to trace them as they are.";
+    return;
+  }
+  const tt = targets.values();
+  const body = { prompt: prompt.value, ...params.values(), ...(tt.length ? { target_tokens: tt } : {}) };
+  submit.disabled = true;
+  submit.dataset.busy = "1"; // a late tokenizer answer must not enable it again
+  try {
+    const res = await api.createGraph(body);
+    if (res.status === 201) {
+      navigate(`/graph/${encodeURIComponent(res.data.slug)}`);
+      return;
+    }
+    job.follow(res.data);
+  } catch (e) {
+    job.error.textContent = `The trace could not start. ${e.message}`;
+    delete submit.dataset.busy;
+    submit.disabled = false;
+  }
+}
+
+/** "Advanced parameters": number inputs with the server's ranges (GET /api/config), and a slug. */
 function advancedParams() {
   const slug = h("input", { id: "trace-slug", placeholder: "optional readable slug", pattern: "[a-z0-9_-]*" });
-  const targets = h("input", { id: "trace-targets", placeholder: "optional target tokens, comma-separated" });
   const inputs = {};
   const hints = {};
   const grid = h("div", { class: "param-grid" });
@@ -84,125 +144,82 @@ function advancedParams() {
   };
   applyConfig(store.state.config);
   const destroy = store.subscribe(["config"], (s) => applyConfig(s.config));
-  grid.append(h("label", {}, h("span", { text: "Slug" }), slug), h("label", {}, h("span", { text: "Target tokens" }), targets));
+  grid.append(h("label", {}, h("span", { text: "Slug" }), slug));
   const el = h("details", { class: "advanced" }, h("summary", { text: "Advanced parameters" }), grid);
   /** The request fields that are filled in. */
   const values = () => {
     const body = {};
     for (const [key] of PARAMS) if (inputs[key].value !== "") body[key] = Number(inputs[key].value);
     if (slug.value.trim()) body.slug = slug.value.trim();
-    const tt = targets.value.split(",").map((s) => s.trim()).filter(Boolean);
-    if (tt.length) body.target_tokens = tt;
     return body;
   };
   return { el, values, destroy };
 }
 
-/** Live tokenisation and the top next tokens of the prompt (debounced); too long a prompt disables `submit`. */
-function tokenPreview(prompt, submit) {
+/** The note on one target ({text, ids, single, prob} from POST /api/tokenize): [text, isWarning]. */
+export function targetNote(t) {
+  const shown = `"${showToken(t.text)}"`;
+  if (!t.single) {
+    return [`${shown} is ${t.ids.length} tokens, not one: a target must be a single token of the model.`, true];
+  }
+  if (typeof t.prob === "number" && t.prob < UNLIKELY) {
+    const spaced = !/^\s/.test(t.text) && /^\w/.test(t.text) ? ` Did you mean "${showToken(` ${t.text}`)}" with a leading space?` : "";
+    return [`p(${shown}) = ${fmt(t.prob)} after this prompt: the model almost never says it.${spaced}`, true];
+  }
+  const p = typeof t.prob === "number" ? `, p = ${fmt(t.prob * 100, 2)}%` : "";
+  return [`${shown}: one token${p}.`, false];
+}
+
+/** Live tokenisation, the top next tokens (click: a target) and target checks; too long a prompt disables submit. */
+function tokenPreview(prompt, submit, targets) {
   const tokens = h("div", { class: "token-row", id: "trace-tokens", "aria-live": "polite" });
   const next = h("div", { class: "next-row", id: "trace-next" });
+  const targetNotes = h("ul", { class: "target-notes", id: "trace-target-notes" });
   const limitNote = h("div", { class: "muted" });
   let tokAbort = null;
+  let warnings = [];
   const maxTok = () => (store.state.config && store.state.config.limits ? store.state.config.limits.max_prompt_tokens : null);
-  const tokenize = debounce(async () => {
+  const show = (res) => {
+    clear(tokens).append(...res.tokens.map((t) => h("span", { class: "tok", title: `id ${t.id}`, text: showToken(t.text) })));
+    clear(next).append(...res.top_next.map((t, i) => {
+      const pick = h("button", { class: "next pick", type: "button", title: `Make "${showToken(t.text)}" a target`, "data-token": t.text },
+        h("span", { class: "tok", text: showToken(t.text) }), h("span", { class: "muted", text: ` ${fmt(t.prob * 100, 1)}%` }),
+        i === 0 && /^\s*$/.test(t.text) ? h("span", { class: "warn", text: " (whitespace — probably not an interesting target)" }) : null);
+      pick.addEventListener("click", () => targets.push(t.text));
+      return pick;
+    }));
+    const notes = (res.targets || []).map(targetNote);
+    warnings = notes.filter(([, warn]) => warn).map(([text]) => text);
+    clear(targetNotes).append(...notes.map(([text, warn]) => h("li", { class: warn ? "warn" : "muted", text })));
+    limitNote.textContent = `${res.n_tokens} tokens${maxTok() ? ` of at most ${maxTok()}` : ""}`;
+    limitNote.classList.toggle("error", !!res.too_long);
+    if (res.too_long) limitNote.textContent += ": the prompt is too long to trace; shorten it.";
+    else if (res.busy) limitNote.textContent += " · the model is busy with a trace, so the next tokens are not previewed now.";
+    submit.disabled = !!res.too_long || submit.dataset.busy === "1";
+  };
+  const run = async () => {
     const text = prompt.value;
     if (tokAbort) tokAbort.abort();
+    warnings = [];
     if (!text) {
       clear(tokens);
       clear(next);
+      clear(targetNotes);
       return;
     }
     tokAbort = new AbortController();
     try {
-      const res = await api.tokenize(text, 10, tokAbort.signal);
-      clear(tokens).append(...res.tokens.map((t) => h("span", { class: "tok", title: `id ${t.id}`, text: showToken(t.text) })));
-      clear(next).append(...res.top_next.map((t, i) => h("span", { class: "next" },
-        h("span", { class: "tok", text: showToken(t.text) }), h("span", { class: "muted", text: ` ${fmt(t.prob * 100, 1)}%` }),
-        i === 0 && /^\s*$/.test(t.text) ? h("span", { class: "warn", text: " (whitespace — probably not an interesting target)" }) : null)));
-      limitNote.textContent = `${res.n_tokens} tokens${maxTok() ? ` of at most ${maxTok()}` : ""}`;
-      limitNote.classList.toggle("error", !!res.too_long);
-      submit.disabled = !!res.too_long;
+      show(await api.tokenize(text, 10, tokAbort.signal, targets.values()));
     } catch (e) {
-      if (e.name !== "AbortError") limitNote.textContent = `Tokenizer: ${e.message}`;
+      if (e.name !== "AbortError") limitNote.textContent = `The prompt could not be tokenised. ${e.message}`;
     }
-  }, 300);
-  return { tokens, next, limitNote, tokenize };
-}
-
-/** A queued job's progress: its SSE events (polling if the stream drops), cancel, and the graph opened when done. */
-function jobProgress({ submit, cancel }) {
-  const bar = h("div", { class: "progress-fill" });
-  const progress = h("div", { class: "progress", id: "trace-progress", hidden: true, role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, bar);
-  const phase = h("div", { class: "muted", id: "trace-phase", role: "status" });
-  const error = h("div", { class: "error", id: "trace-error", role: "alert" });
-  let source = null;
-  let pollTimer = null;
-  let jobId = null;
-  const stop = () => {
-    if (source) source.close();
-    source = null;
-    clearInterval(pollTimer);
   };
-
-  function showStatus(st) {
-    (window.__cbJobLog ||= []).push(st); // the job's events as the page saw them (tests read this)
-    progress.hidden = false;
-    const pct = st.total ? Math.round((100 * st.done) / st.total) : st.status === "done" ? 100 : 0;
-    bar.style.width = `${pct}%`;
-    progress.setAttribute("aria-valuenow", pct);
-    phase.textContent = phaseText(st);
-    if (st.status === "done" && st.slug) {
-      stop();
-      bar.style.width = "100%";
-      phase.textContent = "done — opening the graph…";
-      // A short beat so the finished bar is seen, then open the graph.
-      setTimeout(() => navigate(`/graph/${encodeURIComponent(st.slug)}`), 300);
-    } else if (st.status === "failed" || st.status === "cancelled") {
-      stop();
-      error.textContent = st.error || `Job ${st.status}`;
-      submit.disabled = false;
-      cancel.hidden = true;
-    }
-  }
-
-  // Stream dropped: fall back to polling the job.
-  const poll = () => {
-    stop();
-    pollTimer = pollJob(jobId, showStatus, (e) => {
-      stop();
-      error.textContent = e.message;
-    });
+  const tokenize = debounce(run, 300);
+  /** Check now (not debounced); resolves to the warnings about the targets. */
+  const check = async () => {
+    tokenize.cancel();
+    await run();
+    return warnings;
   };
-
-  /** Follow the job of a 202 answer ({job_id, position, events_url}). */
-  function follow(queued) {
-    jobId = queued.job_id;
-    cancel.hidden = false;
-    showStatus({ status: "queued", position: queued.position, done: 0, total: 0 });
-    source = new EventSource(queued.events_url);
-    const onEvent = (e) => showStatus(JSON.parse(e.data));
-    for (const name of ["message", "queued", "progress", "done", "failed", "cancelled"]) source.addEventListener(name, onEvent);
-    source.onerror = poll;
-  }
-
-  const cancelJob = () => jobId && api.cancelJob(jobId).catch((e) => (error.textContent = e.message));
-  return { progress, phase, error, follow, stop, cancel: cancelJob };
-}
-
-function phaseText(st) {
-  if (st.status === "queued") return `Queued — position ${st.position ?? "?"}`;
-  if (st.status === "running") return `${st.phase || "running"}: ${st.done ?? 0} / ${st.total ?? "?"}`;
-  return st.status;
-}
-
-/** Poll the job every second; returns the interval id. */
-function pollJob(jobId, onStatus, onError) {
-  return setInterval(async () => {
-    try {
-      onStatus(await api.job(jobId));
-    } catch (e) {
-      onError(e);
-    }
-  }, 1000);
+  return { tokens, next, targetNotes, limitNote, tokenize, check };
 }

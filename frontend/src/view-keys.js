@@ -73,7 +73,8 @@ const VIEW_KEYS = [
     url: { read: (text) => text || undefined, write: unlessEmpty((id) => id) },
     saved: { read: (v) => (isStr(v) && v ? v : undefined), write: unlessEmpty((id) => id) },
   },
-  // Always written; a saved one is taken as it is (the API bounds it to [0, 1]).
+  // Always written; a saved one is taken as it is (the API bounds it to [0, 1]). A graph opened without one opens
+  // at pruning.js openingThreshold.
   { key: "pruningThreshold", initial: () => 0.8, ...threshold(isNum, () => true) },
   {
     key: "densityThreshold", // hide features whose atlas frequency is above this (1 = off, left out)
@@ -85,6 +86,11 @@ const VIEW_KEYS = [
     initial: () => [],
     url: { read: (text) => text.split(",").filter(isLinkTag), write: unlessEmpty((tags) => tags.join(",")) },
     saved: { read: (v) => listOf(v, isLinkTag), write: unlessEmpty((tags) => tags) },
+  },
+  {
+    key: "allLinks", // draw every link, not only the strongest (URL only: a display choice, not part of a saved view)
+    initial: () => false,
+    url: { read: (text) => (text === "1" ? true : undefined), write: (on) => (on ? "1" : undefined) },
   },
   {
     key: "sgPos", // subgraph item id -> [x, y] (dragged or auto-laid-out positions, subgraph viewBox units)

@@ -132,6 +132,39 @@ def fake_server():
         yield srv.url
 
 
+COUPLET = "He saw a carrot and had to grab it,\nHis hunger was like a starving"
+
+
+@pytest.fixture(scope="session")
+def reading_server():
+    """Graphs the size of real traces (issue 12: the first view, long prompts), on their own fake API."""
+    from fake_api import create_fake_app
+    from fixtures import DEFAULT_TOKENS, make_research_graph, tokenize
+
+    long_tokens = tokenize(
+        "In the quiet town by the river, the old baker woke before dawn, lit the oven, and slowly began to knead"
+        " the soft dough for the warm morning bread of"
+    )
+    limit_tokens = ["<bos>", *[f" w{i}" for i in range(1, 64)]]
+    graphs = {
+        "dallas-research": make_research_graph("dallas-research", DEFAULT_TOKENS, seed=5),
+        "long-31": make_research_graph("long-31", long_tokens, seed=6),
+        "limit-64": make_research_graph("limit-64", limit_tokens, n_features=900, n_links=60_000, seed=7),
+    }
+    assert len(long_tokens) == 31, len(long_tokens)
+    with ServerThread(create_fake_app(graphs)) as srv:
+        yield srv.url
+
+
+@pytest.fixture
+def empty_server():
+    """A fake API with no graph yet (a first visit); jobs send no `fraction` (the page weighs the phases)."""
+    from fake_api import create_fake_app
+
+    with ServerThread(create_fake_app({}, job_seconds=2.0, job_fraction=False)) as srv:
+        yield srv.url
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)

@@ -1,8 +1,10 @@
 """A minimal stand-in for the Circuitboard API (docs/api.md) serving frontend/dist.
 
 Used to develop and test the page without the engine: graphs come from tests/browser/fixtures.py, jobs emit
-real SSE progress events from a background thread, interventions answer deterministically (the output changes
-whenever at least one feature is intervened on). The end-to-end tests also run against the real app.
+real SSE progress events from a background thread (with `fraction` and `eta_s`, and `phase: "done"` at the end),
+tokenize checks target tokens, interventions answer deterministically from a small fixed next-token table that the
+interventions shift smoothly (so a sweep draws curves), with `top_k` and watched tokens. The end-to-end tests also
+run against the real app.
 """
 
 from __future__ import annotations
@@ -32,12 +34,117 @@ SEARCHABLE = [
 ]
 
 
+# The fake model's next-token logits, and how strongly an intervention's effect moves each (see `fake_next`).
+NEXT_LOGITS = {
+    " Austin": (2.0, -0.6),
+    " Texas": (1.3, 0.6),
+    " the": (0.6, 0.0),
+    " Houston": (0.2, 0.1),
+    " habit": (-1.0, 0.3),
+    " rabbit": (-3.0, 0.9),
+    " a": (-0.5, -0.1),
+    " Dallas": (-1.2, 0.2),
+    " cold": (-0.8, 0.4),
+    " not": (-1.5, 0.0),
+}
+REST_LOGIT = 1.5  # the rest of the vocabulary, not listed
+
+
+def one_token(text: str) -> bool:
+    """The fake tokenizer's idea of a single token: an optional leading space, then one word."""
+    return len(tokenize(text)) == 2 and tokenize(text)[1] == text
+
+
+def fake_prob(text: str, effect: float = 0.0) -> float:
+    """p(text) after the prompt when the interventions add up to `effect` (unknown single tokens: tiny)."""
+    import math
+
+    logits = {t: b + effect * k for t, (b, k) in NEXT_LOGITS.items()}
+    z = sum(math.exp(v) for v in logits.values()) + math.exp(REST_LOGIT)
+    return math.exp(logits[text]) / z if text in logits else 2e-6
+
+
+def intervention_effect(interventions: list[dict]) -> float:
+    """How far a request moves the fake logits: ablating +1.5 each, scaling by v 0.6·(1 − v), setting to v 0.05·v."""
+    effect = 0.0
+    for iv in interventions:
+        mode, v = iv.get("mode"), float(iv.get("value") or 0)
+        effect += {"zero": 1.5, "scale": 0.6 * (1 - v), "set": 0.05 * v}.get(mode, 0.0)
+    return effect
+
+
+def fake_next(effect: float, top_k: int, watch: list[str], n_tokens: int) -> dict:
+    probs = sorted(((fake_prob(t, effect), t) for t in NEXT_LOGITS), reverse=True)
+    top = [{"id": token_id(t), "text": t, "prob": round(p, 6)} for p, t in probs[:top_k]]
+    tail = " the capital of Texas." if n_tokens > 1 else ""
+    return {
+        "top": top,
+        "continuation": probs[0][1] + tail,
+        "watch": [{"id": token_id(w), "text": w, "prob": round(fake_prob(w, effect), 8)} for w in watch],
+    }
+
+
+def feature_record(layer: int, index: int, label: str) -> dict:
+    """An atlas record in the real shape: histogram, percentiles, input tokens, examples and quantile bands."""
+
+    def example(words: list[str], acts: list[float], center: int) -> dict:
+        return {
+            "tokens": words,
+            "token_ids": [token_id(w) for w in words],
+            "acts": acts,
+            "max_act": max(acts),
+            "center": center,
+            "seq": index,
+            "position": center,
+        }
+
+    def band(hi: float) -> list[dict]:  # three examples, activations scaled to the band
+        return [
+            example(["Flights", " from", " Dallas", " to", " Austin"], [0, 0.1, hi, 0.3 * hi, 0.2], 2),
+            example(["The", " city", " of", " Dallas", ",\n", "Texas"], [0, 0.2, 0.1, 0.9 * hi, 0.1, 0.4 * hi], 3),
+            example(["\t", "big", "  D", " in", " the", " south"], [0.1, 0.2, 0.8 * hi, 0.1, 0, 0], 2),
+        ]
+
+    return {
+        "layer": layer,
+        "index": index,
+        "label": label,
+        "label_source": "auto",
+        "auto_label": label,
+        "explanation": "Fires on Texas-related tokens.",
+        "max_act": 12.0,
+        "mean_act": 2.4,
+        "frequency": 0.0012,
+        "n_active": 2457,
+        "histogram": {"edges": [i * 1.2 for i in range(11)], "counts": [900, 300, 120, 60, 30, 12, 8, 4, 2, 1]},
+        "quantile_values": [round(0.12 * (i + 1), 3) for i in range(100)],
+        "top_logits": [{"id": 1, "text": " Austin", "value": 1.2}, {"id": 2, "text": " Texas", "value": 0.9}],
+        "bottom_logits": [{"id": 3, "text": " Paris", "value": -0.8}],
+        "top_input_tokens": [
+            {"id": 5, "text": " Dallas", "value": 310.0, "count": 41, "mean": 7.6},
+            {"id": 6, "text": " Houston", "value": 92.5, "count": 17, "mean": 5.4},
+            {"id": 7, "text": "\n", "value": 11.0, "count": 9, "mean": 1.2},
+        ],
+        "examples": [
+            example(["The", " city", " of", " Dallas", " <b>x</b>"], [0, 0.5, 1, 11.0, 2], 3),
+            *band(10.0),
+        ],
+        "quantile_examples": [
+            {"name": f"Interval {g} ({hi:.3g} to {hi * 0.7:.3g})", "examples": band(hi)}
+            for g, hi in ((1, 8.0), (2, 5.5), (3, 3.0), (4, 1.2))
+        ],
+    }
+
+
 def fake_frequency(layer: int, index: int) -> float:
     """A deterministic, log-uniform activation frequency in [1e-4, 1) for the density filter."""
     return round(10 ** (-4 + 4 * ((index * 7919 + layer * 104729) % 1000) / 1000), 6)
 
 
-def create_fake_app(graphs: dict[str, dict] | None = None, job_seconds: float = 1.2) -> FastAPI:
+def create_fake_app(
+    graphs: dict[str, dict] | None = None, job_seconds: float = 1.2, job_fraction: bool = True
+) -> FastAPI:
+    """`job_fraction` False: job events without `fraction` / `eta_s` (the page then weighs the phases itself)."""
     app = FastAPI(title="circuitboard-fake")
     store: dict[str, dict] = {}
     raw: dict[str, bytes] = {}  # serialised once: re-encoding 100k links per request would dominate open time
@@ -93,7 +200,7 @@ def create_fake_app(graphs: dict[str, dict] | None = None, job_seconds: float = 
     async def tok(req: Request):
         body = await req.json()
         toks = tokenize(body.get("prompt", ""))
-        return {
+        out = {
             "tokens": [{"id": token_id(t), "text": t} for t in toks],
             "top_next": [
                 {"id": token_id(t), "text": t, "prob": p}
@@ -102,19 +209,39 @@ def create_fake_app(graphs: dict[str, dict] | None = None, job_seconds: float = 
             "n_tokens": len(toks),
             "too_long": len(toks) > 64,
         }
+        if "targets" in body:
+            out["targets"] = [
+                {
+                    "text": t,
+                    "ids": [token_id(p) for p in tokenize(t)[1:]],
+                    "single": one_token(t),
+                    "prob": fake_prob(t) if one_token(t) else None,
+                }
+                for t in body["targets"]
+            ]
+        return out
 
     def run_job(job: dict) -> None:
         phases = [("forward", 1), ("logits", 3), ("features", 8), ("prune", 1), ("export", 1)]
+        steps = sum(total + 1 for _, total in phases)
+        step = 0
         for phase, total in phases:
             for done in range(total + 1):
                 if job["status"] == "cancelled":
                     return
                 job.update(status="running", phase=phase, done=done, total=total, position=0)
-                time.sleep(job_seconds / 14)
+                if job_fraction:
+                    job.update(fraction=round(step / steps, 4), eta_s=round((steps - step) * job_seconds / steps, 2))
+                step += 1
+                time.sleep(job_seconds / steps)
         slug = job["slug_req"] or f"trace-{next(counter)}"
-        g = make_graph(slug=slug, prompt_tokens=tokenize(job["prompt"]), seed=len(job["prompt"]))
+        g = make_graph(
+            slug=slug, prompt_tokens=tokenize(job["prompt"]), seed=len(job["prompt"]), target_tokens=job["targets"]
+        )
         add(slug, g)
-        job.update(status="done", slug=slug)
+        job.update(status="done", slug=slug, phase="done", done=1, total=1)
+        if job_fraction:
+            job.update(fraction=1.0, eta_s=0.0)
 
     @app.post("/api/graphs")
     async def create(req: Request):
@@ -135,13 +262,14 @@ def create_fake_app(graphs: dict[str, dict] | None = None, job_seconds: float = 
             "total": 0,
             "prompt": prompt,
             "slug_req": body.get("slug"),
+            "targets": body.get("target_tokens"),
         }
         jobs[jid] = job
         threading.Thread(target=run_job, args=(job,), daemon=True).start()
         return JSONResponse({"job_id": jid, "position": 1, "events_url": f"/api/jobs/{jid}/events"}, 202)
 
     def public(job: dict) -> dict:
-        d = {k: job[k] for k in ("id", "status", "position", "phase", "done", "total")}
+        d = {k: job[k] for k in ("id", "status", "position", "phase", "done", "total", "fraction", "eta_s") if k in job}
         if job.get("slug"):
             d["slug"] = job["slug"]
         return d
@@ -225,18 +353,24 @@ def create_fake_app(graphs: dict[str, dict] | None = None, job_seconds: float = 
     @app.post("/api/interventions")
     async def intervene(req: Request):
         body = await req.json()
-        before = {
-            "top": [{"id": 1, "text": " Austin", "prob": 0.41}, {"id": 2, "text": " Texas", "prob": 0.2}],
-            "continuation": " Austin, the capital of Texas.",
-        }
+        top_k, watch = int(body.get("top_k", 5)), body.get("watch", [])
+        bad = [
+            {
+                "loc": ["body", "watch", i],
+                "msg": f"watch.{i}: {w!r} is {len(tokenize(w)) - 1} tokens; a target must be exactly one token",
+                "type": "value_error",
+            }
+            for i, w in enumerate(watch)
+            if not one_token(w)
+        ]
+        if not 1 <= top_k <= 20:
+            bad.append({"loc": ["body", "top_k"], "msg": "too big", "type": "less_than_equal", "ctx": {"le": 20}})
+        if bad:
+            return JSONResponse({"detail": bad}, 422)
+        n_tokens = int(body.get("n_tokens", 10))
         active = [iv for iv in body.get("interventions", []) if iv.get("mode") in ("zero", "scale", "set")]
-        if not active:
-            return {"before": before, "after": before}
-        after = {
-            "top": [{"id": 2, "text": " Texas", "prob": 0.35}, {"id": 1, "text": " Austin", "prob": 0.12}],
-            "continuation": f" Texas (after {len(active)} interventions).",
-        }
-        return {"before": before, "after": after}
+        before = fake_next(0.0, top_k, watch, n_tokens)
+        return {"before": before, "after": fake_next(intervention_effect(active), top_k, watch, n_tokens)}
 
     @app.get("/api/features/search")
     def search(q: str = "", limit: int = 20):
@@ -256,26 +390,7 @@ def create_fake_app(graphs: dict[str, dict] | None = None, job_seconds: float = 
     def feature(layer: int, index: int):
         if index % 2:  # half the features have no atlas record
             raise HTTPException(404, "no atlas record")
-        return {
-            "layer": layer,
-            "index": index,
-            "label": labels.get((layer, index), f"atlas label {layer}/{index}"),
-            "explanation": "Fires on Texas-related tokens.",
-            "max_act": 12.0,
-            "frequency": 0.0012,
-            "histogram": {"edges": [i * 1.2 for i in range(11)], "counts": [900, 300, 120, 60, 30, 12, 8, 4, 2, 1]},
-            "top_logits": [{"text": " Austin", "value": 1.2}, {"text": " Texas", "value": 0.9}],
-            "bottom_logits": [{"text": " Paris", "value": -0.8}],
-            "top_input_tokens": [" Dallas"],
-            "examples": [
-                {
-                    "tokens": ["The", " city", " of", " Dallas", " <b>x</b>"],
-                    "acts": [0, 0.5, 1, 11.0, 2],
-                    "max_act": 11.0,
-                }
-            ],
-            "quantile_examples": [],
-        }
+        return feature_record(layer, index, labels.get((layer, index), f"atlas label {layer}/{index}"))
 
     @app.put("/api/features/{layer}/{index}/label")
     async def set_label(layer: int, index: int, req: Request):
@@ -296,6 +411,6 @@ def create_fake_app(graphs: dict[str, dict] | None = None, job_seconds: float = 
     def index():
         return FileResponse(DIST / "index.html")
 
-    for route in ("/", "/trace", "/graph/{slug}"):
+    for route in ("/", "/trace", "/graph/{slug}", "/feature/{layer}/{index}"):
         app.add_api_route(route, index, methods=["GET"], include_in_schema=False)
     return app

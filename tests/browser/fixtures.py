@@ -41,6 +41,7 @@ def make_graph(
     seed: int = 0,
     with_errors: bool = True,
     labels: bool = True,
+    target_tokens: list[str] | None = None,
 ) -> dict:
     rng = random.Random(seed)
     tokens = list(prompt_tokens or DEFAULT_TOKENS)
@@ -104,10 +105,12 @@ def make_graph(
                 if rng.random() < 0.35 or pos == n_pos - 1:
                     d = node(f"{layer}_-1_{pos}", -1, layer, pos, "mlp reconstruction error", js=f"{layer}_-1-{pos}")
                     by_row[layer + 1].append(d)
+    vocab = list(target_tokens or []) + [t for t in VOCAB if t not in (target_tokens or [])]
+    n_logits = max(n_logits, len(target_tokens or []))
     probs = sorted((rng.random() for _ in range(n_logits)), reverse=True)
     tot = sum(probs) / 0.9
     for k in range(n_logits):
-        text = VOCAB[k % len(VOCAB)] if k < len(VOCAB) else f" tok{k}"
+        text = vocab[k] if k < len(vocab) else f" tok{k}"
         tid = token_id(text) + k
         p = round(probs[k] / tot, 4)
         d = node(
@@ -118,7 +121,7 @@ def make_graph(
             "logit",
             js=f"L_{tid}-{n_pos - 1}",
             token_prob=p,
-            is_target_logit=k == 0,
+            is_target_logit=k < len(target_tokens) if target_tokens else k == 0,
             clerp=f'Output "{text}" (p={p:.3f})',
         )
         by_row[n_layers + 1].append(d)
@@ -188,6 +191,47 @@ def make_graph(
         "nodes": nodes,
         "links": links,
     }
+
+
+def prune_like_server(g: dict, node_threshold: float = 0.8) -> dict:
+    """Keep what circuit-tracer's pruning keeps: every feature / error node up to AND INCLUDING the one whose
+    cumulative influence crosses `node_threshold` (embeddings and logits always), and the links between them."""
+    inner = sorted(
+        (d for d in g["nodes"] if d["feature_type"] not in ("embedding", "logit")), key=lambda d: d["influence"]
+    )
+    keep = {d["node_id"] for d in g["nodes"] if d["feature_type"] in ("embedding", "logit")}
+    for d in inner:
+        keep.add(d["node_id"])
+        if d["influence"] > node_threshold:
+            break
+    g["nodes"] = [d for d in g["nodes"] if d["node_id"] in keep]
+    g["links"] = [lk for lk in g["links"] if lk["source"] in keep and lk["target"] in keep]
+    g["metadata"]["node_threshold"] = node_threshold
+    return g
+
+
+def make_research_graph(
+    slug: str,
+    prompt_tokens: list[str],
+    n_features: int = 1200,
+    n_links: int = 120_000,
+    n_layers: int = 18,
+    seed: int = 5,
+    target_tokens: list[str] | None = None,
+) -> dict:
+    """A graph the size of a real small-model trace, pruned at 0.8 as the server prunes (hundreds of nodes, tens
+    of thousands of links): the first view must still read."""
+    g = make_graph(
+        slug=slug,
+        prompt_tokens=prompt_tokens,
+        n_layers=n_layers,
+        n_features=n_features,
+        n_links=n_links,
+        n_logits=10,
+        seed=seed,
+        target_tokens=target_tokens,
+    )
+    return prune_like_server(g)
 
 
 def make_big_graph(n_nodes: int = 5000, n_links: int = 100_000, seed: int = 1) -> dict:

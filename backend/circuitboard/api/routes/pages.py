@@ -1,4 +1,5 @@
-"""Page routes: the single-page front end (frontend/dist) for /, /trace and /graph/{slug}."""
+"""Page routes: the single-page front end (frontend/dist) for /, /trace, /graph/{slug} and
+/feature/{layer}/{index}."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def trace(request: Request) -> Response:
 
 @router.get("/graph/{slug}")
 def graph_page(slug: str, request: Request) -> Response:
+    return _index(request)
+
+
+@router.get("/feature/{layer}/{index}")
+def feature_page(layer: int, index: int, request: Request) -> Response:
     return _index(request)
 
 
