@@ -21,6 +21,10 @@ ENV CIRCUITBOARD_MODELS_DIR=/models \
     PATH=/app/.venv/bin:$PATH
 
 EXPOSE 8000
+# The server binds 0.0.0.0 inside the container. Where it is published decides the mode: tell it with
+# CIRCUITBOARD_PUBLIC_HOST (docker-compose.yml does). Unset, a plain `docker run -p 8000:8000` counts as
+# reachable from the network: shared mode, accounts required (`docker exec ... circuitboard users add NAME`),
+# and only the Host names in CIRCUITBOARD_ALLOWED_HOSTS (besides localhost) are served.
 # First start prepares the default preset (model conversion, corpus, transcoders, atlas) into the models volume;
 # later starts find it there and load in seconds.
 CMD ["bash", "-c", "circuitboard prepare --preset ${CIRCUITBOARD_PRESET:-gemma-3-270m} && circuitboard serve 0.0.0.0 8000 --preset ${CIRCUITBOARD_PRESET:-gemma-3-270m}"]

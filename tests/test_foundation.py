@@ -61,7 +61,7 @@ def test_health_over_real_uvicorn(tmp_path):
 def test_compose_file_structure():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     app = compose["services"]["app"]
-    assert app["ports"] == ["8000:8000"]
+    assert app["ports"] == ["${CIRCUITBOARD_PUBLISH:-127.0.0.1}:8000:8000"]  # loopback unless the operator says
     volumes = {v.split(":")[0]: v.split(":")[1] for v in app["volumes"]}
     assert set(volumes) == {"models", "db"} and set(compose["volumes"]) == {"models", "db"}
     assert app["environment"]["CIRCUITBOARD_MODELS_DIR"] == volumes["models"]

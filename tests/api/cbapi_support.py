@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from circuitboard.engine.types import (
     InterventionResult,
     Outcome,
     ProgressEvent,
+    TargetToken,
     TokenInfo,
     TokenizeResult,
     TokenProb,
@@ -196,10 +197,16 @@ class FakeEngine:
             raise ValueError(f"{field}: {text!r} is {len(text.split())} tokens; a target must be exactly one token")
         return self._word_id(text)
 
-    def tokenize(self, prompt: str, top_k: int = 10) -> TokenizeResult:
+    def target_token(self, text: str, probs: torch.Tensor | None = None) -> TargetToken:
+        ids = [self._word_id(w) for w in text.split()]
+        single = len(ids) == 1
+        return TargetToken(text=text, ids=ids, single=single, prob=0.25 if single and probs is not None else None)
+
+    def tokenize(self, prompt: str, top_k: int = 10, targets: Sequence[str] = ()) -> TokenizeResult:
         tokens = [TokenInfo(id=t, text=self.decode_token(t)) for t in self.encode(prompt).tolist()]
         top = [TokenProb(id=500 + i, text=f"t{i}", prob=0.5 / (i + 1)) for i in range(top_k)]
-        return TokenizeResult(tokens=tokens, top_next=top)
+        ran = torch.ones(1)  # stands for the next-token distribution the real engine computes
+        return TokenizeResult(tokens=tokens, top_next=top, targets=[self.target_token(t, ran) for t in targets])
 
     def attribute(
         self,
@@ -257,9 +264,10 @@ class FakeEngine:
         }
 
     def intervene(self, req: InterventionRequest) -> InterventionResult:
-        before = Outcome(top=[TokenProb(id=500, text="t0", prob=0.5)], continuation=" a b")
+        watch = [TokenProb(id=self.single_token(t, f"watch.{i}"), text=t, prob=0.01) for i, t in enumerate(req.watch)]
+        before = Outcome(top=[TokenProb(id=500, text="t0", prob=0.5)], watch=watch, continuation=" a b")
         scale = 0.1 if req.interventions else 0.5
-        after = Outcome(top=[TokenProb(id=500, text="t0", prob=scale)], continuation=" c d")
+        after = Outcome(top=[TokenProb(id=500, text="t0", prob=scale)], watch=watch, continuation=" c d")
         return InterventionResult(before=before, after=after)
 
 

@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 from cbapi_support import make_settings
 
-# A graph as circuit-tracer <= 0.5 wrote it: error nodes named 0_{layer}_{pos} (renamed on import).
+# A graph as circuit-tracer <= 0.5 wrote it: error nodes named 0_{layer}_{pos} (kept as written on import).
 CT_GRAPH = {
     "metadata": {
         "slug": "ct-dallas",
@@ -105,9 +105,9 @@ def test_import_multipart_and_raw_then_export(fake_server, tmp_path):
         assert item["prompt"] == "<bos>Dallas is"
         g = c.get("/api/graphs/ct-dallas").json()
         ids = {n["node_id"] for n in g["nodes"]}
-        assert "1_-1_2" in ids and "0_1_2" not in ids  # old error id renamed everywhere
-        assert {"source": "1_-1_2", "target": "27_9_2", "weight": -0.3} in g["links"]
-        assert g["qParams"]["pinnedIds"] == ["1_-1_2"]
+        assert "0_1_2" in ids and "1_-1_2" not in ids  # the file's own error id, kept everywhere (issue 12.11)
+        assert g["nodes"] == CT_GRAPH["nodes"] and g["links"] == CT_GRAPH["links"]
+        assert g["qParams"]["pinnedIds"] == ["0_1_2"]
         assert g["nodes"][1]["jsNodeId"] == "3_77-0"  # unknown fields kept
 
         # the same file as a raw JSON body: stored again under a fresh slug, never overwriting

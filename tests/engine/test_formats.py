@@ -134,8 +134,42 @@ def test_import_accepts_old_error_ids_and_rejects_bad_input():
         "links": [{"source": "E_5_0", "target": "0_2_3", "weight": 0.5}],
     }
     out = graph_from_json(data)
-    assert out["nodes"][0]["node_id"] == "2_-1_3" and out["links"][0]["target"] == "2_-1_3"
+    # circuit-tracer's own error ids are kept, so that an imported file exports back as it was (issue 12)
+    assert out["nodes"][0]["node_id"] == "0_2_3" and out["links"][0]["target"] == "0_2_3"
     with pytest.raises(GraphFormatError, match="nodes"):
         graph_from_json({"metadata": {}, "links": []})
     with pytest.raises(GraphFormatError, match="links.0"):
         graph_from_json({**data, "links": [{"source": "nope", "target": "E_5_0", "weight": 1}]})
+
+
+@pytest.mark.parametrize(
+    ("kw", "kind"),
+    [
+        (dict(kind="relu"), "transcoder_set"),
+        (dict(kind="jumprelu", skip=True), "transcoder_set"),
+        (dict(kind="topk", k=5), "transcoder_set_topk"),
+        (dict(kind="jumprelu", cross_layer=True), "cross_layer_transcoder"),
+        (dict(kind="topk", k=5, cross_layer=True), "cross_layer_transcoder_topk"),
+        (dict(kind="relu", cross_layer=True, skip=True), "cross_layer_transcoder_skip"),
+    ],
+)
+def test_config_is_what_circuit_tracer_reads_or_refuses(tmp_path, kw, kind):
+    """circuit-tracer 0.5.0 needs `scan` and hooks its maps know; what it would misread (TopK, a CLT's skip) gets a
+    model_kind it refuses by name (bench/peer_transcoders.py runs it there). Ours reads every kind back."""
+    import yaml
+
+    tset = random_transcoder_set(2, 8, 16, seed=0, **kw)
+    save_transcoder_set(tset, tmp_path / "set", model_name="tiny")
+    conf = yaml.safe_load((tmp_path / "set" / "config.yaml").read_text())
+    assert conf["model_kind"] == kind and conf["scan"] == tset.name
+    assert (conf["feature_input_hook"], conf["feature_output_hook"]) == ("mlp.hook_in", "hook_mlp_out")
+    back = load_transcoder_set(tmp_path / "set")
+    assert back.cross_layer == tset.cross_layer and back.layers[0].activation.kind == kw["kind"]
+    assert back.layers[0].activation.k == (5 if kw["kind"] == "topk" else None)
+
+
+def test_unknown_model_kind_is_refused(tmp_path):
+    save_transcoder_set(random_transcoder_set(2, 8, 16), tmp_path, model_name="tiny")
+    (tmp_path / "config.yaml").write_text((tmp_path / "config.yaml").read_text().replace("transcoder_set", "sae"))
+    with pytest.raises(ValueError, match="unknown model_kind 'sae'"):
+        load_transcoder_set(tmp_path)

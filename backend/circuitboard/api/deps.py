@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
+from circuitboard.api.limits import RateLimiter
 from circuitboard.atlas.store import AtlasStore
 from circuitboard.config import ParamRange, Settings
-from circuitboard.jobs import EngineHost, JobService
+from circuitboard.jobs import EngineHost, JobService, ModelCalls
 from circuitboard.store import Store
 
 
@@ -21,6 +22,9 @@ class Services:
     host: EngineHost
     jobs: JobService
     ranges: dict[str, ParamRange]  # of the attribution parameters, under these settings (GET /api/config)
+    limiter: RateLimiter
+    interventions: ModelCalls  # the threads interventions wait on, never the request threads
+    previews: ModelCalls  # likewise for the token preview
 
 
 def services(request: Request) -> Services:

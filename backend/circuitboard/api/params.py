@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 from circuitboard.api.errors import field_error
 from circuitboard.api.schemas import GraphCreate, InterventionIn
-from circuitboard.config import ParamRange, Settings
-from circuitboard.engine.types import EngineInfo, OutOfRange
+from circuitboard.config import InterventionLimits, ParamRange, Settings
+from circuitboard.engine.types import EngineInfo, FeatureIntervention, OutOfRange
 from circuitboard.jobs import GraphRequest
 from circuitboard.store.slugs import is_valid_slug
 
@@ -51,16 +51,17 @@ def graph_request(body: GraphCreate, settings: Settings, ranges: Mapping[str, Pa
 
 
 def _targets(targets: list[str] | None, limit: int) -> list[str] | None:
-    if targets is None:
-        return None
-    if len(targets) > limit:
-        raise field_error(
-            ("body", "target_tokens"), f"target_tokens: at most {limit} tokens (got {len(targets)})", len(targets)
-        )
-    for i, t in enumerate(targets):
-        if not t:
-            raise field_error(("body", "target_tokens", i), "target_tokens: empty token", t)
+    check_token_list(targets or [], "target_tokens", limit)
     return targets or None
+
+
+def check_token_list(texts: list[str], field: str, limit: int) -> None:
+    """At most `limit` token strings, none empty (whether each is one token is the tokenizer's to say)."""
+    if len(texts) > limit:
+        raise field_error(("body", field), f"{field}: at most {limit} tokens (got {len(texts)})", len(texts))
+    for i, t in enumerate(texts):
+        if not t:
+            raise field_error(("body", field, i), f"{field}: empty token", t)
 
 
 def check_intervention(body: InterventionIn, settings: Settings, info: EngineInfo | None) -> None:
@@ -73,21 +74,33 @@ def check_intervention(body: InterventionIn, settings: Settings, info: EngineInf
         raise field_error(("body", "n_tokens"), f"n_tokens: at most {lim.max_new_tokens}", body.n_tokens)
     if body.top_k > lim.max_top_k:
         raise field_error(("body", "top_k"), f"top_k: at most {lim.max_top_k}", body.top_k)
-    if body.temperature > lim.max_temperature:
-        raise field_error(("body", "temperature"), f"temperature: at most {lim.max_temperature}", body.temperature)
+    _check_temperature(body.temperature, lim)
+    check_token_list(body.watch, "watch", lim.max_watch)
     for i, iv in enumerate(body.interventions):
-        loc = ("body", "interventions", i)
-        if info is not None and iv.layer >= info.n_layers:
-            msg = f"interventions[{i}].layer: the model has {info.n_layers} layers"
-            raise field_error((*loc, "layer"), msg, iv.layer)
-        if info is not None and iv.feature >= info.d_transcoder:
-            raise field_error(
-                (*loc, "feature"),
-                f"interventions[{i}].feature: the transcoders have {info.d_transcoder} features",
-                iv.feature,
-            )
-        if abs(iv.value) > lim.max_abs_value:
-            raise field_error((*loc, "value"), f"interventions[{i}].value: |value| at most {lim.max_abs_value}")
+        _check_item(i, iv, lim, info)
+
+
+def _check_temperature(t: float, lim: InterventionLimits) -> None:
+    if t != 0 and not lim.min_temperature <= t <= lim.max_temperature:
+        raise field_error(
+            ("body", "temperature"),
+            f"temperature: 0 (greedy) or between {lim.min_temperature} and {lim.max_temperature} (got {t})",
+            t,
+        )
+
+
+def _check_item(i: int, iv: FeatureIntervention, lim: InterventionLimits, info: EngineInfo | None) -> None:
+    loc = ("body", "interventions", i)
+    if info is not None and iv.layer >= info.n_layers:
+        raise field_error((*loc, "layer"), f"interventions[{i}].layer: the model has {info.n_layers} layers", iv.layer)
+    if info is not None and iv.feature >= info.d_transcoder:
+        raise field_error(
+            (*loc, "feature"),
+            f"interventions[{i}].feature: the transcoders have {info.d_transcoder} features",
+            iv.feature,
+        )
+    if abs(iv.value) > lim.max_abs_value:
+        raise field_error((*loc, "value"), f"interventions[{i}].value: |value| at most {lim.max_abs_value}")
 
 
 def check_positions(body: InterventionIn, n_tokens: int) -> None:

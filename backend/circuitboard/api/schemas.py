@@ -7,15 +7,16 @@ the request schemas here are derived from them, so a parameter is declared once.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from circuitboard.config import InterventionLimits
+from circuitboard.config import InterventionLimits, RateLimits
 from circuitboard.engine.types import (
     FeatureIntervention,
     InterventionMode,
     InterventionRequest,
+    TargetToken,
     TokenInfo,
     TokenProb,
     param_ranges,
@@ -27,9 +28,47 @@ from circuitboard.store.records import GraphSource
 M = TypeVar("M", bound=BaseModel)
 
 
-class _In(BaseModel):
+def lone_surrogate_path(value: Any, path: str = "") -> str | None:
+    """The path (`a.0.b`) of the first string in `value` that is not valid Unicode (a lone UTF-16 surrogate,
+    which JSON's `\\ud800` escapes can carry), or None. Such a string fails later, in the tokenizer or SQLite."""
+    if isinstance(value, str):
+        return None if value.isascii() or _encodes(value) else path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and not key.isascii() and not _encodes(key):
+            return where
+        found = lone_surrogate_path(item, where)
+        if found is not None:
+            return found
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _ValidText(BaseModel):
+    """Request bodies whose strings are all valid Unicode, and whose numbers are all finite."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        where = lone_surrogate_path(data)
+        if where is not None:
+            raise ValueError(f"{where}: text must be valid Unicode (it holds a lone surrogate such as \\ud800)")
+        return data
+
+
+class _In(_ValidText):
     # A misspelt field is an error naming it, not a silently ignored key.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # ------------------------------------------------------------------------------------------- meta
@@ -44,7 +83,11 @@ class Limits(BaseModel):
     max_prompt_tokens: int
     max_prompt_chars: int
     max_queue: int
+    max_queue_per_user: int
     max_upload_bytes: int
+    max_import_nodes: int
+    max_import_links: int
+    max_saved_views: int
     max_target_tokens: int
 
 
@@ -68,17 +111,25 @@ class ConfigOut(BaseModel):
     limits: Limits
     params: ParamRanges
     interventions: InterventionLimits
+    rate_limits: RateLimits = Field(description="per signed-in user (or per address), and per address x factor")
+    auth: Literal["required", "off"] = Field(description='"required": a shared server, every call needs a user')
 
 
 # ------------------------------------------------------------------------------------------- tokenize
 class TokenizeIn(_In):
     prompt: str = Field(min_length=1)
     top_k: int = Field(default=10, ge=0, le=50)
+    targets: list[str] | None = Field(
+        default=None, description="candidate target tokens (at most limits.max_target_tokens), read as typed"
+    )
 
 
 class TokenizeOut(BaseModel):
     tokens: list[TokenInfo]
     top_next: list[TokenProb]
+    targets: list[TargetToken] = Field(
+        default_factory=list, description="how each asked target reads: its ids, one token or not, its probability"
+    )
     n_tokens: int
     too_long: bool
     busy: bool = Field(
@@ -125,6 +176,7 @@ class GraphListItem(BaseModel):
     n_nodes: int
     n_links: int
     source: GraphSource
+    owner: str | None = Field(default=None, description="who made it; null on a single-user server")
 
 
 class GraphList(BaseModel):
@@ -170,6 +222,7 @@ class SubgraphOut(SubgraphCreate):
     model_config = ConfigDict(extra="ignore")
     id: str
     created_at: datetime
+    owner: str | None = Field(default=None, description="who saved it; null on a single-user server")
 
 
 # ------------------------------------------------------------------------------------------- interventions
@@ -178,10 +231,10 @@ class FeatureInterventionIn(FeatureIntervention):
     mode: InterventionMode  # no default over HTTP: a request that leaves it out is a mistake, not a "set"
 
 
-class InterventionIn(InterventionRequest):
+class InterventionIn(InterventionRequest, _ValidText):
     """The engine's InterventionRequest, strict; its upper bounds are Settings.interventions."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     prompt: str = Field(min_length=1)
     # the same items, stricter: pydantic validates the subclass; mypy sees a list's type narrowed
     interventions: list[FeatureInterventionIn] = Field(default_factory=list)  # type: ignore[assignment]
@@ -224,6 +277,9 @@ class FeatureRecord(BaseModel):
     index: int
     label: str
     label_source: str = Field(description='"user" when overridden, else "auto"')
+    label_by: str | None = Field(
+        default=None, description="on a shared server, the user whose own label this is (null: the atlas's)"
+    )
     auto_label: str
     explanation: str | None = None
     max_act: float
@@ -239,12 +295,16 @@ class FeatureRecord(BaseModel):
     quantile_examples: list[QuantileExamples]
 
 
-class LabelUpdate(BaseModel):
+# A layer or feature index: SQLite's integers stop at 2**63, and no transcoder comes near 2**31 features.
+FeatureIndex = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class LabelUpdate(_ValidText):
     label: str = Field(max_length=200, description="new label; empty restores the automatic one")
 
 
-class LabelsRequest(BaseModel):
-    features: list[tuple[int, int]] = Field(max_length=10_000, description="[[layer, index], ...]")
+class LabelsRequest(_ValidText):
+    features: list[tuple[FeatureIndex, FeatureIndex]] = Field(max_length=10_000, description="[[layer, index], ...]")
 
 
 class LabelsResult(BaseModel):
@@ -266,3 +326,30 @@ class SearchItem(BaseModel):
 
 class SearchResult(BaseModel):
     items: list[SearchItem]
+
+
+# ------------------------------------------------------------------------------------------- session
+class SignIn(_In):
+    token: str | None = Field(default=None, max_length=200, description="an API token (`circuitboard users add`)")
+    name: str | None = Field(default=None, max_length=80)
+    password: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SignIn:
+        if (self.token is None) == (self.name is None or self.password is None):
+            raise ValueError("token: send either a token, or a name and a password")
+        return self
+
+
+class UserOut(BaseModel):
+    name: str
+    is_admin: bool
+
+
+class SessionOut(BaseModel):
+    auth: Literal["required", "off"] = Field(description='"off": a single-user server, nobody signs in')
+    user: UserOut | None = Field(description="who is signed in; null when nobody (or a single-user server)")
+    via: Literal["local", "token", "session", "anonymous"]
+    csrf_token: str | None = Field(
+        default=None, description="send it as X-CSRF-Token with every POST, PUT, PATCH and DELETE of this session"
+    )

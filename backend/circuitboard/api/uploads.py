@@ -1,8 +1,10 @@
-"""Reading a size-capped upload: multipart (field `file`) or a raw JSON body."""
+"""Reading a size-capped upload (multipart field `file` or the raw body) and parsing the JSON document in it."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -10,6 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from circuitboard.api.errors import field_error
+from circuitboard.api.schemas import lone_surrogate_path
 
 # Room for the multipart boundaries and part headers around the file itself.
 _MULTIPART_SLACK = 64 * 1024
@@ -35,35 +38,95 @@ async def read_capped(request: Request, cap: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json_upload(request: Request, limit: int, field: str = "file") -> Any:
-    """The uploaded JSON document, from multipart field `field` or from the body itself."""
+async def read_upload(request: Request, limit: int, field: str = "file") -> bytes:
+    """The uploaded document's bytes, from multipart field `field` or from the body itself."""
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        body = await read_capped(request, limit + _MULTIPART_SLACK, limit)
-
-        async def stream():
-            yield body
-            yield b""
-
-        try:
-            form = await MultiPartParser(request.headers, stream(), max_files=1, max_fields=10).parse()
-        except MultiPartException as e:
-            raise field_error(("body", field), f"{field}: malformed multipart upload ({e.message})") from None
-        upload = form.get(field)
-        if isinstance(upload, UploadFile):
-            raw = await upload.read()
-        elif isinstance(upload, str):  # pasted into a plain form field rather than attached as a file
-            raw = upload.encode()
-        else:
-            raise field_error(("body", field), f"{field}: missing; send the graph JSON as the multipart file '{field}'")
-        await form.close()
-        if len(raw) > limit:
-            raise _too_large(limit)
-    else:
+    if not content_type.startswith("multipart/form-data"):
         raw = await read_capped(request, limit, limit)
+    else:
+        raw = await _multipart_file(request, limit, field)
     if not raw.strip():
         raise field_error(("body", field), f"{field}: empty upload")
+    return raw
+
+
+async def _multipart_file(request: Request, limit: int, field: str) -> bytes:
+    body = await read_capped(request, limit + _MULTIPART_SLACK, limit)
+
+    async def stream():
+        yield body
+        yield b""
+
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        form = await MultiPartParser(request.headers, stream(), max_files=1, max_fields=10).parse()
+    except MultiPartException as e:
+        raise field_error(("body", field), f"{field}: malformed multipart upload ({e.message})") from None
+    upload = form.get(field)
+    if isinstance(upload, UploadFile):
+        raw = await upload.read()
+    elif isinstance(upload, str):  # pasted into a plain form field rather than attached as a file
+        raw = upload.encode()
+    else:
+        raise field_error(("body", field), f"{field}: missing; send the graph JSON as the multipart file '{field}'")
+    await form.close()
+    if len(raw) > limit:
+        raise _too_large(limit)
+    return raw
+
+
+# ------------------------------------------------------------------------------------------- JSON documents
+# An upload is parsed by us, not by FastAPI, so each way a file can be bad is a 4xx naming the file: NaN and
+# Infinity (which Python's json accepts), numbers past float range (`1e400`), nesting deep enough to exhaust the
+# parser's recursion, and text that is not valid Unicode.
+
+MAX_DEPTH = 64  # a graph file nests 4 deep; the rest is room for the extra fields other writers add
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class _BadNumber(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadNumber(f"the number {text} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise _BadNumber(f"{name} is not a number JSON allows")
+
+
+def parse_json_document(raw: bytes, field: str = "file") -> Any:
+    """The JSON document in `raw`, or a 422 naming `field` (and, where known, the path inside it)."""
+    try:
+        text = raw.decode("utf-8-sig")
+        data = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except _BadNumber as e:
+        raise field_error(("body", field), f"{field}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise field_error(("body", field), f"{field}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise field_error(("body", field), f"{field}: nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as e:
         raise field_error(("body", field), f"{field}: not valid JSON ({e})") from None
+    _check_depth(data, field)
+    if _SURROGATE_ESCAPE.search(raw):  # rare: only then is the walk for a lone surrogate worth it
+        where = lone_surrogate_path(data)
+        if where is not None:
+            loc = ("body", field, *where.split("."))
+            raise field_error(loc, f"{field}.{where}: text must be valid Unicode (a lone surrogate)")
+    return data
+
+
+def _check_depth(data: Any, field: str) -> None:
+    """Iteratively, so that the check itself cannot run out of stack."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise field_error(("body", field), f"{field}: nested deeper than {MAX_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))

@@ -18,6 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--db", default=None, help="SQLAlchemy database URL (default: sqlite file in data/)")
     p.add_argument("--no-engine", action="store_true", help="load no model: browse, import and export only")
+    p.add_argument(
+        "--auth",
+        choices=["auto", "required", "off"],
+        default=None,
+        help="accounts: 'auto' (default) requires them when serving on a non-loopback address",
+    )
     p.set_defaults(func=serve)
 
 
@@ -30,6 +36,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "transcoders_path": args.transcoders,
         "device": args.device,
         "database_url": args.db,
+        "auth": args.auth,
     }
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     if args.no_engine:
@@ -44,7 +51,8 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     app = create_app(settings)
-    print(f"Circuitboard on {settings.url}", flush=True)
+    mode = "shared: accounts required (circuitboard users add NAME)" if settings.auth_required else "single user"
+    print(f"Circuitboard on {settings.url} ({mode})", flush=True)
     # A bounded graceful shutdown: open event streams must not keep the process alive.
     uvicorn.run(app, host=settings.host, port=settings.port, timeout_graceful_shutdown=3, log_level="info")
     return 0

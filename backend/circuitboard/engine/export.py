@@ -3,13 +3,14 @@
 The one home of the node id scheme, the `cantor` feature ids, the export of a pruned Graph and the validation
 of a graph file someone uploads (the import route) — both directions share the models below.
 
-Node ids (DESIGN.md): feature `{layer}_{index}_{pos}`, error `{layer}_-1_{pos}`, embedding `E_{token}_{pos}`,
-logit `{n_layers+1}_{token}_{pos}`. Import also accepts circuit-tracer's older error id `0_{layer}_{pos}`.
+Node ids (DESIGN.md): feature `{layer}_{index}_{pos}`, error `{layer}_-1_{pos}` (circuit-tracer's later scheme:
+its first one, `0_{layer}_{pos}`, collides with layer-0 features), embedding `E_{token}_{pos}`, logit
+`{n_layers+1}_{token}_{pos}`. An imported file keeps its own ids, whatever scheme wrote them: the page tells
+node kinds by `feature_type`, never by the shape of an id.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -149,35 +150,39 @@ def _node(
 
 
 # ------------------------------------------------------------------------------------------------ import
-# A graph file is kept as it was written, unknown fields included (Neuronpedia and circuit-tracer add their
-# own); the models name only what we read, so a missing or mistyped field is an error that names it.
+# A graph file is kept as it was written, its node ids and unknown fields included (Neuronpedia and
+# circuit-tracer add their own), so that exporting an imported file gives the file back. The models name only
+# what we read, so a missing or mistyped field is an error that names it.
+
+_MAX_INT = 2**53  # integers a browser's JSON.parse still reads exactly
+_LAYER = re.compile(r"^(E|\d{1,6})$")
 
 
 class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class NodeIn(_Loose):
-    node_id: str = Field(min_length=1)
-    feature: int | None = None
-    layer: str | int
-    ctx_idx: int = Field(ge=0)
+    node_id: str = Field(min_length=1, max_length=200)
+    feature: int | None = Field(default=None, ge=-_MAX_INT, le=_MAX_INT)
+    layer: str | int = Field(description='"E" for embeddings, else the layer number')
+    ctx_idx: int = Field(ge=0, le=2**31 - 1)
     feature_type: str
     influence: float | None = None
     activation: float | None = None
+
+    @field_validator("layer")
+    @classmethod
+    def _layer(cls, v: str | int) -> str | int:
+        if isinstance(v, int) and not 0 <= v < 10**6 or isinstance(v, str) and not _LAYER.match(v):
+            raise ValueError(f'layer must be "E" or a non-negative layer number (got {v!r})')
+        return v
 
 
 class LinkIn(_Loose):
     source: str
     target: str
-    weight: float
-
-    @field_validator("weight")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("weight must be a finite number")
-        return v
+    weight: float = Field(description="a finite number")
 
 
 class MetadataIn(_Loose):
@@ -233,13 +238,10 @@ class GraphFile:
 
 
 def read_graph_file(data: Any) -> GraphFile:
-    """Validate a circuit-tracer / Neuronpedia graph JSON and bring its ids to our scheme. `data` itself is
-    returned as `graph`, old error ids rewritten in place; raises GraphFormatError."""
+    """Validate a circuit-tracer / Neuronpedia graph JSON; `data` itself, unchanged, is returned as `graph`.
+    Raises GraphFormatError."""
     parsed = _parse(data)
-    renames = _old_error_ids(parsed.nodes)
-    _check_ids(parsed, renames)
-    if renames:
-        _apply_renames(data, renames)
+    _check_ids(parsed)
     md = parsed.metadata
     info = md.info or {}
     return GraphFile(
@@ -267,41 +269,29 @@ def _parse(data: Any) -> GraphIn:
         ) from None
 
 
-def _check_ids(graph: GraphIn, renames: dict[str, str]) -> None:
-    """Node ids are unique (after renaming) and every link joins two of them."""
+def _check_ids(graph: GraphIn) -> None:
+    """Node ids are unique and every link joins two of them."""
     ids: set[str] = set()
     for i, node in enumerate(graph.nodes):
-        nid = renames.get(node.node_id, node.node_id)
-        if nid in ids:
-            raise GraphFormatError([(("nodes", i, "node_id"), f"duplicate {nid!r}", None)])
-        ids.add(nid)
+        if node.node_id in ids:
+            raise GraphFormatError([(("nodes", i, "node_id"), _duplicate(graph.nodes, node), node.node_id)])
+        ids.add(node.node_id)
     for i, link in enumerate(graph.links):
         for end in ("source", "target"):
             nid = getattr(link, end)
-            if renames.get(nid, nid) not in ids:
+            if nid not in ids:
                 raise GraphFormatError([(("links", i, end), f"unknown node id {nid!r}", nid)])
 
 
 _OLD_ERROR_ID = re.compile(r"^0_(\d+)_(\d+)$")
 
 
-def _old_error_ids(nodes: list[NodeIn]) -> dict[str, str]:
-    """circuit-tracer <= 0.5 named error nodes `0_{layer}_{pos}`, which collides with feature ids."""
-    out: dict[str, str] = {}
-    for node in nodes:
-        m = _OLD_ERROR_ID.match(node.node_id)
-        if node.feature_type == ERROR and m and m.group(1) == str(node.layer) and int(m.group(2)) == node.ctx_idx:
-            out[node.node_id] = error_id(node.layer, node.ctx_idx)
-    return out
-
-
-def _apply_renames(data: dict[str, Any], renames: dict[str, str]) -> None:
-    for node in data["nodes"]:
-        if node["node_id"] in renames:
-            node["node_id"] = renames[node["node_id"]]
-    for link in data["links"]:
-        link["source"] = renames.get(link["source"], link["source"])
-        link["target"] = renames.get(link["target"], link["target"])
-    q = data.get("qParams")
-    if isinstance(q, dict) and isinstance(q.get("pinnedIds"), list):
-        q["pinnedIds"] = [renames.get(p, p) if isinstance(p, str) else p for p in q["pinnedIds"]]
+def _duplicate(nodes: list[NodeIn], node: NodeIn) -> str:
+    """The message for a repeated node id; circuit-tracer <= 0.5 wrote such files by itself."""
+    msg = f"duplicate {node.node_id!r}"
+    if _OLD_ERROR_ID.match(node.node_id) and any(n.node_id == node.node_id and n.feature_type == ERROR for n in nodes):
+        msg += (
+            " (circuit-tracer <= 0.5 named error nodes 0_{layer}_{pos}, the id of a layer-0 feature, so its "
+            "links cannot be told apart; export the graph again with a newer circuit-tracer)"
+        )
+    return msg

@@ -72,12 +72,18 @@ def _next_logits(model, ids: torch.Tensor) -> torch.Tensor:
     return model(input_ids=ids[None], use_cache=False, logits_to_keep=1).logits[0, -1].float()
 
 
+def _token_probs(tokenizer, probs: torch.Tensor, ids: list[int]) -> list[TokenProb]:
+    values = probs[ids].tolist() if ids else []
+    return [TokenProb(id=t, text=tokenizer.decode([t]), prob=float(q)) for t, q in zip(ids, values, strict=True)]
+
+
 @torch.no_grad()
 def _run(
     adapter: Adapter,
     tokenizer,
     ids: torch.Tensor,
     req: InterventionRequest,
+    watch_ids: list[int],
     steering: _Steering | None,
     frozen: dict | None,
 ) -> Outcome:
@@ -85,16 +91,15 @@ def _run(
     model = adapter.model
     out_ids: list[int] = []
     top: list[TokenProb] = []
+    watch: list[TokenProb] = []
     seq = ids
     with attn_patterns.frozen(frozen):
         for step in range(max(req.n_tokens, 1)):
             probs = _next_logits(model, seq).softmax(-1)
             if step == 0:
-                p, i = probs.topk(req.top_k)
-                top = [
-                    TokenProb(id=int(t), text=tokenizer.decode([int(t)]), prob=float(q))
-                    for q, t in zip(p.tolist(), i.tolist(), strict=True)
-                ]
+                # Top tokens and watched tokens come from the same next-token distribution.
+                top = _token_probs(tokenizer, probs, probs.topk(req.top_k).indices.tolist())
+                watch = _token_probs(tokenizer, probs, watch_ids)
             if step >= req.n_tokens:
                 break
             if req.temperature > 0:
@@ -106,12 +111,19 @@ def _run(
             if nxt == tokenizer.eos_token_id:
                 break
             seq = torch.cat([seq, torch.tensor([nxt], device=seq.device)])
-    return Outcome(top=top, continuation=tokenizer.decode(out_ids), continuation_ids=out_ids)
+    return Outcome(top=top, watch=watch, continuation=tokenizer.decode(out_ids), continuation_ids=out_ids)
 
 
 def run_intervention(
-    adapter: Adapter, tset: TranscoderSet, tokenizer, ids: torch.Tensor, req: InterventionRequest
+    adapter: Adapter,
+    tset: TranscoderSet,
+    tokenizer,
+    ids: torch.Tensor,
+    req: InterventionRequest,
+    watch_ids: list[int] | None = None,
 ) -> InterventionResult:
+    """`watch_ids`: the token ids of `req.watch` (the caller's tokenizer resolves them)."""
+    watch_ids = watch_ids or []
     for i, item in enumerate(req.interventions):
         if item.layer >= tset.n_layers:
             raise ValueError(f"interventions.{i}.layer: {item.layer} is not below {tset.n_layers}")
@@ -119,13 +131,13 @@ def run_intervention(
             raise ValueError(f"interventions.{i}.feature: {item.feature} is not below {tset.d_transcoder}")
         if item.position is not None and item.position >= len(ids):
             raise ValueError(f"interventions.{i}.position: {item.position} is past the prompt ({len(ids)} tokens)")
-    before = _run(adapter, tokenizer, ids, req, None, None)
+    before = _run(adapter, tokenizer, ids, req, watch_ids, None, None)
     frozen = None
     if req.freeze_attention:
         frozen = dict(enumerate(capture_patterns(adapter, ids)))
     steering = _Steering(adapter, tset, req.interventions)
     try:
-        after = _run(adapter, tokenizer, ids, req, steering, frozen)
+        after = _run(adapter, tokenizer, ids, req, watch_ids, steering, frozen)
     finally:
         steering.close()
     return InterventionResult(before=before, after=after)

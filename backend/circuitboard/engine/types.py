@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from circuitboard.config import IntRange, ParamRange, RangeOverrides
 
@@ -113,18 +113,40 @@ class TokenProb(BaseModel):
     prob: float
 
 
+class TargetToken(BaseModel):
+    """How the tokenizer reads a candidate target token (the trace form warns before tracing a bad one)."""
+
+    text: str
+    ids: list[int] = Field(description="its token ids, without special tokens")
+    single: bool = Field(description="exactly one token: usable as a target")
+    prob: float | None = Field(
+        default=None, description="next-token probability after the prompt; null unless single and the model ran"
+    )
+
+
 class TokenizeResult(BaseModel):
     tokens: list[TokenInfo]
     top_next: list[TokenProb]
+    targets: list[TargetToken] = Field(default_factory=list)
 
 
 InterventionMode = Literal["set", "scale", "zero"]
 
 
+# Indices fit the 32-bit integers torch and SQLite take; a larger one is a mistake, not a request. Seeds span what
+# torch.Generator.manual_seed accepts.
+_MAX_INDEX = 2**31 - 1
+_SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
 class FeatureIntervention(BaseModel):
-    layer: int = Field(ge=0)
-    feature: int = Field(ge=0)
-    position: int | None = Field(default=None, ge=0, description="null: every position, generated ones too")
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    layer: int = Field(ge=0, le=_MAX_INDEX)
+    feature: int = Field(ge=0, le=_MAX_INDEX)
+    position: int | None = Field(
+        default=None, ge=0, le=_MAX_INDEX, description="null: every position, generated ones too"
+    )
     mode: InterventionMode = "set"
     value: float = 0.0
 
@@ -132,17 +154,25 @@ class FeatureIntervention(BaseModel):
 class InterventionRequest(BaseModel):
     """One intervention run. Upper bounds are the service's (config.InterventionLimits, checked by the API)."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     prompt: str
     interventions: list[FeatureIntervention] = Field(default_factory=list)
     freeze_attention: bool = False
     n_tokens: int = Field(default=10, ge=0)
     top_k: int = Field(default=5, ge=1)
     temperature: float = Field(default=0.0, ge=0.0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=_SEED_RANGE[0], le=_SEED_RANGE[1])
+    watch: list[str] = Field(
+        default_factory=list,
+        description="token strings (each exactly one token, leading spaces significant) whose probabilities "
+        "`before` and `after` report, in this order",
+    )
 
 
 class Outcome(BaseModel):
     top: list[TokenProb]
+    watch: list[TokenProb] = Field(default_factory=list, description="the watched tokens, in the order asked")
     continuation: str
     continuation_ids: list[int] = Field(default_factory=list)
 

@@ -9,6 +9,7 @@ from collections import defaultdict
 
 from circuitboard.engine.types import ProgressEvent
 from circuitboard.jobs.models import JobView
+from circuitboard.jobs.progress import LiveProgress
 
 
 class Subscription:
@@ -89,7 +90,7 @@ class JobEvents:
     def __init__(self) -> None:
         self.broker = EventBroker()
         self._lock = threading.Lock()
-        self._live: dict[str, ProgressEvent] = {}
+        self._live: dict[str, LiveProgress] = {}
         self._cancelled: set[str] = set()
 
     def publish(self, view: JobView) -> None:
@@ -101,13 +102,23 @@ class JobEvents:
     def close(self) -> None:
         self.broker.close()
 
-    def set_live(self, job_id: str, progress: ProgressEvent) -> None:
+    def begin(self, job_id: str) -> None:
+        """The job starts running now: its clock (for the ETA) starts here."""
         with self._lock:
-            self._live[job_id] = progress
+            self._live[job_id] = LiveProgress()
 
-    def live(self, job_id: str) -> ProgressEvent | None:
+    def set_live(self, job_id: str, progress: ProgressEvent) -> JobView:
+        """Record the running job's progress; returns its view (phase, fraction, ETA) to publish."""
         with self._lock:
-            return self._live.get(job_id)
+            live = self._live.setdefault(job_id, LiveProgress())
+            live.update(progress)
+            return running_view(job_id, live)
+
+    def live(self, job_id: str) -> JobView | None:
+        """The running job's view from memory, or None when this process does not run it."""
+        with self._lock:
+            live = self._live.get(job_id)
+            return None if live is None else running_view(job_id, live)
 
     def request_cancel(self, job_id: str) -> None:
         """A running engine sees this through its should_cancel callback."""
@@ -122,3 +133,11 @@ class JobEvents:
         with self._lock:
             self._live.pop(job_id, None)
             self._cancelled.discard(job_id)
+
+
+def running_view(job_id: str, live: LiveProgress) -> JobView:
+    p = live.event
+    view = JobView(id=job_id, status="running", position=0, fraction=live.fraction, eta_s=live.eta_s)
+    if p is not None:
+        view.phase, view.done, view.total = p.phase, p.done, p.total
+    return view

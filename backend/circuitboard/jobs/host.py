@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from circuitboard.engine.types import (
@@ -19,6 +19,7 @@ from circuitboard.engine.types import (
     InterventionRequest,
     InterventionResult,
     ProgressEvent,
+    TargetToken,
     TokenInfo,
     TokenizeResult,
 )
@@ -42,7 +43,9 @@ class EngineAPI(Protocol):
 
     def single_token(self, text: str, field: str) -> int: ...
 
-    def tokenize(self, prompt: str, top_k: int = 10) -> TokenizeResult: ...
+    def target_token(self, text: str, probs: torch.Tensor | None = None) -> TargetToken: ...
+
+    def tokenize(self, prompt: str, top_k: int = 10, targets: Sequence[str] = ()) -> TokenizeResult: ...
 
     def attribute(
         self,
@@ -74,10 +77,11 @@ class PromptTooLong(Exception):
 
 
 class InvalidTarget(ValueError):
-    """A target token the model's tokenizer cannot use; `index` into target_tokens."""
+    """A token string the model's tokenizer does not read as one token; `field[index]` of the request."""
 
-    def __init__(self, index: int, message: str) -> None:
+    def __init__(self, field: str, index: int, message: str) -> None:
         super().__init__(message)
+        self.field = field
         self.index = index
 
 
@@ -147,29 +151,35 @@ class EngineHost:
         with self._tokenizer_lock:
             return [int(t) for t in engine.encode(prompt).tolist()]
 
-    def check_targets(self, targets: list[str]) -> None:
-        """Raises InvalidTarget for a target token the tokenizer does not encode as exactly one token."""
+    def check_tokens(self, texts: list[str], field: str = "target_tokens") -> None:
+        """Raises InvalidTarget for a string of `field` the tokenizer does not encode as exactly one token
+        (tokenizer only: never waits for a running job)."""
         engine = self.require()
         with self._tokenizer_lock:
-            for i, text in enumerate(targets):
+            for i, text in enumerate(texts):
                 try:
-                    engine.single_token(text, f"target_tokens.{i}")
+                    engine.single_token(text, f"{field}.{i}")
                 except ValueError as e:
-                    raise InvalidTarget(i, str(e)) from None
+                    raise InvalidTarget(field, i, str(e)) from None
 
-    def tokenize(self, prompt: str, top_k: int, wait_s: float) -> tuple[TokenizeResult, bool]:
-        """(TokenizeResult, busy). The next-token preview needs the model; when the worker holds it for
-        longer than `wait_s`, the tokens come back without the preview and `busy` is True."""
+    def tokenize(
+        self, prompt: str, top_k: int, wait_s: float, targets: Sequence[str] = ()
+    ) -> tuple[TokenizeResult, bool]:
+        """(TokenizeResult, busy). The next-token preview (top tokens, the targets' probabilities) needs the
+        model; when the worker holds it for longer than `wait_s`, the tokens and how the targets read come
+        back without it and `busy` is True."""
         engine = self.require()
-        if top_k > 0 and self.model_lock.acquire(timeout=wait_s):
+        wants_model = top_k > 0 or bool(targets)
+        if wants_model and self.model_lock.acquire(timeout=wait_s):
             try:
-                return engine.tokenize(prompt, top_k=top_k), False
+                return engine.tokenize(prompt, top_k=top_k, targets=targets), False
             finally:
                 self.model_lock.release()
         ids = self._encode(prompt)
         with self._tokenizer_lock:
             tokens = [TokenInfo(id=t, text=engine.decode_token(t)) for t in ids]
-        return TokenizeResult(tokens=tokens, top_next=[]), top_k > 0
+            read = [engine.target_token(text) for text in targets]
+        return TokenizeResult(tokens=tokens, top_next=[], targets=read), wants_model
 
     def intervene(self, req: InterventionRequest, wait_s: float) -> InterventionResult:
         engine = self.require()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from circuitboard.engine.types import AttributionParams
 from circuitboard.store.records import GraphSummary, JobStatus
@@ -25,8 +25,9 @@ class GraphRequest(AttributionParams):
         return AttributionParams.model_validate(self.model_dump(exclude={"prompt"}))
 
 
-class JobView(BaseModel):
-    """A job's state as the API shows it. `position`: 1 = next to run, 0 = running, None = finished."""
+class JobState(BaseModel):
+    """A job's state. `position`: 1 = next to run, 0 = running, None = finished. A job that is done has
+    phase "done" and done == total."""
 
     id: str
     status: JobStatus
@@ -36,6 +37,15 @@ class JobView(BaseModel):
     total: int = 0
     slug: str | None = None
     error: str | None = None
+
+
+class JobView(JobState):
+    """A job's state as status and events show it, with one number for its progress."""
+
+    fraction: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="0..1 through the whole job; never decreases while it runs"
+    )
+    eta_s: float | None = Field(default=None, description="seconds left at the pace so far; null until known")
 
     @property
     def event(self) -> EventName:

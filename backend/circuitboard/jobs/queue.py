@@ -11,6 +11,7 @@ import uuid
 from circuitboard.engine.types import ProgressEvent
 from circuitboard.jobs.events import JobEvents
 from circuitboard.jobs.models import GraphRequest, JobView
+from circuitboard.jobs.progress import stored_fraction
 from circuitboard.store.jobs import JobRepository
 from circuitboard.store.records import JobRecord
 
@@ -28,6 +29,10 @@ class JobQueue:
 
     def view(self, rec: JobRecord) -> JobView:
         """The record with what only memory knows: the queue position, the running job's live progress."""
+        if rec.status == "running":
+            live = self.events.live(rec.id)
+            if live is not None:
+                return live
         v = JobView(
             id=rec.id,
             status=rec.status,
@@ -36,27 +41,26 @@ class JobQueue:
             total=rec.total,
             slug=rec.slug,
             error=rec.error,
+            fraction=stored_fraction(rec.status, rec.phase, rec.done, rec.total),
+            eta_s=0.0 if rec.status == "done" else None,
         )
         if rec.status == "queued":
             ids = self.jobs.queued_ids()
             v.position = ids.index(rec.id) + 1 if rec.id in ids else None
         elif rec.status == "running":
-            v.position = 0
-            live = self.events.live(rec.id)
-            if live is not None:
-                v.phase, v.done, v.total = live.phase, live.done, live.total
+            v.position = 0  # running in another process, or before its first event: the database's copy
         return v
 
-    def active_count(self) -> int:
-        return self.jobs.active_count()
+    def active_count(self, owner_id: int | None = None) -> int:
+        return self.jobs.active_count(owner_id)
 
     def active_with_key(self, key: str) -> JobView | None:
         rec = self.jobs.active_by_cache_key(key)
         return None if rec is None else self.view(rec)
 
     # ------------------------------------------------------------------------------------- changes
-    def add(self, req: GraphRequest, key: str | None) -> JobView:
-        rec = self.jobs.create(uuid.uuid4().hex, req.prompt, req.model_dump(), key)
+    def add(self, req: GraphRequest, key: str | None, owner_id: int | None = None) -> JobView:
+        rec = self.jobs.create(uuid.uuid4().hex, req.prompt, req.model_dump(), key, owner_id)
         view = self.view(rec)
         self.events.publish(view)
         return view
@@ -66,6 +70,7 @@ class JobQueue:
         return self.jobs.claim_next()
 
     def started(self, job_id: str) -> None:
+        self.events.begin(job_id)
         self.events.publish(JobView(id=job_id, status="running", position=0))
         self.publish_positions()
 

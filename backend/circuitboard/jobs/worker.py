@@ -15,7 +15,7 @@ from circuitboard.engine.types import ProgressEvent
 from circuitboard.jobs.cache_key import request_key
 from circuitboard.jobs.events import JobEvents
 from circuitboard.jobs.host import EngineHost, EngineUnavailable, PromptTooLong
-from circuitboard.jobs.models import GraphRequest, JobView
+from circuitboard.jobs.models import GraphRequest
 from circuitboard.jobs.queue import JobQueue
 from circuitboard.store.graphs import GraphRepository
 from circuitboard.store.records import JobRecord
@@ -79,6 +79,7 @@ class Worker(threading.Thread):
             digest=key,
             cache_key=key,
             requested_slug=req.slug,
+            owner_id=job.owner_id,
         )
         self.queue.finish(job.id, "done", slug=summary.slug)
 
@@ -126,14 +127,12 @@ class Worker(threading.Thread):
 
         def progress(p: ProgressEvent) -> None:
             nonlocal last_db, last_event, last_phase
-            self.events.set_live(job_id, p)
+            view = self.events.set_live(job_id, p)
             now = time.monotonic()
             boundary = p.phase != last_phase or p.done >= p.total
             if boundary or now - last_event >= _EVENT_EVERY_S:
                 last_event = now
-                self.events.publish(
-                    JobView(id=job_id, status="running", position=0, phase=p.phase, done=p.done, total=p.total)
-                )
+                self.events.publish(view)
             if boundary or now - last_db >= _DB_PROGRESS_EVERY_S:
                 last_db = now
                 self.queue.save_progress(job_id, p)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from circuitboard.store.codec import decode_graph, encode_graph
 from circuitboard.store.db import Database, changed_rows
-from circuitboard.store.models import GraphRow
+from circuitboard.store.models import GraphRow, SlugTombstone, UserRow, utcnow
 from circuitboard.store.records import GraphSource, GraphSummary
 from circuitboard.store.slugs import slug_candidates
 
@@ -22,7 +22,12 @@ _SUMMARY_COLUMNS = (
     GraphRow.n_nodes,
     GraphRow.n_links,
     GraphRow.source,
+    UserRow.name.label("owner"),
 )
+
+
+def _summaries() -> Select[*tuple[Any, ...]]:
+    return select(*_SUMMARY_COLUMNS).outerjoin(UserRow, UserRow.id == GraphRow.owner_id)
 
 
 class SlugUnavailable(Exception):
@@ -52,6 +57,7 @@ class GraphRepository:
         digest: str,
         cache_key: str | None = None,
         requested_slug: str | None = None,
+        owner_id: int | None = None,
     ) -> GraphSummary:
         """Store a graph under the first free slug candidate and return its summary.
 
@@ -63,7 +69,7 @@ class GraphRepository:
                 return existing
         candidates = slug_candidates(prompt, digest, requested_slug)
         for slug in candidates:
-            if self.exists(slug):
+            if self.taken(slug):
                 continue
             metadata = graph.setdefault("metadata", {})
             if isinstance(metadata, dict):
@@ -80,6 +86,7 @@ class GraphRepository:
                 n_links=len(graph.get("links") or []),
                 size_bytes=size,
                 data=blob,
+                owner_id=owner_id,
             )
             try:
                 with self.db.session() as s:
@@ -95,15 +102,28 @@ class GraphRepository:
 
     @staticmethod
     def _summary_of(s: Any, slug: str) -> GraphSummary:
-        return _summary(s.execute(select(*_SUMMARY_COLUMNS).where(GraphRow.slug == slug)).one())
+        return _summary(s.execute(_summaries().where(GraphRow.slug == slug)).one())
 
     def exists(self, slug: str) -> bool:
         with self.db.session() as s:
             return s.scalar(select(GraphRow.id).where(GraphRow.slug == slug)) is not None
 
+    def taken(self, slug: str) -> bool:
+        """In use, or used by a graph since deleted (a slug is never given to a second graph)."""
+        with self.db.session() as s:
+            if s.scalar(select(GraphRow.id).where(GraphRow.slug == slug)) is not None:
+                return True
+            return s.get(SlugTombstone, slug) is not None
+
+    def owner(self, slug: str) -> tuple[bool, int | None]:
+        """(exists, owner id) of a graph."""
+        with self.db.session() as s:
+            row = s.execute(select(GraphRow.owner_id).where(GraphRow.slug == slug)).one_or_none()
+            return (False, None) if row is None else (True, row[0])
+
     def by_cache_key(self, cache_key: str) -> GraphSummary | None:
         with self.db.session() as s:
-            row = s.execute(select(*_SUMMARY_COLUMNS).where(GraphRow.cache_key == cache_key)).one_or_none()
+            row = s.execute(_summaries().where(GraphRow.cache_key == cache_key)).one_or_none()
             return None if row is None else _summary(row)
 
     def blob(self, slug: str) -> bytes | None:
@@ -124,7 +144,7 @@ class GraphRepository:
         with self.db.session() as s:
             total = s.scalar(select(func.count()).select_from(GraphRow).where(*where)) or 0
             rows = s.execute(
-                select(*_SUMMARY_COLUMNS)
+                _summaries()
                 .where(*where)
                 .order_by(GraphRow.created_at.desc(), GraphRow.id.desc())
                 .offset((page - 1) * per_page)
@@ -132,6 +152,10 @@ class GraphRepository:
             ).all()
         return [_summary(r) for r in rows], total
 
-    def delete(self, slug: str) -> bool:
+    def delete(self, slug: str, by: int | None = None) -> bool:
+        """Delete a graph (its saved views go with it) and keep its slug as a tombstone."""
         with self.db.session() as s:
-            return changed_rows(s.execute(delete(GraphRow).where(GraphRow.slug == slug))) > 0
+            if changed_rows(s.execute(delete(GraphRow).where(GraphRow.slug == slug))) == 0:
+                return False
+            s.merge(SlugTombstone(slug=slug, deleted_at=utcnow(), deleted_by=by))
+            return True

@@ -21,9 +21,12 @@ class JobRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, job_id: str, prompt: str, request: dict[str, Any], cache_key: str | None) -> JobRecord:
+    def create(
+        self, job_id: str, prompt: str, request: dict[str, Any], cache_key: str | None, owner_id: int | None = None
+    ) -> JobRecord:
         with self.db.session() as s:
             row = JobRow(
+                owner_id=owner_id,
                 id=job_id,
                 status="queued",
                 prompt=prompt,
@@ -43,9 +46,11 @@ class JobRepository:
             row = s.get(JobRow, job_id)
             return None if row is None else _record(row)
 
-    def active_count(self) -> int:
+    def active_count(self, owner_id: int | None = None) -> int:
+        """Queued and running jobs: all of them, or those of one owner."""
+        where = [JobRow.status.in_(ACTIVE)] + ([JobRow.owner_id == owner_id] if owner_id is not None else [])
         with self.db.session() as s:
-            return s.scalar(select(func.count()).select_from(JobRow).where(JobRow.status.in_(ACTIVE))) or 0
+            return s.scalar(select(func.count()).select_from(JobRow).where(*where)) or 0
 
     def queued_ids(self) -> list[str]:
         """Queued job ids, first to run first."""
@@ -95,12 +100,11 @@ class JobRepository:
         """Move an active job to a terminal status. False when it already was terminal (e.g. the user
         cancelled it while the engine was finishing): the first terminal status wins."""
         assert status in TERMINAL_STATUSES
+        values: dict[str, Any] = {"status": status, "slug": slug, "error": error, "finished_at": utcnow()}
+        if status == "done":  # a finished job is all the way through: phase "done", done == total
+            values.update(phase="done", done=JobRow.total)
         with self.db.session() as s:
-            res = s.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status.in_(ACTIVE))
-                .values(status=status, slug=slug, error=error, finished_at=utcnow())
-            )
+            res = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status.in_(ACTIVE)).values(**values))
             return changed_rows(res) > 0
 
     def requeue(self, job_id: str) -> bool:

@@ -12,14 +12,14 @@ JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 
-def _aware(v: datetime | None) -> datetime | None:
+def as_utc(v: datetime | None) -> datetime | None:
     # SQLite hands datetimes back naive; they were written as UTC.
     if v is not None and v.tzinfo is None:
         return v.replace(tzinfo=UTC)
     return v
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_aware)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class GraphSummary(BaseModel):
@@ -31,6 +31,7 @@ class GraphSummary(BaseModel):
     n_nodes: int
     n_links: int
     source: GraphSource
+    owner: str | None = None  # the owner's name; None: made in single-user mode
 
 
 class SubgraphRecord(BaseModel):
@@ -39,6 +40,8 @@ class SubgraphRecord(BaseModel):
     name: str | None
     state: dict[str, Any]
     created_at: UtcDatetime
+    owner_id: int | None = None
+    owner: str | None = None  # the owner's name
 
 
 class JobRecord(BaseModel):
@@ -56,7 +59,17 @@ class JobRecord(BaseModel):
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
+    owner_id: int | None = None
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+class UserRecord(BaseModel):
+    id: int
+    name: str
+    is_admin: bool
+    created_at: UtcDatetime
+    revoked: bool = False
+    has_password: bool = False

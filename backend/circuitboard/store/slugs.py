@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 _WORD_RE = re.compile(r"[a-z0-9]+")
@@ -24,7 +25,7 @@ def slug_candidates(text: str, digest: str, requested: str | None = None) -> lis
     """Candidates in order of preference; the caller takes the first free one.
 
     The hash suffix grows until the slug is unique, so two graphs of the same prompt with different
-    parameters still get short, stable, readable slugs."""
+    parameters still get short, stable, readable slugs; after those come random ones."""
     out: list[str] = []
     if requested:
         out.append(requested)
@@ -32,4 +33,6 @@ def slug_candidates(text: str, digest: str, requested: str | None = None) -> lis
     else:
         base = slug_base(text)
     out += [f"{base}-{digest[:n]}" for n in (4, 6, 8, 12, 16)]
+    # The same file imported again and again has the same digest: then a fresh random suffix.
+    out += [f"{base}-{secrets.token_hex(4)}" for _ in range(4)]
     return out

@@ -7,7 +7,9 @@ import gzip
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from circuitboard.api.auth import PrincipalDep, forbidden
 from circuitboard.api.deps import ServicesDep
+from circuitboard.api.limits import rate_limited
 from circuitboard.api.params import graph_request
 from circuitboard.api.schemas import GraphCreate, GraphCreated, GraphList, GraphListItem, JobAccepted
 
@@ -26,10 +28,11 @@ def not_found(slug: str) -> HTTPException:
     "",
     status_code=202,
     responses={201: {"model": GraphCreated, "description": "cached"}, 202: {"model": JobAccepted}},
+    dependencies=[rate_limited("traces")],
 )
-def create_graph(body: GraphCreate, svc: ServicesDep) -> JSONResponse:
+def create_graph(body: GraphCreate, svc: ServicesDep, who: PrincipalDep) -> JSONResponse:
     req = graph_request(body, svc.settings, svc.ranges)
-    result = svc.jobs.submit(req)
+    result = svc.jobs.submit(req, owner_id=who.user_id)
     if result.graph is not None:
         out = GraphCreated(slug=result.graph.slug, cached=True, graph_url=graph_url(result.graph.slug))
         return JSONResponse(out.model_dump(), status_code=201)
@@ -48,7 +51,7 @@ def create_graph(body: GraphCreate, svc: ServicesDep) -> JSONResponse:
 def list_graphs(
     svc: ServicesDep,
     q: str | None = Query(default=None, max_length=200, description="matches the prompt or the slug"),
-    page: int = Query(default=1, ge=1),
+    page: int = Query(default=1, ge=1, le=1_000_000),
     per_page: int = Query(default=20, ge=1, le=100),
 ) -> GraphList:
     items, total = svc.store.graphs.list(q, page, per_page)
@@ -86,7 +89,13 @@ def export_graph(slug: str, request: Request, svc: ServicesDep) -> Response:
 
 
 @router.delete("/{slug}", status_code=204)
-def delete_graph(slug: str, svc: ServicesDep) -> Response:
-    if not svc.store.graphs.delete(slug):
+def delete_graph(slug: str, svc: ServicesDep, who: PrincipalDep) -> Response:
+    """Only its owner or an admin; the slug is never given to another graph."""
+    exists, owner = svc.store.graphs.owner(slug)
+    if not exists:
+        raise not_found(slug)
+    if not who.may_change(owner):
+        raise forbidden(f"graph {slug!r}")
+    if not svc.store.graphs.delete(slug, by=who.user_id):
         raise not_found(slug)
     return Response(status_code=204)

@@ -10,8 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
+from circuitboard.api.auth import PrincipalDep, forbidden
 from circuitboard.api.deps import ServicesDep
-from circuitboard.jobs import JobView
+from circuitboard.jobs import JobState, JobView
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -74,6 +75,9 @@ async def job_events(job_id: str, svc: ServicesDep) -> StreamingResponse:
     )
 
 
-@router.delete("/{job_id}", response_model=JobView)
-def cancel_job(job_id: str, svc: ServicesDep) -> JobView:
+@router.delete("/{job_id}", response_model=JobState)
+def cancel_job(job_id: str, svc: ServicesDep, who: PrincipalDep) -> JobState:
+    exists, owner = svc.jobs.owner(job_id)
+    if exists and not who.may_change(owner):
+        raise forbidden(f"job {job_id!r}")
     return svc.jobs.cancel(job_id)

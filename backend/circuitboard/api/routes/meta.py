@@ -44,13 +44,9 @@ def config(svc: ServicesDep) -> ConfigOut:
         device=(info.device if info is not None else "") or device_kind(svc),
         engine=svc.host.state,
         engine_error=svc.host.error,
-        limits=Limits(
-            max_prompt_tokens=s.max_prompt_tokens,
-            max_prompt_chars=s.max_prompt_chars,
-            max_queue=s.max_queue,
-            max_upload_bytes=s.max_upload_bytes,
-            max_target_tokens=s.max_target_tokens,
-        ),
+        limits=Limits.model_validate(s.model_dump(include=set(Limits.model_fields))),
         params=ParamRanges.model_validate({name: rng.model_dump() for name, rng in svc.ranges.items()}),
         interventions=s.interventions,
+        rate_limits=s.rate_limits,
+        auth="required" if s.auth_required else "off",
     )
