@@ -98,3 +98,16 @@ function carryPositions(oldSn, newSn, pinnedIds) {
 
 /** Keys held down (G = grouping mode while held, as in the reference viewers). */
 export const held = { g: false };
+
+/** Add suggested groups as ordinary supernodes (their members pinned, and taken out of any group they were in). */
+export function acceptSupernodes(groups) {
+  const s = store.state;
+  const taken = new Set(groups.flatMap((g) => g.slice(1)));
+  const kept = s.supernodes
+    .map((sn) => [sn[0], ...sn.slice(1).filter((m) => !taken.has(m))])
+    .filter((sn) => sn.length > 1);
+  const supernodes = [...kept, ...groups.filter((g) => g.length > 1)];
+  const pinned = [...s.pinnedIds];
+  for (const m of taken) if (!pinned.includes(m)) pinned.push(m);
+  store.set({ supernodes, pinnedIds: pinned, sgPos: carryPositions(s.supernodes, supernodes, pinned), groupSelection: [] });
+}

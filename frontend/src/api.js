@@ -10,8 +10,14 @@ class ApiError extends Error {
   }
 }
 
+// The session's CSRF token (shared servers, issue 14): sent with every change; `onUnauthorized` is told of any 401.
+const session = { csrf: null, onUnauthorized: null };
+export const setCsrf = (token) => (session.csrf = token || null);
+export const onUnauthorized = (fn) => (session.onUnauthorized = fn);
+
 async function request(method, url, body, opts = {}) {
   const init = { method, headers: {}, signal: opts.signal };
+  if (session.csrf && method !== "GET") init.headers["X-CSRF-Token"] = session.csrf;
   if (body instanceof FormData) init.body = body;
   else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -34,6 +40,7 @@ async function request(method, url, body, opts = {}) {
       data = text;
     }
   }
+  if (res.status === 401 && session.onUnauthorized && !opts.quiet) session.onUnauthorized();
   if (!res.ok) throw new ApiError(res.status, data && data.detail !== undefined ? data.detail : data);
   return { status: res.status, data };
 }
@@ -68,6 +75,18 @@ export const api = {
   /** {labels: {"layer_index": label}, frequencies: {"layer_index": activation frequency}} of many features. */
   featureInfo: (features) =>
     request("POST", "/api/features/labels", { features }).then((r) => r.data || {}),
+  /** {supernodes: [[label, id, ...]], scores: [...]} suggested for the graph. */
+  suggestSupernodes: (slug, body) =>
+    request("POST", `/api/graphs/${enc(slug)}/supernodes/suggest`, body).then((r) => r.data),
+  /** {groups: [{label, predicted_effect, measured_effect, agrees, ablate, steer}], circuit, measured_mode}. */
+  validate: (slug, body) => request("POST", `/api/graphs/${enc(slug)}/validate`, body).then((r) => r.data),
+  /** {summary, alignment, nodes, links} of graph b against graph a (`all`: shared ones too). */
+  diff: (a, b) => request("GET", `/api/graphs/${enc(a)}/diff/${enc(b)}?all=true`).then((r) => r.data),
+  /** {auth: "required"|"off", user, via, csrf_token}; null when the server has no sessions (single user). */
+  session: () => request("GET", "/api/session", undefined, { quiet: true }).then((r) => r.data)
+    .catch((e) => (e.status === 404 ? null : Promise.reject(e))),
+  signIn: (body) => request("POST", "/api/session", body, { quiet: true }).then((r) => r.data),
+  signOut: () => request("DELETE", "/api/session"),
   searchFeatures: (q, limit = 20) =>
     request("GET", `/api/features/search?q=${enc(q)}&limit=${limit}`).then((r) => r.data),
 };

@@ -12,6 +12,12 @@ import {
 
 const cache = new Map();
 
+/** The trace form with this prompt and this feature (layer, index, position) as its target. */
+function traceBackUrl(graph, node) {
+  const q = new URLSearchParams({ prompt: graph.prompt, feature: `${node.featLayer}/${node.featIndex}/${node.ctx}` });
+  return `/trace?${q}`;
+}
+
 /** /feature/{layer}/{index}?act=&graph=: the feature page, with this prompt's activation marked. */
 export function featurePageUrl(node, slug) {
   const q = new URLSearchParams();
@@ -71,6 +77,10 @@ function nodeFacts(graph, node, clerps, isPinned) {
     h("div", { class: "row" },
       h("button", { class: "btn small", id: "pin-toggle", onclick: () => togglePin(node.id), text: isPinned ? "Unpin" : "Pin" }),
       labelInput, h("button", { class: "btn small", onclick: saveLabel, text: "Set label" })),
+    node.kind === "feature" ? h("p", {}, h("a", {
+      class: "btn small", id: "fd-trace-back", "data-link": "", href: traceBackUrl(graph, node),
+      title: "Trace a new graph whose target is this feature at this position", text: "Trace back from this feature",
+    })) : null,
   ].filter(Boolean);
 }
 

@@ -4,6 +4,7 @@ import { h, clear, fmt } from "./dom.js";
 import { store } from "./state.js";
 import { api } from "./api.js";
 import { copyLink, saveView, defaultViewName } from "./share.js";
+import { navigate } from "./router.js";
 
 export function createGraphHead(graph) {
   const info = graph.info || {};
@@ -29,6 +30,7 @@ export function createGraphHead(graph) {
       h("button", { class: "btn", id: "copy-link", title: "Copy a link to exactly this view (C)", onclick: () => copyLink(), text: "Copy link" }),
       nameInput, saveBtn, saved.el,
       h("a", { class: "btn", href: api.exportUrl(graph.slug), download: `${graph.slug}.json`, text: "Export JSON" }),
+      compareWith(graph),
       h("a", { class: "btn", href: `/trace?prompt=${encodeURIComponent(graph.prompt)}`, "data-link": "", text: "Remix" }),
       toast, shareInput));
 
@@ -81,4 +83,25 @@ function graphScores(info) {
     score("replacement_score", "replacement-score", "Replacement score", "replacement"),
     score("completeness_score", "completeness-score", "Completeness score", "completeness"),
   ].filter(Boolean);
+}
+
+const TRACE_NEW = "+trace"; // not a slug ([a-z0-9_-])
+
+/** "Compare with …": the other stored graphs of the same model; picking one opens /diff/{this}/{that}. */
+function compareWith(graph) {
+  const el = h("select", { id: "compare-with", "aria-label": "Compare with another graph", title: "Compare this graph with another of the same model" },
+    h("option", { value: "", text: "Compare with …" }));
+  const model = (graph.info || {}).model || (graph.info || {}).model_name;
+  api.listGraphs("", 1, 100).then((r) => {
+    for (const g of r.items) {
+      if (g.slug === graph.slug || (model && g.model && g.model !== model)) continue;
+      el.append(h("option", { value: g.slug, text: `${g.prompt.slice(0, 60)} (${g.slug})` }));
+    }
+  }).catch(() => el.remove());
+  el.append(h("option", { value: TRACE_NEW, text: "A counterfactual prompt: trace it, then compare…" }));
+  el.addEventListener("change", () => {
+    if (el.value === TRACE_NEW) navigate(`/trace?${new URLSearchParams({ prompt: graph.prompt, compare: graph.slug })}`);
+    else if (el.value) navigate(`/diff/${encodeURIComponent(graph.slug)}/${encodeURIComponent(el.value)}`);
+  });
+  return el;
 }

@@ -10,6 +10,7 @@ import { createLinkGraph } from "./linkgraph.js";
 import { createConnections } from "./connections.js";
 import { createFeatureDetail } from "./feature.js";
 import { createSubgraph } from "./subgraph.js";
+import { createAnalysis } from "./analysis.js";
 import { createInterventions } from "./interventions.js";
 import { createGraphHead } from "./graph-head.js";
 import { createGraphToolbar } from "./graph-toolbar.js";
@@ -111,7 +112,9 @@ function buildPanels(root, graph, alive) {
   const lgPanel = h("div", { class: "panel lg-panel", id: "link-graph" }, toolbar.el, lgHost);
   const conn = h("div", { class: "panel", id: "connections" });
   const detail = h("div", { class: "panel", id: "feature-detail" });
-  const sub = h("div", { class: "panel", id: "subgraph" });
+  const subInner = h("div", { class: "sg-inner" });
+  const analysis = h("div", { class: "analysis", id: "analysis" });
+  const sub = h("div", { class: "panel", id: "subgraph" }, subInner, analysis);
   const iv = h("div", { class: "panel", id: "interventions" });
   const panels = h("div", { class: "panels", id: "side-panels" }, conn, detail, sub);
   clear(root).append(h("section", { class: "view graph" }, head.el, lgPanel, panels, iv));
@@ -124,7 +127,8 @@ function buildPanels(root, graph, alive) {
   unsubs.push(
     createConnections(conn, { hover: (id) => lg.hoverId(id) }),
     createFeatureDetail(detail),
-    createSubgraph(sub),
+    createSubgraph(subInner),
+    createAnalysis(analysis, graph.slug),
     createInterventions(iv),
   );
   window.__cb = { lg, store };

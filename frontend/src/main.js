@@ -12,6 +12,8 @@ import { renderBrowse } from "./browse.js";
 import { renderTrace } from "./trace.js";
 import { renderGraphView } from "./graph-view.js";
 import { renderFeaturePage } from "./feature-page.js";
+import { renderDiffPage } from "./diff-page.js";
+import { startAuth } from "./auth.js";
 
 const app = document.getElementById("app");
 const themeBtn = h("button", { class: "icon-btn", id: "theme-btn", title: "Toggle theme (T)", "aria-label": "Toggle theme", onclick: toggleTheme });
@@ -19,7 +21,7 @@ const engineBadge = h("span", { class: "badge", id: "engine-badge" });
 const header = h("header", { class: "topbar" },
   h("a", { class: "brand", href: "/", "data-link": "" }, "Circuitboard"),
   h("nav", {}, h("a", { href: "/", "data-link": "", text: "Browse" }), h("a", { href: "/trace", "data-link": "", text: "Trace" })),
-  h("span", { class: "spacer" }), engineBadge, themeBtn, helpButton());
+  h("span", { class: "spacer" }), engineBadge, startAuth(), themeBtn, helpButton());
 const main = h("main", { id: "main" });
 clear(app).append(header, main);
 
@@ -43,6 +45,9 @@ store.subscribe(["route"], (s) => {
   if (r.view === "graph") {
     document.title = `${r.slug} · Circuitboard`;
     teardown = renderGraphView(main, r.slug, r.params);
+  } else if (r.view === "diff") {
+    document.title = `${r.a} vs ${r.b} · Circuitboard`;
+    teardown = renderDiffPage(main, r.a, r.b);
   } else if (r.view === "feature") {
     document.title = `Feature L${r.layer} #${r.index} · Circuitboard`;
     teardown = renderFeaturePage(main, r.layer, r.index, r.params);

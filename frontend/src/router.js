@@ -1,10 +1,15 @@
-// Client-side routes: / (browse), /trace, /graph/{slug}, /feature/{layer}/{index}.
+// Client-side routes: / (browse), /trace, /graph/{slug}, /diff/{a}/{b}, /feature/{layer}/{index}.
 import { store } from "./state.js";
 
 function parseRoute(loc = location) {
   const params = new URLSearchParams(loc.search);
   const m = /^\/graph\/([^/]+)\/?$/.exec(loc.pathname);
   if (m) return { view: "graph", slug: decodeURIComponent(m[1]), params };
+  const d = /^\/diff\/([^/]+)\/([^/]+)\/?$/.exec(loc.pathname);
+  if (d) {
+    const [a, b] = [decodeURIComponent(d[1]), decodeURIComponent(d[2])];
+    return { view: "diff", slug: `${a}/${b}`, a, b, params };
+  }
   const f = /^\/feature\/(\d+)\/(\d+)\/?$/.exec(loc.pathname);
   if (f) return { view: "feature", slug: `${f[1]}/${f[2]}`, layer: Number(f[1]), index: Number(f[2]), params };
   if (/^\/trace\/?$/.test(loc.pathname)) return { view: "trace", slug: null, params };

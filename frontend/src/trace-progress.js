@@ -64,7 +64,10 @@ function pollJob(jobId, onStatus, onError) {
   }, 1000);
 }
 
-export function jobProgress({ submit, cancel }) {
+/** `open(slug)`: where a finished trace goes (default: its graph). */
+export const graphUrl = (slug) => `/graph/${encodeURIComponent(slug)}`;
+
+export function jobProgress({ submit, cancel, open = graphUrl }) {
   const bar = h("div", { class: "progress-fill" });
   const progress = h("div", { class: "progress", id: "trace-progress", hidden: true, role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100 }, bar);
   const phase = h("div", { class: "muted", id: "trace-phase", role: "status" });
@@ -90,7 +93,7 @@ export function jobProgress({ submit, cancel }) {
       stop();
       phase.textContent = "Done — opening the graph…";
       // A short beat so the finished bar is seen, then open the graph.
-      setTimeout(() => navigate(`/graph/${encodeURIComponent(st.slug)}`), 300);
+      setTimeout(() => navigate(open(st.slug)), 300);
     } else if (st.status === "failed" || st.status === "cancelled") {
       stop();
       error.textContent = st.status === "cancelled" ? "The trace was cancelled." : `The trace failed. ${st.error ? errorSentence(500, st.error) : ""}`.trim();

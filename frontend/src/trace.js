@@ -8,7 +8,7 @@ import { h, clear, debounce, showToken, fmt } from "./dom.js";
 import { navigate } from "./router.js";
 import { store } from "./state.js";
 import { createTokenChips } from "./token-chips.js";
-import { jobProgress } from "./trace-progress.js";
+import { jobProgress, graphUrl } from "./trace-progress.js";
 
 const PARAMS = [
   ["max_n_logits", "Max logits", 1],
@@ -37,14 +37,18 @@ export function renderTrace(root) {
   });
   const preview = tokenPreview(prompt, submit, targets);
   for (const t of query.getAll("target")) targets.push(t);
-  const job = jobProgress({ submit, cancel });
+  const compare = query.get("compare"); // "Compare with … → trace a counterfactual": the diff opens when done
+  const open = compare ? (slug) => `/diff/${encodeURIComponent(compare)}/${encodeURIComponent(slug)}` : graphUrl;
+  const job = jobProgress({ submit, cancel, open });
+  const features = featureTargets(query);
+  const compareNote = compare ? h("p", { class: "muted", id: "trace-compare", text: `When traced, the graph is compared with ${compare}.` }) : null;
 
   const form = h("form", { class: "trace-form", novalidate: true },
     h("label", { class: "field-label", for: "trace-prompt", text: "Prompt" }), prompt, preview.limitNote,
     h("div", { class: "subhead", text: "Tokens" }), preview.tokens,
     h("div", { class: "subhead", text: "Top next tokens (click one to make it a target)" }), preview.next,
     h("div", { class: "subhead", text: "Target tokens (optional; the logits to explain — by default the most likely ones)" }),
-    targets.el, preview.targetNotes,
+    targets.el, preview.targetNotes, features.el, compareNote,
     params.el, h("div", { class: "row" }, submit, cancel), job.progress, job.phase, job.error);
 
   clear(root).append(h("section", { class: "view trace" }, h("div", { class: "view-head" }, h("h1", { text: "Trace a prompt" })), form));
@@ -58,10 +62,10 @@ export function renderTrace(root) {
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     targets.commit();
-    send({ prompt, params, targets, preview, confirm, job, submit });
+    send({ prompt, params, targets, preview, confirm, job, submit, features, open });
   });
   cancel.addEventListener("click", job.cancel);
-  if (prompt.value && query.get("run") === "1") send({ prompt, params, targets, preview, confirm: null, job, submit });
+  if (prompt.value && query.get("run") === "1") send({ prompt, params, targets, preview, confirm: null, job, submit, features, open });
   return () => {
     job.stop();
     preview.tokenize.cancel();
@@ -88,7 +92,7 @@ function confirmStep(submit) {
 }
 
 /** Check and send the form; a 201 opens the graph, a 202 is followed. `confirm` null: no warning step. */
-async function send({ prompt, params, targets, preview, confirm, job, submit }) {
+async function send({ prompt, params, targets, preview, confirm, job, submit, features, open = graphUrl }) {
   job.error.textContent = "";
   if (!prompt.value.trim()) {
     job.error.textContent = "Type a prompt first.";
@@ -103,13 +107,16 @@ async function send({ prompt, params, targets, preview, confirm, job, submit }) 
     return;
   }
   const tt = targets.values();
-  const body = { prompt: prompt.value, ...params.values(), ...(tt.length ? { target_tokens: tt } : {}) };
+  const tf = features ? features.values() : [];
+  const body = {
+    prompt: prompt.value, ...params.values(), ...(tt.length ? { target_tokens: tt } : {}), ...(tf.length ? { target_features: tf } : {}),
+  };
   submit.disabled = true;
   submit.dataset.busy = "1"; // a late tokenizer answer must not enable it again
   try {
     const res = await api.createGraph(body);
     if (res.status === 201) {
-      navigate(`/graph/${encodeURIComponent(res.data.slug)}`);
+      navigate(open(res.data.slug));
       return;
     }
     job.follow(res.data);
@@ -118,6 +125,21 @@ async function send({ prompt, params, targets, preview, confirm, job, submit }) 
     delete submit.dataset.busy;
     submit.disabled = false;
   }
+}
+
+/** `?feature=layer/index/position` (from "Trace back from this feature"): target features, each removable. */
+function featureTargets(query) {
+  const list = query.getAll("feature").map((f) => f.split("/").map(Number)).filter((f) => f.length === 3 && f.every(Number.isInteger));
+  const el = h("div", { id: "trace-features" });
+  const draw = () => {
+    clear(el);
+    if (!list.length) return;
+    el.append(h("div", { class: "subhead", text: "Target features (the graph explains these instead of logits)" }),
+      ...list.map((f, k) => h("span", { class: "chip target-feature" }, `L${f[0]} #${f[1]} @ position ${f[2]} `,
+        h("button", { class: "icon-btn", type: "button", "aria-label": "Remove", text: "×", onclick: () => { list.splice(k, 1); draw(); } }))));
+  };
+  draw();
+  return { el, values: () => list.map((f) => [...f]) };
 }
 
 /** "Advanced parameters": number inputs with the server's ranges (GET /api/config), and a slug. */

@@ -18,6 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fake_analysis import add_analysis_routes, add_session_routes
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -142,9 +143,14 @@ def fake_frequency(layer: int, index: int) -> float:
 
 
 def create_fake_app(
-    graphs: dict[str, dict] | None = None, job_seconds: float = 1.2, job_fraction: bool = True
+    graphs: dict[str, dict] | None = None,
+    job_seconds: float = 1.2,
+    job_fraction: bool = True,
+    users: dict[str, str] | None = None,
 ) -> FastAPI:
-    """`job_fraction` False: job events without `fraction` / `eta_s` (the page then weighs the phases itself)."""
+    """`job_fraction` False: job events without `fraction` / `eta_s` (the page then weighs the phases itself).
+    `users` (API token -> name): a shared server where every call needs a signed-in user; without it there is no
+    /api/session at all (404), as on a single-user server of before issue 14."""
     app = FastAPI(title="circuitboard-fake")
     store: dict[str, dict] = {}
     raw: dict[str, bytes] = {}  # serialised once: re-encoding 100k links per request would dominate open time
@@ -405,12 +411,21 @@ def create_fake_app(
         add(slug, g)
         return JSONResponse(item(slug), 201)
 
+    def graph_of(slug: str) -> dict:
+        if slug not in store:
+            raise HTTPException(404, f"slug: no graph {slug!r}")
+        return store[slug]
+
+    add_analysis_routes(app, graph_of)
+    if users is not None:
+        add_session_routes(app, users)
+
     if DIST.exists():
         app.mount("/static", StaticFiles(directory=DIST), name="static")
 
     def index():
         return FileResponse(DIST / "index.html")
 
-    for route in ("/", "/trace", "/graph/{slug}", "/feature/{layer}/{index}"):
+    for route in ("/", "/trace", "/graph/{slug}", "/diff/{a}/{b}", "/feature/{layer}/{index}"):
         app.add_api_route(route, index, methods=["GET"], include_in_schema=False)
     return app

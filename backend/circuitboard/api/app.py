@@ -8,12 +8,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from circuitboard import __version__
-from circuitboard.api import errors
+from circuitboard.api import docs, errors
 from circuitboard.api.deps import Services
 from circuitboard.api.engine_factory import default_engine_factory
+from circuitboard.api.limits import RateLimiter
 from circuitboard.api.routes import (
+    analysis,
     features,
     graphs,
     imports,
@@ -21,12 +24,14 @@ from circuitboard.api.routes import (
     jobs,
     meta,
     pages,
+    session,
     subgraphs,
     tokenize,
 )
+from circuitboard.api.security import RequestGuard
 from circuitboard.config import Settings
 from circuitboard.engine.types import param_ranges
-from circuitboard.jobs import EngineHost, JobService
+from circuitboard.jobs import EngineHost, JobService, ModelCalls
 from circuitboard.jobs.host import EngineFactory
 from circuitboard.store import Store
 
@@ -39,6 +44,7 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
     `settings`' preset or model/transcoder paths, unless `settings.load_engine` is False."""
     settings = settings or Settings()
     ranges = param_ranges(settings.params)  # here, so that a bad override stops the server before it starts
+    limiter = RateLimiter(settings.rate_limits)  # likewise a rate the `limits` library cannot read
     factory: EngineFactory | None
     if not settings.load_engine:
         factory = None
@@ -52,10 +58,22 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
         host = EngineHost(factory, settings.max_prompt_tokens)
         job_service = JobService(store, host, settings)
         await run_in_threadpool(job_service.start)
-        app.state.services = Services(settings=settings, store=store, host=host, jobs=job_service, ranges=ranges)
+        pending = settings.max_pending_interventions
+        app.state.services = Services(
+            settings=settings,
+            store=store,
+            host=host,
+            jobs=job_service,
+            ranges=ranges,
+            limiter=limiter,
+            interventions=ModelCalls("interventions", threads=2, max_pending=pending),
+            previews=ModelCalls("previews", threads=2, max_pending=pending),
+        )
         try:
             yield
         finally:
+            app.state.services.interventions.close()
+            app.state.services.previews.close()
             await run_in_threadpool(job_service.stop)
             store.close()
 
@@ -64,10 +82,17 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
         version=__version__,
         description="Attribution graphs of language models with transcoders.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files by api/docs.py
+        redoc_url=None,
     )
     errors.install(app)
-    for module in (meta, tokenize, graphs, imports, jobs, subgraphs, interventions, features):
+    # The last one added runs first: the Host check, then the guard (origin, who is asking, headers).
+    app.add_middleware(RequestGuard, auth_required=settings.auth_required)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    for module in (meta, session, tokenize, graphs, imports, jobs, subgraphs, interventions, features):
         app.include_router(module.router)
+    app.include_router(analysis.router)
     app.include_router(pages.router)
+    docs.install(app)
     pages.mount_static(app, settings.frontend_dist)
     return app

@@ -23,6 +23,7 @@ import torch
 from circuitboard.engine.adapters import Adapter
 from circuitboard.engine.graph import Graph
 from circuitboard.engine.replacement import PromptContext, build_context
+from circuitboard.engine.sources import SourceTable
 from circuitboard.engine.transcoders import TranscoderSet
 from circuitboard.engine.types import AttributionCancelled, ProgressEvent
 
@@ -35,6 +36,10 @@ class Targets:
     strings: list[str]
     weights: torch.Tensor  # [n] probabilities (the w of influence)
     read: torch.Tensor  # [n, d]: direction read off the final residual before the final norm's scale
+    # Feature targets read the residual at their own (layer, position), `read` already through the frozen
+    # MLP-input norm; None: logit targets, read at the last position of the final residual.
+    layers: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
 
 
 def salient_targets(
@@ -63,80 +68,47 @@ def difference_target(adapter: Adapter, ctx: PromptContext, a: int, b: int, deco
     )
 
 
-class SourceTable:
-    """Columns of the row buffer: [active features | errors (l·P + p) | tokens], and what each writes where."""
-
-    def __init__(self, tset: TranscoderSet, ctx: PromptContext):
-        L, P = len(ctx.acts), ctx.n_pos
-        feats, vals = [], []
-        for layer, a in enumerate(ctx.acts):
-            pos, idx = a.nonzero(as_tuple=True)
-            feats.append(torch.stack([torch.full_like(pos, layer), pos, idx], 1))
-            vals.append(a[pos, idx])
-        device = ctx.embeddings.device
-        # Index bookkeeping stays on the CPU; vectors live on the model's device.
-        self.active = torch.cat(feats).cpu() if feats else torch.zeros(0, 3, dtype=torch.long)
-        self.values = torch.cat(vals)
-        self.n_active = len(self.active)
-        self.n_cols = self.n_active + L * P + P
-        self.token_start = self.n_active + L * P
-        # For each output layer, everything written there, padded per position so that one batched matmul reads
-        # all its edges: vectors [P, n_max, d]; `flat` indexes the [P * n_max] products, `cols` the buffer columns.
-        self.writers: list[Writers] = []
-        by_layer: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [
-            [] for _ in range(L)
-        ]  # (pos, col, vec)
-        for src_layer in range(L):
-            sel = (self.active[:, 0] == src_layer).nonzero(as_tuple=True)[0]
-            if len(sel) == 0:
-                continue
-            rows = tset.decoder_rows(src_layer, self.active[sel, 2]) * self.values[sel.to(device), None, None]
-            for k, out_layer in enumerate(tset.output_layers(src_layer)):
-                by_layer[out_layer].append((self.active[sel, 1], sel, rows[:, k]))
-        for layer in range(L):
-            pos_all = [torch.arange(P)]
-            col_all = [self.n_active + layer * P + torch.arange(P)]
-            # As circuit-tracer: position 0 (BOS) is input-independent, so its error is a constant, not a node.
-            errors = ctx.errors[layer].clone()
-            errors[0] = 0
-            vec_all = [errors]
-            for pos, col, vec in by_layer[layer]:
-                pos_all.append(pos)
-                col_all.append(col)
-                vec_all.append(vec)
-            self.writers.append(Writers.build(torch.cat(pos_all), torch.cat(col_all), torch.cat(vec_all), P))
+def feature_targets(
+    adapter: Adapter, tset: TranscoderSet, ctx: PromptContext, features: list[tuple[int, int, int]]
+) -> Targets:
+    """Targets that are transcoder features (layer, index, position): each reads its pre-activation, the
+    encoder row through the frozen MLP-input norm, with equal weights. Virtual ids vocab_size + i."""
+    for i, (layer, index, pos) in enumerate(features):
+        if not (0 <= layer < tset.n_layers and 0 <= index < tset.d_transcoder and 1 <= pos < ctx.n_pos):
+            raise ValueError(
+                f"target_features.{i}: ({layer}, {index}, {pos}) is not a feature of this prompt "
+                f"(layers < {tset.n_layers}, indices < {tset.d_transcoder}, positions 1..{ctx.n_pos - 1})"
+            )
+    layers, indices, positions = (torch.tensor(col, dtype=torch.long) for col in zip(*features, strict=True))
+    read = encoder_reads(adapter, tset, ctx, layers, positions, indices)
+    n = len(features)
+    return Targets(
+        token_ids=[adapter.vocab_size + i for i in range(n)],
+        strings=[f"feature {layer}_{index} at {pos}" for layer, index, pos in features],
+        weights=torch.full((n,), 1.0 / n, dtype=read.dtype, device=read.device),
+        read=read,
+        layers=layers,
+        positions=positions,
+    )
 
 
-@dataclass
-class Writers:
-    vecs: torch.Tensor  # [P, n_max, d], zero padded
-    flat: torch.Tensor  # [n] index into the flattened [P * n_max] products, sorted by position
-    cols: torch.Tensor  # [n] buffer column of each
-    upto: list[int]  # upto[p] = how many writers sit at positions < p
-
-    @classmethod
-    def build(cls, pos: torch.Tensor, cols: torch.Tensor, vecs: torch.Tensor, P: int) -> Writers:
-        order = pos.argsort(stable=True)
-        pos, cols = pos[order], cols[order]
-        counts = torch.bincount(pos, minlength=P)
-        n_max = int(counts.max())
-        starts = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(len(pos)) - starts[pos]
-        flat = pos * n_max + slot
-        padded = torch.zeros(P * n_max, vecs.shape[-1], dtype=vecs.dtype, device=vecs.device)
-        padded[flat.to(vecs.device)] = vecs[order.to(vecs.device)]
-        upto = [0, *torch.cumsum(counts, 0).tolist()]
-        return cls(padded.view(P, n_max, -1), flat.to(vecs.device), cols.to(vecs.device), upto)
-
-    def read(self, g: torch.Tensor, out: torch.Tensor) -> None:
-        """Add the edges of every writer at positions < g.shape[1] into `out` [B, n_cols], for gradients g [B, P, d]."""
-        P = g.shape[1]
-        n = self.upto[P]
-        if n == 0:
-            return
-        prods = torch.bmm(g.transpose(0, 1), self.vecs[:P].transpose(1, 2))  # [P, B, n_max]
-        prods = prods.transpose(0, 1).reshape(g.shape[0], -1)
-        out.index_add_(1, self.cols[:n], prods[:, self.flat[:n]])
+def encoder_reads(
+    adapter: Adapter,
+    tset: TranscoderSet,
+    ctx: PromptContext,
+    layers: torch.Tensor,
+    positions: torch.Tensor,
+    features: torch.Tensor,
+) -> torch.Tensor:
+    """d pre-activation / d resid_mid for features [n]: encoder rows through the frozen MLP-input norm."""
+    device = tset.device
+    reads = torch.empty(len(features), adapter.d_model, dtype=tset.dtype, device=device)
+    layers, positions, features = layers.to(device), positions.to(device), features.to(device)
+    for layer in layers.unique().tolist():
+        at = layers == layer
+        W = tset.layers[layer].W_enc[features[at]]
+        reads[at] = adapter.blocks[layer].mlp_in.backward(W, ctx.scale_mlp_in[layer, positions[at]])
+    return reads
 
 
 class RowComputer:
@@ -146,18 +118,17 @@ class RowComputer:
         self.adapter, self.tset, self.ctx, self.sources = adapter, tset, ctx, sources
 
     def feature_reads(self, layers: torch.Tensor, positions: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """d pre-activation / d resid_mid for features [n]: encoder rows through the frozen MLP-input norm."""
-        device = self.tset.device
-        reads = torch.empty(len(features), self.adapter.d_model, dtype=self.tset.dtype, device=device)
-        layers, positions, features = layers.to(device), positions.to(device), features.to(device)
-        for layer in layers.unique().tolist():
-            at = layers == layer
-            W = self.tset.layers[layer].W_enc[features[at]]
-            reads[at] = self.adapter.blocks[layer].mlp_in.backward(W, self.ctx.scale_mlp_in[layer, positions[at]])
-        return reads
+        return encoder_reads(self.adapter, self.tset, self.ctx, layers, positions, features)
 
     def logit_read(self, targets: Targets) -> torch.Tensor:
         return self.adapter.final_norm.backward(targets.read, self.ctx.scale_final[-1])
+
+    def target_rows(self, targets: Targets) -> torch.Tensor:
+        """The rows of the targets: logits at the final residual's last position, features where they sit."""
+        if targets.layers is not None and targets.positions is not None:
+            return self.rows(targets.layers, targets.positions, targets.read)
+        n, L, P = len(targets.token_ids), self.adapter.n_layers, self.ctx.n_pos
+        return self.rows(torch.full((n,), L), torch.full((n,), P - 1), self.logit_read(targets))
 
     def rows(self, layers: torch.Tensor, positions: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
         """Rows for B targets injected at `layers` (L = final residual) and `positions`, reading `reads` [B, d]."""
@@ -269,12 +240,12 @@ def attribute(
     report("forward", 1, 1)
     timings["forward_s"] = time.perf_counter() - t0
 
-    L, P = adapter.n_layers, ctx.n_pos
+    L = adapter.n_layers
     n_logits, n_active = len(targets.token_ids), sources.n_active
     # Logit rows first: their influence seeds the feature order.
     t1 = time.perf_counter()
     report("logits", 0, n_logits)
-    logit_rows = computer.rows(torch.full((n_logits,), L), torch.full((n_logits,), P - 1), computer.logit_read(targets))
+    logit_rows = computer.target_rows(targets)
     report("logits", n_logits, n_logits)
     timings["logits_s"] = time.perf_counter() - t1
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -13,7 +14,9 @@ from circuitboard.engine.attribution import attribute, difference_target, salien
 from circuitboard.engine.export import graph_to_json
 from circuitboard.engine.graph import Graph, compute_graph_scores, prune_graph
 from circuitboard.engine.interventions import run_intervention
+from circuitboard.engine.linkgraph import LinkGraph
 from circuitboard.engine.loading import bos_token_id, default_device, load_model
+from circuitboard.engine.supernodes import decoder_directions
 from circuitboard.engine.transcoders import TranscoderSet, load_transcoder_set
 from circuitboard.engine.types import (
     AttributionParams,
@@ -21,10 +24,12 @@ from circuitboard.engine.types import (
     InterventionRequest,
     InterventionResult,
     ProgressEvent,
+    TargetToken,
     TokenInfo,
     TokenizeResult,
     TokenProb,
 )
+from circuitboard.engine.validation import ValidateRequest, ValidationResult, validate
 from circuitboard.precision import resolve_dtype
 
 
@@ -112,14 +117,19 @@ class Engine:
             return f"<custom {token_id - self.adapter.vocab_size}>"
         return self.tokenizer.decode([token_id])
 
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of `text` on its own (no special tokens): how a target or watched token reads."""
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
     def single_token(self, text: str, field: str) -> int:
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        ids = self.text_ids(text)
         if len(ids) != 1:
             raise PromptError(f"{field}: {text!r} is {len(ids)} tokens; a target must be exactly one token")
         return ids[0]
 
     @torch.no_grad()
-    def tokenize(self, prompt: str, top_k: int = 10) -> TokenizeResult:
+    def tokenize(self, prompt: str, top_k: int = 10, targets: Sequence[str] = ()) -> TokenizeResult:
+        """Tokens, the top next tokens and how each of `targets` reads (with its next-token probability)."""
         ids = self.encode(prompt)
         probs = self.model(input_ids=ids[None], use_cache=False, logits_to_keep=1).logits[0, -1].float().softmax(-1)
         p, i = probs.topk(min(top_k, probs.shape[-1]))
@@ -128,7 +138,15 @@ class Engine:
             top_next=[
                 TokenProb(id=t, text=self.decode_token(t), prob=q) for q, t in zip(p.tolist(), i.tolist(), strict=True)
             ],
+            targets=[self.target_token(text, probs) for text in targets],
         )
+
+    def target_token(self, text: str, probs: torch.Tensor | None = None) -> TargetToken:
+        """`text` as a target: its ids, and its probability in `probs` (a next-token distribution) when single."""
+        ids = self.text_ids(text)
+        single = len(ids) == 1
+        prob = float(probs[ids[0]]) if single and probs is not None else None
+        return TargetToken(text=text, ids=ids, single=single, prob=prob)
 
     # -------------------------------------------------------------------------------------- attribution
 
@@ -211,4 +229,20 @@ class Engine:
 
     def intervene(self, req: InterventionRequest) -> InterventionResult:
         ids = self.encode(req.prompt)
-        return run_intervention(self.adapter, self.tset, self.tokenizer, ids, req)
+        watch_ids = [self.single_token(text, f"watch.{i}") for i, text in enumerate(req.watch)]
+        return run_intervention(self.adapter, self.tset, self.tokenizer, ids, req, watch_ids)
+
+    # -------------------------------------------------------------------------------------- analysis
+
+    def feature_directions(self, features: list[tuple[int, int]]) -> torch.Tensor:
+        """Decoder directions [n, d] of (layer, index) features, for suggested supernodes (no forward pass)."""
+        return decoder_directions(self.tset, features)
+
+    def validate(self, graph: dict[str, Any], req: ValidateRequest) -> ValidationResult:
+        """Predicted against measured effects of a stored graph's supernodes; the graph must be this engine's."""
+        linked = LinkGraph.from_json(graph)
+        ids = self.encode(linked.prompt)
+        traced = linked.info.get("input_token_ids")
+        if (list(traced) != ids.tolist()) if traced is not None else len(linked.prompt_tokens) != len(ids):
+            raise PromptError("graph: its prompt does not tokenise to the tokens it was traced on")
+        return validate(self.adapter, self.tset, ids, linked, req)

@@ -1,4 +1,4 @@
-"""Page routes: the single-page front end (frontend/dist) for /, /trace, /graph/{slug} and
+"""Page routes: the single-page front end (frontend/dist) for /, /trace, /graph/{slug}, /diff/{a}/{b} and
 /feature/{layer}/{index}."""
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def trace(request: Request) -> Response:
 
 @router.get("/graph/{slug}")
 def graph_page(slug: str, request: Request) -> Response:
+    return _index(request)
+
+
+@router.get("/diff/{a}/{b}")
+def diff_page(a: str, b: str, request: Request) -> Response:
     return _index(request)
 
 
