@@ -9,7 +9,7 @@ BUDGET ?= default
 HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMPS := .stamps
-FRONTEND_SRC := $(shell find frontend/src frontend/index.html frontend/package.json frontend/package-lock.json frontend/build.mjs 2>/dev/null)
+FRONTEND_SRC := $(shell find frontend/src frontend/index.html frontend/theme-boot.js frontend/package.json frontend/package-lock.json frontend/build.mjs 2>/dev/null)
 
 .PHONY: setup run test test-fast lint bench prepare serve clean help
 

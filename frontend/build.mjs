@@ -1,4 +1,4 @@
-// Bundles src/main.js (+ src/styles.css) into dist/ with esbuild; copies index.html.
+// Bundles src/main.js (+ src/styles.css) into dist/ with esbuild; copies index.html and theme-boot.js.
 import * as esbuild from "esbuild";
 import { copyFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -18,6 +18,7 @@ const options = {
   logLevel: "info",
 };
 copyFileSync(join(root, "index.html"), join(dist, "index.html"));
+copyFileSync(join(root, "theme-boot.js"), join(dist, "theme-boot.js"));
 if (process.argv.includes("--watch")) {
   const ctx = await esbuild.context(options);
   await ctx.watch();

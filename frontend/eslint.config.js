@@ -10,7 +10,7 @@ export default [
     rules: { "max-lines-per-function": ["error", { max: 60, skipBlankLines: true, skipComments: true }] },
   },
   {
-    files: ["src/**/*.js"],
+    files: ["src/**/*.js", "theme-boot.js"],
     languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: globals.browser },
   },
   {

@@ -119,3 +119,33 @@ def test_interventions(tiny_server):
             "/api/interventions", json={**body, "interventions": [{**body["interventions"][0], "feature": 128}]}
         )
         assert bad.status_code == 422 and "feature" in bad.text
+
+
+def test_trace_back_from_a_feature(tiny_server):
+    """`target_features` (issue 13): the graph's target is a feature of an earlier graph, and bad input is a 4xx."""
+    with tiny_server.client() as c:
+        r = c.post("/api/graphs", json={"prompt": PROMPT, "max_feature_nodes": 40, "slug": "feature-source"})
+        slug = r.json()["slug"] if r.status_code == 201 else sse_events(c, r.json()["events_url"])[-1][1]["slug"]
+        graph = c.get(f"/api/graphs/{slug}").json()
+        feat = next(n for n in graph["nodes"] if n["feature_type"] == "cross layer transcoder" and int(n["layer"]) > 0)
+        target = [int(x) for x in feat["node_id"].split("_")]  # feature node ids are {layer}_{index}_{pos}
+        r = c.post("/api/graphs", json={"prompt": PROMPT, "max_feature_nodes": 40, "target_features": [target]})
+        assert r.status_code == 202, r.text
+        events = sse_events(c, r.json()["events_url"])
+        assert events[-1][0] == "done", events
+        traced = c.get(f"/api/graphs/{events[-1][1]['slug']}").json()
+        assert traced["metadata"]["info"]["params"]["target_features"] == [target]
+        layers = {int(n["layer"]) for n in traced["nodes"] if n["feature_type"] == "cross layer transcoder"}
+        assert layers and max(layers) < target[0]  # only what feeds the target: earlier layers
+
+        both = {"prompt": PROMPT, "target_tokens": [" is"], "target_features": [target]}
+        r = c.post("/api/graphs", json=both)
+        assert r.status_code == 422 and "target_features" in r.text
+        r = c.post("/api/graphs", json={"prompt": PROMPT, "target_features": [[0, -1, 1]]})
+        assert r.status_code == 422 and "target_features" in r.text
+        r = c.post("/api/graphs", json={"prompt": PROMPT, "target_features": [[99, 0, 1]]})
+        if r.status_code == 202:  # out of the model's range: the job fails with a message naming the field
+            events = sse_events(c, r.json()["events_url"])
+            assert events[-1][0] == "failed" and "target_features.0" in events[-1][1]["error"]
+        else:
+            assert r.status_code == 422 and "target_features" in r.text

@@ -27,6 +27,7 @@ def graph_request(body: GraphCreate, settings: Settings, ranges: Mapping[str, Pa
     """The job's request: the body's choices, the ranges' defaults for the rest, the host's batch size."""
     check_prompt(body.prompt, settings)
     targets = _targets(body.target_tokens, settings.max_target_tokens)
+    features = _target_features(body, settings.max_target_tokens)
     if body.slug is not None and not is_valid_slug(body.slug):
         raise field_error(
             ("body", "slug"),
@@ -39,6 +40,7 @@ def graph_request(body: GraphCreate, settings: Settings, ranges: Mapping[str, Pa
             "prompt": body.prompt,
             "batch_size": settings.batch_size,
             "target_tokens": targets,
+            "target_features": features,
             "slug": body.slug,
             **{name: rng.default if chosen[name] is None else chosen[name] for name, rng in ranges.items()},
         }
@@ -48,6 +50,24 @@ def graph_request(body: GraphCreate, settings: Settings, ranges: Mapping[str, Pa
     except OutOfRange as e:
         raise field_error(("body", e.name), str(e), e.value) from None
     return req
+
+
+def _target_features(body: GraphCreate, limit: int) -> list[tuple[int, int, int]] | None:
+    """Feature targets: at most `limit`, not mixed with token targets (whether each exists is the engine's to say)."""
+    features = body.target_features or None
+    if features is None:
+        return None
+    if body.target_tokens:
+        raise field_error(
+            ("body", "target_features"), "target_features: give target features or target tokens, not both"
+        )
+    if len(features) > limit:
+        raise field_error(
+            ("body", "target_features"),
+            f"target_features: at most {limit} features (got {len(features)})",
+            len(features),
+        )
+    return [tuple(f) for f in features]
 
 
 def _targets(targets: list[str] | None, limit: int) -> list[str] | None:

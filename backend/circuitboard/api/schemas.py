@@ -145,12 +145,21 @@ def _with_params(cls: type[M]) -> type[M]:
     return create_model(cls.__name__, __base__=cls, __module__=cls.__module__, __doc__=cls.__doc__, **fields)
 
 
+# A layer, feature index or position: SQLite's integers stop at 2**63, and no transcoder nears 2**31 features.
+FeatureIndex = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
 @_with_params
 class GraphCreate(_In):
     """POST /api/graphs: a prompt, and any of the attribution parameters a user chooses."""
 
     prompt: str = Field(min_length=1)
     target_tokens: list[str] | None = None
+    target_features: list[tuple[FeatureIndex, FeatureIndex, FeatureIndex]] | None = Field(
+        default=None,
+        description="trace back from these transcoder features, [layer, index, position] each, instead of logits "
+        "(at most limits.max_target_tokens; not together with target_tokens)",
+    )
     slug: str | None = None
 
 
@@ -293,10 +302,6 @@ class FeatureRecord(BaseModel):
     top_input_tokens: list[InputToken]
     examples: list[Example]
     quantile_examples: list[QuantileExamples]
-
-
-# A layer or feature index: SQLite's integers stop at 2**63, and no transcoder comes near 2**31 features.
-FeatureIndex = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 class LabelUpdate(_ValidText):

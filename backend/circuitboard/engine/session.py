@@ -10,7 +10,13 @@ from typing import Any
 import torch
 
 from circuitboard.engine.adapters import get_adapter
-from circuitboard.engine.attribution import attribute, difference_target, salient_targets, token_targets
+from circuitboard.engine.attribution import (
+    attribute,
+    difference_target,
+    feature_targets,
+    salient_targets,
+    token_targets,
+)
 from circuitboard.engine.export import graph_to_json
 from circuitboard.engine.graph import Graph, compute_graph_scores, prune_graph
 from circuitboard.engine.interventions import run_intervention
@@ -174,6 +180,9 @@ class Engine:
 
     def _targets_fn(self, params: AttributionParams):
         ad, dec = self.adapter, self.decode_token
+        if params.target_features:
+            feats = [tuple(f) for f in params.target_features]
+            return lambda ctx: feature_targets(ad, self.tset, ctx, feats)
         if params.logit_diff:
             a = self.single_token(params.logit_diff[0], "logit_diff.0")
             b = self.single_token(params.logit_diff[1], "logit_diff.1")

@@ -45,6 +45,8 @@ class AttributionParams(BaseModel):
     edge_threshold: Annotated[float, Ranged(0.1, 1.0)] = 0.98
     target_tokens: list[str] | None = None
     logit_diff: tuple[str, str] | None = None
+    # Trace back from transcoder features (layer, index, position) instead of logits (issue 13).
+    target_features: list[tuple[int, int, int]] | None = None
     slug: str | None = None
 
     def check(self, ranges: Mapping[str, ParamRange] | None = None) -> None:

@@ -14,9 +14,9 @@ KEY_VERSION = 1
 
 def cache_key(model: str, transcoders: str, fingerprint: str, token_ids: list[int], req: GraphRequest) -> str:
     """`fingerprint` identifies the exact weight and transcoder files, so same-named folders never share graphs."""
-    # The token ids stand for the prompt; the slug only names the result. `logit_diff` joined the parameters
-    # after version 1 of the key: left out while unset, so the keys of stored graphs stay what they were.
-    exclude = {"prompt", "slug"} | ({"logit_diff"} if req.logit_diff is None else set())
+    # The token ids stand for the prompt; the slug only names the result. `logit_diff` and `target_features` joined
+    # the parameters after version 1 of the key: left out while unset, so the keys of stored graphs stay what they were.
+    exclude = {"prompt", "slug"} | {name for name in ("logit_diff", "target_features") if getattr(req, name) is None}
     payload = {
         "v": KEY_VERSION,
         "model": model,
