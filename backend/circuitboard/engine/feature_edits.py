@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from circuitboard.engine.adapters import Adapter, mlp_io_modules
-from circuitboard.engine.replacement import PromptContext, attention_out, final_logits
+from circuitboard.engine.replacement import PromptContext, final_logits, frozen_attention_step
 from circuitboard.engine.transcoders import TranscoderSet
 
 Coord = tuple[int, int, int]  # (layer, position, feature index)
@@ -76,12 +76,7 @@ def replacement_readout(adapter: Adapter, tset: TranscoderSet, ctx: PromptContex
     x = ctx.embeddings
     pending = torch.zeros_like(ctx.mlp_out)
     for layer, block in enumerate(adapter.blocks):
-        a = attention_out(block.attn, block.attn_in.apply(x, ctx.scale_attn_in[layer]), ctx.patterns[layer])
-        if block.attn_out is not None:
-            assert ctx.scale_attn_out is not None  # recorded for every model whose blocks have this norm
-            a = block.attn_out.apply(a, ctx.scale_attn_out[layer])
-        x = x + a
-        x_in = block.mlp_in.apply(x, ctx.scale_mlp_in[layer])
+        x, x_in = frozen_attention_step(block, ctx, layer, x)
         live = tset.encode(layer, x_in)
         live[0] = 0  # as the replacement model: BOS features are not nodes
         new = edits.apply(layer, live, ctx.acts[layer])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from circuitboard.engine import patterns as attn_patterns
-from circuitboard.engine.adapters import Adapter, Attention
+from circuitboard.engine.adapters import Adapter, Attention, Block
 from circuitboard.engine.transcoders import TranscoderSet
 
 
@@ -146,6 +146,19 @@ class FrozenOutputs:
     logits: torch.Tensor  # [P, vocab]: logits minus their mean, before any soft-cap
 
 
+def frozen_attention_step(
+    block: Block, ctx: PromptContext, layer: int, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One layer's attention half with the prompt's patterns and norm scales frozen: the residual after
+    attention and the MLP's (normalised) input."""
+    a = attention_out(block.attn, block.attn_in.apply(x, ctx.scale_attn_in[layer]), ctx.patterns[layer])
+    if block.attn_out is not None:
+        assert ctx.scale_attn_out is not None  # recorded for every model whose blocks have this norm
+        a = block.attn_out.apply(a, ctx.scale_attn_out[layer])
+    x = x + a
+    return x, block.mlp_in.apply(x, ctx.scale_mlp_in[layer])
+
+
 @torch.no_grad()
 def frozen_forward(
     adapter: Adapter,
@@ -163,12 +176,7 @@ def frozen_forward(
     x = ctx.embeddings if embeddings is None else embeddings
     pre_acts = []
     for layer, block in enumerate(adapter.blocks):
-        a = attention_out(block.attn, block.attn_in.apply(x, ctx.scale_attn_in[layer]), ctx.patterns[layer])
-        if block.attn_out is not None:
-            assert ctx.scale_attn_out is not None  # recorded for every model whose blocks have this norm
-            a = block.attn_out.apply(a, ctx.scale_attn_out[layer])
-        x = x + a
-        x_in = block.mlp_in.apply(x, ctx.scale_mlp_in[layer])
+        x, x_in = frozen_attention_step(block, ctx, layer, x)
         pre_acts.append(tset.pre_activations(layer, x_in))
         y = ctx.mlp_out[layer]
         if ctx.skip_out is not None:
