@@ -67,7 +67,7 @@ def _target_features(body: GraphCreate, limit: int) -> list[tuple[int, int, int]
             f"target_features: at most {limit} features (got {len(features)})",
             len(features),
         )
-    return [tuple(f) for f in features]
+    return [(int(a), int(b), int(c)) for a, b, c in features]
 
 
 def _targets(targets: list[str] | None, limit: int) -> list[str] | None:

@@ -181,7 +181,7 @@ class Engine:
     def _targets_fn(self, params: AttributionParams):
         ad, dec = self.adapter, self.decode_token
         if params.target_features:
-            feats = [tuple(f) for f in params.target_features]
+            feats = [(int(a), int(b), int(c)) for a, b, c in params.target_features]
             return lambda ctx: feature_targets(ad, self.tset, ctx, feats)
         if params.logit_diff:
             a = self.single_token(params.logit_diff[0], "logit_diff.0")
