@@ -1,62 +1,59 @@
 """Transcoder quality: per-layer held-out explained variance, L0 and dead fraction, and graph scores.
 
     .venv/bin/python bench/transcoders.py [--preset gemma-3-270m] [--recompute] [--no-graphs]
+    .venv/bin/python bench/transcoders.py --compare [--sets "PLT default=DIR,CLT=DIR"] [--prompts bench/prompts.yaml]
 
-Reads `models/<preset>/transcoders/metrics.json` (written by training). `--recompute` measures EV / L0 /
-dead again through the engine's loader on the activation cache's held-out split (an independent check of
-the saved, scale-folded weights). With the engine's session available, it also traces graphs for a fixed
-set of prompts and prints their replacement and completeness scores. Targets (issue 4): mean EV >= 0.72,
-no layer < 0.55, L0 <= 64, dead < 10%.
+Without `--compare`: reads `models/<preset>/transcoders/metrics.json` (written by training); `--recompute`
+measures EV / NMSE / L0 / dead again through the engine's loader on the activation cache's held-out split (an
+independent check of the saved, scale-folded weights), and it traces graphs of three fixed prompts. Targets
+(issue 4): mean EV >= 0.72, no layer < 0.55, L0 <= 64, dead < 10%.
+
+`--compare` (issue 17) measures every set of `--sets` (default: the preset's `transcoders`, `transcoders-noskip`,
+`transcoders-clt` and `transcoders-large`, those that exist) the same way, through the files: held-out EV and
+NMSE per layer, L0, dead fraction, the KL of the replacement model's next-token distribution on the prompt set,
+the mean and lowest replacement and completeness scores of the prompt set's graphs (engine defaults:
+`--max-feature-nodes` 2000), the training time from metrics.json and, for a set with an atlas, the label-quality
+proxies (`atlas.labels.label_quality`). `--json FILE` keeps the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 PROMPTS = ["Dallas is in the state of", "The opposite of hot is", "Michael Jordan plays the sport of"]
 TARGETS = {"mean_ev": 0.72, "min_ev": 0.55, "l0": 64, "dead": 0.10}
+COMPARED = {"PLT default": "transcoders", "PLT no skip": "transcoders-noskip", "CLT": "transcoders-clt",
+            "large": "transcoders-large"}  # fmt: skip
 
 
 def recompute(tdir: Path, cache_dir: Path, n_seqs: int = 400) -> dict[int, dict]:
-    import torch
-
-    from circuitboard.data.activations import load_rows, read_manifest
     from circuitboard.engine.transcoders import load_transcoder_set
+    from quality import heldout_metrics
 
-    m = read_manifest(cache_dir)
-    h0, h1 = m["split"]["heldout"]
-    ts = load_transcoder_set(tdir, lazy_decoder=False)
-    out = {}
-    for layer, lw in enumerate(ts.layers):
-        x = load_rows(cache_dir, layer, "in", (h0, min(h1, h0 + n_seqs)), m).float()
-        y = load_rows(cache_dir, layer, "out", (h0, min(h1, h0 + n_seqs)), m).float()
-        with torch.no_grad():
-            acts = lw.activation(x @ lw.W_enc.T + lw.b_enc)
-            yh = acts @ lw.W_dec + lw.b_dec + (x @ lw.W_skip.T if lw.W_skip is not None else 0)
-        out[layer] = {
-            "explained_variance": 1 - ((y - yh).pow(2).sum() / (y - y.mean(0)).pow(2).sum()).item(),
-            "l0": (acts > 0).sum(1).float().mean().item(),
-            "dead_fraction": 1 - (acts > 0).any(0).float().mean().item(),
-        }
-    return out
+    rows = heldout_metrics(load_transcoder_set(tdir, lazy_decoder=False), cache_dir, n_seqs)[:-1]
+    return dict(enumerate(rows))
 
 
 def print_layers(rows: dict[int, dict], title: str) -> None:
     print(f"\n{title}")
-    print(f"{'layer':>5} {'EV':>7} {'skip EV':>8} {'L0':>6} {'dead %':>7}")
+    print(f"{'layer':>5} {'EV':>7} {'skip EV':>8} {'NMSE':>7} {'L0':>6} {'dead %':>7}")
     for layer in sorted(rows):
         r = rows[layer]
-        skip = r.get("explained_variance_skip_only")
+        skip, nmse = r.get("explained_variance_skip_only"), r.get("nmse")
         print(
             f"{layer:>5} {r['explained_variance']:7.3f} {'' if skip is None else f'{skip:8.3f}':>8} "
-            f"{r['l0']:6.1f} {100 * r['dead_fraction']:7.1f}"
+            f"{'' if nmse is None else f'{nmse:7.3f}':>7} {r['l0']:6.1f} {100 * r['dead_fraction']:7.1f}"
         )
     evs = [r["explained_variance"] for r in rows.values()]
     mean_ev, min_ev = sum(evs) / len(evs), min(evs)
@@ -70,12 +67,9 @@ def print_layers(rows: dict[int, dict], title: str) -> None:
 
 
 def graphs(model_dir: Path, tdir: Path) -> None:
-    try:
-        from circuitboard.engine.session import Engine
-        from circuitboard.engine.types import AttributionParams
-    except ImportError as e:
-        print(f"\ngraph scores: engine session not available ({e}); skipped")
-        return
+    from circuitboard.engine.session import Engine
+    from circuitboard.engine.types import AttributionParams
+
     t0 = time.perf_counter()
     engine = Engine.load(model=str(model_dir), transcoders=str(tdir))
     print(f"\nengine loaded in {time.perf_counter() - t0:.1f} s")
@@ -92,14 +86,124 @@ def graphs(model_dir: Path, tdir: Path) -> None:
         )
 
 
-def main() -> int:
+# ------------------------------------------------------------------------------------------------ --compare
+
+
+def training_seconds(tdir: Path) -> float | None:
+    mp = tdir / "metrics.json"
+    if not mp.exists():
+        return None
+    m = json.loads(mp.read_text())
+    s = m.get("summary", {})
+    return s.get("train_seconds") or sum(r.get("seconds", 0.0) for r in m.get("layers", {}).values()) or None
+
+
+def measure_set(name: str, tdir: Path, args: argparse.Namespace, prompts: list[str]) -> dict:
+    """Every figure of one set (see the module docstring)."""
+    import quality
+    from circuitboard.engine.session import Engine
+
+    t0 = time.perf_counter()
+    engine = Engine.load(model=str(args.model), transcoders=str(tdir), device="cpu")
+    engine.tset.materialize()
+    layers = quality.heldout_metrics(engine.tset, args.cache, args.heldout_seqs)
+    kl = quality.replacement_kl(engine, prompts)
+    scores = quality.graph_scores(engine, prompts, args.max_feature_nodes)
+    atlas = tdir / "atlas.sqlite"  # a set's own atlas, or the preset's for the set it was built from
+    atlas = atlas if atlas.exists() or name != args.atlas_set else tdir.parent / "atlas.sqlite"
+    labels = quality.label_quality(atlas, args.cache, engine.tset)
+    info = engine.info
+    return {
+        "name": name, "path": str(tdir), "kind": "clt" if info.cross_layer else "plt", "width": info.d_transcoder,
+        "activation": engine.tset.layers[0].activation.kind, "skip": engine.tset.has_skip,
+        "layers": layers[:-1], "heldout_tokens": layers[-1]["tokens"], "kl": kl, "graphs": scores,
+        "train_seconds": training_seconds(tdir), "labels": labels, "bench_seconds": time.perf_counter() - t0,
+    }  # fmt: skip
+
+
+def print_comparison(results: list[dict]) -> None:
+    n_layers = len(results[0]["layers"])
+    for what, key in (("held-out EV", "explained_variance"), ("held-out NMSE", "nmse")):
+        print(f"\n{what} per layer")
+        print(f"{'set':<14} " + " ".join(f"{i:>5}" for i in range(n_layers)))
+        for r in results:
+            print(f"{r['name']:<14} " + " ".join(_short(row[key]) for row in r["layers"]))
+    print(
+        f"\n{'set':<14} {'kind':<18} {'width':>5} {'EV':>6} {'min EV':>6} {'NMSE':>6} {'L0':>6} {'dead %':>6} "
+        f"{'KL':>6} {'repl.':>6} {'lowest':>6} {'compl.':>6} {'lowest':>6} {'train':>7}"
+    )
+    for r in results:
+        ev = [row["explained_variance"] for row in r["layers"]]
+        rep = [g["replacement"] for g in r["graphs"]]
+        comp = [g["completeness"] for g in r["graphs"]]
+        kind = f"{r['kind']} {r['activation']}{' +skip' if r['skip'] else ''}"
+        train = "–" if r["train_seconds"] is None else f"{r['train_seconds'] / 60:5.1f} m"
+        print(
+            f"{r['name']:<14} {kind:<18} {r['width']:>5} {statistics.mean(ev):6.3f} {min(ev):6.3f} "
+            f"{statistics.mean(row['nmse'] for row in r['layers']):6.3f} "
+            f"{statistics.mean(row['l0'] for row in r['layers']):6.1f} "
+            f"{100 * statistics.mean(row['dead_fraction'] for row in r['layers']):6.1f} {r['kl']:6.3f} "
+            f"{statistics.mean(rep):6.3f} {min(rep):6.3f} {statistics.mean(comp):6.3f} {min(comp):6.3f} {train:>7}"
+        )
+    for r in results:
+        if r["labels"]:
+            lq = r["labels"]
+            print(f"labels of {r['name']}: {json.dumps(lq)}")
+
+
+def _short(v: float) -> str:
+    """.987 for 0.987 (a 5-wide column of per-layer figures); -0.12, 1.50 as they are."""
+    return (f"{v:.3f}"[1:] if 0 <= v < 1 else f"{v:.2f}").rjust(5)
+
+
+def parse_sets(spec: str | None, root: Path) -> dict[str, Path]:
+    if spec:
+        return {k.strip(): Path(v.strip()) for k, v in (item.split("=", 1) for item in spec.split(","))}
+    return {name: root / folder for name, folder in COMPARED.items()}
+
+
+def compare(args: argparse.Namespace) -> int:
+    root = args.models_dir / args.preset
+    args.model = args.model or root / "model"
+    args.cache = args.cache or root / "activations"
+    prompts = [p["prompt"] for p in yaml.safe_load(args.prompts.read_text())["prompts"]][: args.limit]
+    results = []
+    for name, tdir in parse_sets(args.sets, root).items():
+        if not (tdir / "config.yaml").exists():
+            print(f"{name}: no set at {tdir}; skipped")
+            continue
+        print(f"== {name} ({tdir})", flush=True)
+        results.append(measure_set(name, tdir, args, prompts))
+    if not results:
+        return 1
+    print(f"\n{len(prompts)} prompts ({args.prompts}), max_feature_nodes {args.max_feature_nodes}, "
+          f"{results[0]['heldout_tokens']} held-out tokens")  # fmt: skip
+    print_comparison(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="gemma-3-270m")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
     ap.add_argument("--transcoders", type=Path, help="a transcoder folder (default: the preset's)")
     ap.add_argument("--recompute", action="store_true")
     ap.add_argument("--no-graphs", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--compare", action="store_true", help="measure several sets side by side (issue 17)")
+    ap.add_argument("--sets", help='"NAME=DIR,NAME=DIR" (default: the preset\'s sets that exist)')
+    ap.add_argument("--model", type=Path, help="--compare: model folder (default: the preset's)")
+    ap.add_argument("--cache", type=Path, help="--compare: activation cache (default: the preset's)")
+    ap.add_argument("--prompts", type=Path, default=ROOT / "bench" / "prompts.yaml")
+    ap.add_argument("--limit", type=int, help="--compare: only the first N prompts")
+    ap.add_argument("--max-feature-nodes", type=int, default=2000)
+    ap.add_argument("--heldout-seqs", type=int, default=400)
+    ap.add_argument("--atlas-set", default="PLT default", help="the set the preset's atlas.sqlite was built from")
+    ap.add_argument("--json", type=Path, help="--compare: write the figures here")
+    args = ap.parse_args(argv)
+    if args.compare:
+        return compare(args)
     root = args.models_dir / args.preset
     tdir = args.transcoders or root / "transcoders"
     mp = tdir / "metrics.json"
@@ -109,14 +213,14 @@ def main() -> int:
     metrics = json.loads(mp.read_text())
     rows = {int(k): v for k, v in metrics["layers"].items()}
     print(
-        f"transcoders {tdir} (budget {metrics.get('budget')}, width {metrics['config']['width']}, "
-        f"k {metrics['config']['k']}, {metrics['config']['steps_tokens']} tokens/layer, "
+        f"transcoders {tdir} (budget {metrics.get('budget')}, {metrics.get('kind', 'plt')}, width "
+        f"{metrics['config']['width']}, k {metrics['config']['k']}, {metrics['config']['steps_tokens']} tokens/layer, "
         f"{metrics['cache']['train_tokens']} unique train tokens, "
         f"{metrics['cache']['heldout_tokens']} held-out tokens, computed in {metrics.get('compute_dtype', '?')})"
     )
     print_layers(rows, "training metrics (held-out text)")
-    total = sum(r.get("seconds", 0) for r in rows.values())
-    print(f"training time (sum over layers): {total / 60:.1f} min")
+    total = training_seconds(tdir) or 0.0
+    print(f"training time: {total / 60:.1f} min")
     prep = root / "prepare.json"
     if prep.exists():
         print("prepare steps (s): " + json.dumps(json.loads(prep.read_text())["seconds"]))

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from circuitboard.cli.training import common_args, ensure_cache, setup_torch, train_config
 from circuitboard.presets import ResolvedPreset, resolve_preset
@@ -21,13 +22,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=_cmd_prepare)
 
 
-def _transcoders_current(rp: ResolvedPreset, budget: str) -> bool:
+def _same_run(metrics_path: Path, args: argparse.Namespace) -> bool:
+    """A set (or a partial run) of this budget and kind: sets trained before CLTs existed are per-layer."""
+    if not metrics_path.exists():
+        return False
+    m = json.loads(metrics_path.read_text())
+    return m.get("budget") == args.budget and m.get("kind", "plt") == args.kind
+
+
+def _transcoders_current(rp: ResolvedPreset, args: argparse.Namespace) -> bool:
     mp = rp.transcoders_dir / "metrics.json"
     if not rp.transcoders_ready():
         return False
     if not mp.exists():  # a set put there by hand or from the hub: keep it
         return True
-    return json.loads(mp.read_text()).get("budget") == budget
+    return _same_run(mp, args)
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -49,7 +58,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         rp = resolve_preset(args.preset, args.models_dir)
     trained = rp.preset.transcoders.kind == "trained"
     cfg = train_config(args)
-    need_cache = (trained and not _transcoders_current(rp, args.budget)) or not args.no_atlas
+    need_cache = (trained and not _transcoders_current(rp, args)) or not args.no_atlas
     if need_cache:
         from circuitboard.data.corpus import build_corpus
 
@@ -74,15 +83,11 @@ def _train(rp: ResolvedPreset, args: argparse.Namespace, cfg: TrainConfig) -> No
     """Train the preset's transcoders unless they are current; resume a partial run of the same budget."""
     from circuitboard.training.train import train_transcoders
 
-    if _transcoders_current(rp, args.budget):
-        print(f"transcoders: {rp.transcoders_dir} is up to date (budget {args.budget})")
+    if _transcoders_current(rp, args):
+        print(f"transcoders: {rp.transcoders_dir} is up to date (budget {args.budget}, {args.kind})")
         return
     partial = rp.transcoders_dir.with_name(rp.transcoders_dir.name + ".partial")
-    same = (
-        partial.exists()
-        and (partial / "metrics.json").exists()
-        and json.loads((partial / "metrics.json").read_text()).get("budget") == args.budget
-    )
+    same = _same_run(partial / "metrics.json", args)
     train_transcoders(
         rp.activations_dir,
         rp.transcoders_dir,

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--force", action="store_true", help="rebuild even if the folder has a manifest")
     b.set_defaults(func=_cmd_corpus_build)
 
-    t = sub.add_parser("train-transcoders", help="train per-layer transcoders for a preset")
+    t = sub.add_parser("train-transcoders", help="train a preset's transcoders (per-layer, or one cross-layer set)")
     common_args(t)
     t.add_argument("--tokens", type=int, help="tokens seen per layer (training steps x batch)")
     t.add_argument("--train-tokens", type=int, help="unique tokens in the activation cache's train split")
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float)
     t.add_argument("--activation", choices=["topk", "jumprelu"])
     t.add_argument("--skip", action=argparse.BooleanOptionalAction, default=None, help="linear skip (default on)")
-    t.add_argument("--layers", help="comma-separated subset (an experiment: left in transcoders.partial/)")
+    t.add_argument("--layers", help="comma-separated subset, per-layer sets only (an experiment: left in .partial/)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
     t.add_argument("--out", type=Path, help="output folder (default models/<preset>/transcoders)")
     t.set_defaults(func=_cmd_train)
@@ -42,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=DEFAULT_PRESET)
     p.add_argument("--budget", choices=["tiny", "small", "default", "large"], default="default")
+    p.add_argument(
+        "--kind",
+        choices=["plt", "clt"],
+        default="plt",
+        help="plt: a transcoder per layer; clt: one cross-layer transcoder, every layer trained jointly",
+    )
     p.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS_DIR, help="corpus folder")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -70,6 +76,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     layers = tuple(int(x) for x in args.layers.split(",")) if getattr(args, "layers", None) else None
     return config_for(
         args.budget,
+        getattr(args, "kind", "plt"),
         steps_tokens=getattr(args, "tokens", None),
         train_tokens=getattr(args, "train_tokens", None),
         width=getattr(args, "width", None),

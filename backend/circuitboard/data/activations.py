@@ -8,7 +8,8 @@ updated at each flush, so an interrupted build resumes where it stopped.
 
 This module is the cache's only writer (`build_activation_cache` from a corpus folder, `cache_from_texts`
 from a list of texts: both pack with `pack_sequences` and fill through `_fill`) and its only reader
-(`read_manifest`, `open_tokens`, `open_layer`, `load_rows`, and `ActivationCache` for the atlas).
+(`read_manifest`, `open_tokens`, `open_layer`, `load_rows` / `load_sequences`, and `ActivationCache` for the
+atlas).
 """
 
 from __future__ import annotations
@@ -134,6 +135,24 @@ def load_rows(
     T, d = m["seq_len"], m["d_model"]
     s0, s1 = seq_range
     arr = np.asarray(open_layer(cache_dir, layer, side, m)[s0 * T : s1 * T]).reshape(s1 - s0, T, d)
+    if drop_bos:
+        arr = arr[:, 1:]
+    return torch.from_numpy(np.ascontiguousarray(arr).reshape(-1, d)).view(torch.bfloat16)
+
+
+def load_sequences(
+    cache_dir: Path | str,
+    layer: int,
+    side: Side | str,
+    seq_ids: np.ndarray,
+    manifest: dict | None = None,
+    drop_bos: bool = True,
+) -> torch.Tensor:
+    """bf16 tensor of one layer's rows for the given sequences (in that order), position 0 dropped by default:
+    what a trainer that needs every layer at once reads a random chunk of the train split with."""
+    m = _manifest(cache_dir, manifest)
+    T, d = m["seq_len"], m["d_model"]
+    arr = open_layer(cache_dir, layer, side, m).reshape(-1, T, d)[np.asarray(seq_ids)]
     if drop_bos:
         arr = arr[:, 1:]
     return torch.from_numpy(np.ascontiguousarray(arr).reshape(-1, d)).view(torch.bfloat16)
@@ -377,10 +396,14 @@ def cache_from_texts(
     batch_size: int = 8,
     model_name: str = "",
     progress: bool = False,
+    n_heldout: int = 0,
 ) -> dict:
-    """A fresh cache of every layer over at most `n_seqs` packed sequences of `texts` (all in the train split)."""
+    """A fresh cache of every layer over at most `n_seqs` packed sequences of `texts`; the last `n_heldout` of
+    them are the held-out split, the others the train split."""
     tokens = pack_sequences(tokenizer, texts, n_seqs, seq_len, allow_fewer=True)
+    if not 0 <= n_heldout < len(tokens):
+        raise ValueError(f"n_heldout must leave train sequences: {n_heldout} of {len(tokens)}")
     layers = list(range(len(decoder_layers(model))))
-    m = _new_manifest(model, tokenizer, len(tokens), 0, seq_len, layers, model_name)
+    m = _new_manifest(model, tokenizer, len(tokens) - n_heldout, n_heldout, seq_len, layers, model_name)
     _create(Path(cache_dir), tokens, m)
     return _fill(model, Path(cache_dir), m, batch_size=batch_size, progress=progress, flush_every_s=30.0)

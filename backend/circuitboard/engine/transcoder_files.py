@@ -13,6 +13,10 @@ Every layout is read into one form, `LayerTensors` (circuit-tracer's PLT names a
 config.yaml's `transcoders` lists layer files by path (relative to the folder) or as
 `hf://owner/name/path/in/repo?revision=r` (`parse_hf_uri`). Decoders can stay on disk (`DecoderFile`): a prompt
 reads only the rows of the features it touches.
+
+Sets written here are for circuit-tracer 0.5.0 too (bench/peer_transcoders.py checks it): config.yaml always has
+`scan` and hooks it maps, and a set it would misread gets a `model_kind` it does not know (`model_kind`), so its
+`load_transcoders` refuses it by name instead of running something else.
 """
 
 from __future__ import annotations
@@ -29,8 +33,15 @@ from safetensors.torch import load_file, save_file
 
 PLT_KIND = "transcoder_set"
 CLT_KIND = "cross_layer_transcoder"
+# circuit-tracer 0.5.0 has no TopK loader (a TopK set runs there as ReLU, without a word) and its CLT loader
+# reads no skip (nor would it apply one as we store it): such sets are written with these suffixes on their kind.
+TOPK_SUFFIX = "_topk"
+SKIP_SUFFIX = "_skip"
 THRESHOLD = "activation_function.threshold"  # a PLT file's JumpReLU threshold
-PLT_HOOKS = ("mlp.hook_in", "mlp.hook_out")
+# The normalised MLP input and the MLP block's contribution to the residual (for Gemma, after its
+# post-feedforward norm): the names circuit-tracer's nnsight maps of Gemma 3 and Llama and TransformerLens share
+# for those places (Gemma 3's map has no `mlp.hook_out`).
+PLT_HOOKS = ("mlp.hook_in", "hook_mlp_out")
 CLT_HOOKS = ("hook_resid_mid", "hook_mlp_out")  # what a CLT config.yaml that names no hooks means
 
 Tensors = dict[str, torch.Tensor]
@@ -97,6 +108,27 @@ def layer_file(root: Path, layer: int) -> Path:
     return root / f"layer_{layer}.safetensors"
 
 
+def model_kind(*, cross_layer: bool, activation: str | None, skip: bool = False) -> str:
+    """config.yaml's `model_kind`: circuit-tracer's two kinds where it reads the set as we do, else one it
+    refuses by name (`transcoder_set_topk`, `cross_layer_transcoder_skip`, ...)."""
+    kind = CLT_KIND if cross_layer else PLT_KIND
+    if activation == "topk":
+        kind += TOPK_SUFFIX
+    if cross_layer and skip:
+        kind += SKIP_SUFFIX
+    return kind
+
+
+BOTH = (False, True)
+MODEL_KINDS = {model_kind(cross_layer=c, activation=a, skip=s) for c in BOTH for a in ("relu", "topk") for s in BOTH}
+
+
+def _cross_layer(kind: str, root: Path) -> bool:
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"{root}/config.yaml: unknown model_kind {kind!r} (known: {', '.join(sorted(MODEL_KINDS))})")
+    return kind.startswith(CLT_KIND)
+
+
 # ---------------------------------------------------------------------------------------------- reading
 
 
@@ -107,7 +139,7 @@ def read_transcoder_files(path: str | Path, *, lazy_decoder: bool = True) -> Sto
     root = cfg_file.parent
     cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.exists() else {}
     kind = cfg.get("model_kind") or (CLT_KIND if list(root.glob("W_enc_*.safetensors")) else PLT_KIND)
-    cross_layer = kind == CLT_KIND
+    cross_layer = _cross_layer(kind, root)
     if cross_layer:
         layers = [_read_clt_layer(root, i, cfg, lazy_decoder) for i in range(_clt_layer_count(root))]
     else:
@@ -176,7 +208,8 @@ def _k(t: Tensors, cfg: dict, *, has_threshold: bool) -> int | None:
         return None
     if "k" in t:
         return int(t["k"].reshape(-1)[0])
-    return int(cfg["k"]) if cfg.get("activation") == "topk" else None
+    topk = cfg.get("activation") == "topk" or str(cfg.get("model_kind", "")).endswith(TOPK_SUFFIX)
+    return int(cfg["k"]) if topk else None
 
 
 def read_gemmascope(file: Path) -> LayerTensors:
@@ -242,7 +275,8 @@ def write_transcoder_set(
     hooks: tuple[str, str] = PLT_HOOKS,
     extra_config: dict | None = None,
 ) -> Path:
-    """Write a whole set in circuit-tracer's layout (PLT `layer_{i}.safetensors` or CLT `W_enc_{i}`/`W_dec_{i}`)."""
+    """Write a whole set in circuit-tracer's layout (PLT `layer_{i}.safetensors` or CLT `W_enc_{i}`/`W_dec_{i}`);
+    `scan` (circuit-tracer's name of the set) defaults to the folder's name."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for i, layer in enumerate(layers):
@@ -252,10 +286,11 @@ def write_transcoder_set(
         n_layers=len(layers),
         cross_layer=cross_layer,
         model_name=model_name,
-        scan=scan,
+        scan=scan or root.resolve().name,
         hooks=hooks,
         activation=first.activation,
         k=first.k,
+        skip=first.W_skip is not None,
         extra=extra_config,
     )
     return write_config(root, cfg)
@@ -306,17 +341,18 @@ def set_config(
     hooks: tuple[str, str] = PLT_HOOKS,
     activation: str | None = None,
     k: int | None = None,
+    skip: bool = False,
     extra: dict | None = None,
 ) -> dict[str, Any]:
-    """A set's config.yaml: kind, model, hooks, name (`scan`), the PLT file list, activation, then `extra`."""
+    """A set's config.yaml: kind (`model_kind`), model, hooks, name (`scan`, which circuit-tracer requires: the
+    model's name when not given), the PLT file list, activation, then `extra`."""
     cfg: dict[str, Any] = {
-        "model_kind": CLT_KIND if cross_layer else PLT_KIND,
+        "model_kind": model_kind(cross_layer=cross_layer, activation=activation, skip=skip),
         "model_name": model_name,
         "feature_input_hook": hooks[0],
         "feature_output_hook": hooks[1],
+        "scan": scan or model_name or "transcoders",
     }
-    if scan is not None:
-        cfg["scan"] = scan
     if not cross_layer:
         cfg["transcoders"] = [layer_file(Path(), i).name for i in range(n_layers)]
     if activation is not None:

@@ -8,8 +8,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TrainConfig:
-    width: int = 4096
-    k: int = 32
+    kind: str = "plt"  # plt: one transcoder per layer | clt: one cross-layer transcoder, trained jointly
+    width: int = 4096  # features per layer (a CLT has n_layers × width)
+    k: int = 32  # TopK: active features per token and layer; JumpReLU: the L0 its sparsity penalty aims at
     activation: str = "topk"  # topk | jumprelu
     skip: bool = True
     train_tokens: int = 204_800  # unique tokens in the activation cache's train split
@@ -34,7 +35,11 @@ class TrainConfig:
     init: str = "data"  # data: latents start at (input, residual) pairs from the data; random
     lsq_skip_init: bool = True
     seed: int = 0
-    layers: tuple[int, ...] | None = None  # None: every layer
+    layers: tuple[int, ...] | None = None  # None: every layer (a CLT always has every layer)
+    # CLT only: the tanh sparsity penalty's sharpness c (its weight is steered so that L0 settles near k), and
+    # how many tokens of every layer are held in memory at once (a random chunk of the train split's sequences)
+    sparsity_c: float = 4.0
+    chunk_tokens: int = 32_768
 
 
 # tiny: CI's end-to-end check of the real pipeline (a few minutes); small: a quick look; default: the
@@ -57,7 +62,22 @@ BUDGETS: dict[str, TrainConfig] = {
 }
 
 
-def config_for(budget: str = "default", **overrides: Any) -> TrainConfig:
-    """A budget's config with the given fields replaced (None: keep the budget's value)."""
+# A CLT at the same budget: the same activation cache, fewer and larger steps (the optimiser's pass over the
+# decoders, L(L+1)/2 blocks of width × d, costs the same whatever the batch), JumpReLU without a skip (the
+# kind circuit-tracer loads), and a width per layer that keeps a step affordable on a CPU.
+CLT_BUDGETS: dict[str, dict[str, Any]] = {
+    "tiny": {"kind": "clt", "activation": "jumprelu", "skip": False, "width": 256, "k": 16, "batch_size": 512},
+    "small": {"kind": "clt", "activation": "jumprelu", "skip": False, "width": 1024, "k": 16, "batch_size": 1024},
+    "default": {"kind": "clt", "activation": "jumprelu", "skip": False, "width": 1024, "k": 16, "batch_size": 1024},
+    "large": {"kind": "clt", "activation": "jumprelu", "skip": False, "width": 2048, "k": 16, "batch_size": 1024},
+}
+
+
+def config_for(budget: str = "default", kind: str = "plt", **overrides: Any) -> TrainConfig:
+    """A budget's config for `kind` (plt | clt) with the given fields replaced (None: keep the budget's value)."""
+    if kind not in ("plt", "clt"):
+        raise ValueError(f"kind must be plt or clt, not {kind!r}")
     cfg = BUDGETS[budget]
+    if kind == "clt":
+        cfg = replace(cfg, **CLT_BUDGETS[budget])
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

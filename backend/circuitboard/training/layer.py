@@ -1,14 +1,14 @@
 """Training one layer's transcoder on cached rows: x = `mlp.hook_in`, y = `mlp.hook_out` (raw bf16).
 
-x and y are scaled by one scalar each (their rms) while training. Each step: Adam on the normalised
-reconstruction error (plus the L0 penalty for JumpReLU, and AuxK when enabled), decoder rows renormalised;
+TopK only (a JumpReLU layer trains as a CLT of one layer, `clt_train.train_jumprelu_layer`). x and y are scaled
+by one scalar each (their rms) while training. Each step: Adam on the normalised reconstruction error (plus
+AuxK when enabled), decoder rows renormalised;
 dead latents (no firing for `dead_window` tokens) get an encoder-bias nudge every step before the decay phase
 and are re-initialised at the `resample_at` fractions of the run. A checkpoint lets an interrupted layer resume.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,14 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from circuitboard.training.config import TrainConfig
-from circuitboard.training.transcoder import Transcoder, init_transcoder, l0_step, selected_pre
+from circuitboard.training.transcoder import Transcoder, init_transcoder, selected_pre
 
 SKIP_LR_SCALE = 0.05
 
 
 @dataclass
 class _Loop:
-    """What one layer's steps carry from step to step (all but `l0_coef` is checkpointed)."""
+    """What one layer's steps carry from step to step (all of it checkpointed)."""
 
     tc: Transcoder
     opt: torch.optim.Optimizer
@@ -35,7 +35,6 @@ class _Loop:
     sy: float
     cfg: TrainConfig
     total_steps: int
-    l0_coef: float = 1e-3  # JumpReLU: the L0 penalty's weight, steered so that L0 settles near k
 
     @property
     def boost_until(self) -> int:
@@ -89,8 +88,8 @@ def train_layer(
             perm, pos = torch.randperm(n, generator=loop.gen), 0
         bi = perm[pos : pos + cfg.batch_size].to(device)
         pos += cfg.batch_size
-        mse, dead, n_dead, topk = _step(loop, x[bi].float() / loop.sx, y[bi].float() / loop.sy, step)
-        if topk and n_dead > 0:
+        mse, dead, n_dead = _step(loop, x[bi].float() / loop.sx, y[bi].float() / loop.sy, step)
+        if n_dead > 0:
             _revive(loop, dead, step, step in resample_at, x, y)
         if on_step is not None:
             on_step(len(bi), 1 - mse)
@@ -114,7 +113,7 @@ def _start(
     xs, ys = x[sample].float(), y[sample].float()
     # one scalar per side: rms over all entries (position 0, with its outsized norms, is already excluded)
     sx, sy = xs.pow(2).mean().sqrt().item(), ys.pow(2).mean().sqrt().item()
-    tc = Transcoder(d, cfg.width, cfg.k, cfg.activation, cfg.skip)
+    tc = Transcoder(d, cfg.width, cfg.k, cfg.skip)
     start_step = 0
     state = None
     if ckpt_path is not None and ckpt_path.exists():
@@ -145,7 +144,7 @@ def _optimizer(tc: Transcoder, cfg: TrainConfig) -> torch.optim.Adam:
     return torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=True)
 
 
-def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     decay_start = int(total * (1 - cfg.decay_frac))
@@ -154,11 +153,11 @@ def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr
 
 
-def _step(loop: _Loop, xb: torch.Tensor, yb: torch.Tensor, step: int) -> tuple[float, torch.Tensor, int, bool]:
-    """One optimiser step on a normalised batch: (mse / variance, dead latents, how many, TopK?)."""
+def _step(loop: _Loop, xb: torch.Tensor, yb: torch.Tensor, step: int) -> tuple[float, torch.Tensor, int]:
+    """One optimiser step on a normalised batch: (mse / variance, dead latents, how many)."""
     cfg, tc = loop.cfg, loop.tc
     for g in loop.opt.param_groups:
-        g["lr"] = _lr_at(step, loop.total_steps, cfg) * g["lr_scale"]
+        g["lr"] = lr_at(step, loop.total_steps, cfg) * g["lr_scale"]
     idx, vals, pre = tc.encode(xb)
     yh = tc.decode(idx, vals, xb)
     var = (yb - yb.mean(0)).pow(2).sum()
@@ -166,25 +165,20 @@ def _step(loop: _Loop, xb: torch.Tensor, yb: torch.Tensor, step: int) -> tuple[f
     loss = mse
     dead = _track_firing(loop, idx, vals, len(xb))
     n_dead = int(dead.sum())
-    if idx is not None and n_dead > 0 and cfg.aux_coef > 0:
+    if n_dead > 0 and cfg.aux_coef > 0:
         loss = loss + cfg.aux_coef * _aux_loss(tc, pre, xb, yb, yh, dead, n_dead, cfg)
-    if idx is None:
-        loss = loss + _l0_penalty(loop, pre)
     loop.opt.zero_grad(set_to_none=True)
     loss.backward()
     loop.opt.step()
     tc.normalise_decoder()
-    return mse.item(), dead, n_dead, idx is not None
+    return mse.item(), dead, n_dead
 
 
 @torch.no_grad()
-def _track_firing(loop: _Loop, idx: torch.Tensor | None, vals: torch.Tensor, batch: int) -> torch.Tensor:
+def _track_firing(loop: _Loop, idx: torch.Tensor, vals: torch.Tensor, batch: int) -> torch.Tensor:
     """Count tokens since each latent fired; the latents silent for longer than `dead_window` are dead."""
-    if idx is None:
-        fired = (vals > 0).any(0)
-    else:
-        fired = torch.zeros(loop.cfg.width, dtype=torch.bool, device=loop.since_fired.device)
-        fired[idx[vals > 0]] = True
+    fired = torch.zeros(loop.cfg.width, dtype=torch.bool, device=loop.since_fired.device)
+    fired[idx[vals > 0]] = True
     loop.since_fired += batch
     loop.since_fired[fired] = 0
     return loop.since_fired > loop.cfg.dead_window
@@ -216,23 +210,13 @@ def _aux_loss(
     return torch.nan_to_num(aux, nan=0.0)
 
 
-def _l0_penalty(loop: _Loop, pre: torch.Tensor) -> torch.Tensor:
-    """JumpReLU: an L0 penalty whose weight is steered so that L0 settles near k."""
-    tc = loop.tc
-    assert tc.log_thr is not None  # JumpReLU has thresholds
-    l0 = l0_step(pre.float(), tc.log_thr, 0.05).sum(1).mean()
-    penalty = loop.l0_coef * l0
-    loop.l0_coef *= math.exp(0.01 * (l0.item() / loop.cfg.k - 1))
-    return penalty
-
-
 def _revive(loop: _Loop, dead: torch.Tensor, step: int, resample: bool, x: torch.Tensor, y: torch.Tensor) -> None:
-    """Dead TopK latents: an encoder-bias nudge before the decay phase, and at the resampling steps a restart
+    """Dead latents: an encoder-bias nudge before the decay phase, and at the resampling steps a restart
     on badly reconstructed tokens."""
     cfg, tc = loop.cfg, loop.tc
     if cfg.dead_boost > 0 and step < loop.boost_until:
         with torch.no_grad():
-            tc.b_enc[dead] += cfg.dead_boost * _lr_at(step, loop.total_steps, cfg)
+            tc.b_enc[dead] += cfg.dead_boost * lr_at(step, loop.total_steps, cfg)
     if not resample:
         return
     with torch.no_grad():  # a pool of fresh rows larger than the batch, for distinct targets

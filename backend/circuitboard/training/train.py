@@ -12,91 +12,38 @@ shared/reference/transcoder-training.md, with changes that buy EV per second:
 x and y are scaled by one scalar each while training; the scales are folded into the saved weights, which
 therefore act on the model's raw activations. Output: circuit-tracer's PLT layout plus metrics.json.
 
-The module (`transcoder`), one layer's steps (`layer`) and the files written (`export`) live beside this
-run over all layers.
+The module (`transcoder`), one layer's steps (`layer`), the files written (`export`) and what every run shares
+(`run`) live beside this run over all layers; `--kind clt` runs `clt_train` instead.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from circuitboard.data.activations import load_rows, read_manifest
-from circuitboard.engine.transcoder_files import layer_file, write_layer
-from circuitboard.precision import compute_dtype_name
+from circuitboard.data.activations import load_rows
+from circuitboard.engine.transcoder_files import LayerTensors, layer_file, write_layer
+from circuitboard.training.clt import evaluate_clt
+from circuitboard.training.clt_train import train_clt, train_jumprelu_layer
 from circuitboard.training.config import TrainConfig
-from circuitboard.training.export import export_layer, write_set_config
+from circuitboard.training.export import export_clt, export_layer
 from circuitboard.training.layer import train_layer
-from circuitboard.training.transcoder import Transcoder, evaluate
-
-
-@dataclass(frozen=True)
-class _Splits:
-    """The prefix of each cache split a run uses (sequence ranges)."""
-
-    train: tuple[int, int]
-    heldout: tuple[int, int]
-    seq_len: int
-
-    @classmethod
-    def of(cls, m: dict, cfg: TrainConfig) -> _Splits:
-        T = m["seq_len"]
-        tr0, tr1 = m["split"]["train"]
-        ho0, ho1 = m["split"]["heldout"]
-        n_train_seqs = min(tr1 - tr0, math.ceil(cfg.train_tokens / T))
-        n_held_seqs = min(ho1 - ho0, math.ceil(cfg.heldout_tokens / T))
-        return cls((tr0, tr0 + n_train_seqs), (ho0, ho0 + n_held_seqs), T)
-
-    def tokens(self, seqs: tuple[int, int]) -> int:
-        return (seqs[1] - seqs[0]) * (self.seq_len - 1)  # position 0 (BOS) is never trained on
-
-
-class _Progress:
-    """The bar over every layer's steps (or nothing), with a smoothed batch EV of the current layer."""
-
-    def __init__(self, enabled: bool, cfg: TrainConfig, n_layers: int, n_done: int):
-        self.bar: Any = None
-        self.batch_size = cfg.batch_size
-        self.ev: float | None = None
-        self.layer = -1
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=n_layers * cfg.steps_tokens,
-                initial=n_done * cfg.steps_tokens,
-                unit="tok",
-                unit_scale=True,
-                desc="transcoders",
-                dynamic_ncols=True,
-                smoothing=0.05,
-            )
-
-    def start_layer(self, layer: int, ckpt: Path) -> None:
-        if self.bar is not None and ckpt.exists():
-            self.bar.update(int(torch.load(ckpt, weights_only=False)["step"]) * self.batch_size)
-        self.layer, self.ev = layer, None
-
-    def on_step(self, n_tokens: int, ev: float) -> None:
-        self.ev = ev if self.ev is None else 0.98 * self.ev + 0.02 * ev
-        if self.bar is not None:
-            self.bar.update(n_tokens)
-            self.bar.set_postfix_str(f"layer {self.layer} EV {self.ev:.3f}", refresh=False)
-
-    def write(self, msg: str, log: Callable[[str], None]) -> None:
-        (self.bar.write if self.bar is not None else log)(msg)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+from circuitboard.training.run import (
+    Progress,
+    Splits,
+    checkpoint_step,
+    complete_manifest,
+    partial_dir,
+    publish,
+    start_metrics,
+    summary,
+    summary_line,
+)
+from circuitboard.training.transcoder import evaluate
 
 
 def train_transcoders(
@@ -112,100 +59,81 @@ def train_transcoders(
     should_stop: Callable[[], bool] | None = None,
     device: str | torch.device = "cpu",
 ) -> dict:
-    """Train every layer of the cache into `out_dir` (PLT layout). Work in progress lives in
-    `<out_dir>.partial/` (finished layers, the current layer's checkpoint, metrics so far); `resume=True`
+    """Train a set on the cache into `out_dir` (circuit-tracer's PLT or CLT layout, as `cfg.kind` says). Work in
+    progress lives in `<out_dir>.partial/` (finished layers, checkpoints, metrics so far); `resume=True`
     continues from there; the folder is renamed to `out_dir` only when every layer is done."""
+    if cfg.kind == "clt":
+        return train_clt(
+            cache_dir, out_dir, cfg, model_name=model_name, budget=budget, resume=resume, progress=progress,
+            log=log, should_stop=should_stop, device=device,
+        )  # fmt: skip
     device = torch.device(device)
-    m = read_manifest(cache_dir)
-    if m is None or m["complete_seqs"] < m["n_seqs"]:
-        raise RuntimeError(f"activation cache {cache_dir} is missing or incomplete; build it first")
+    m = complete_manifest(cache_dir)
     layers = list(cfg.layers) if cfg.layers is not None else list(m["layers"])
-    splits = _Splits.of(m, cfg)
-    partial = _partial_dir(Path(out_dir), resume)
+    splits = Splits.of(m, cfg)
+    partial = partial_dir(Path(out_dir), resume)
     metrics_path = partial / "metrics.json"
-    metrics = _start_metrics(metrics_path, cfg, budget, device, cache_dir, splits)
+    metrics = start_metrics(metrics_path, cfg, budget, device, cache_dir, splits)
     todo = [layer for layer in layers if not layer_file(partial, layer).exists()]
-    bar = _Progress(progress, cfg, len(layers), len(layers) - len(todo))
+    bar = Progress(progress, len(layers) * cfg.steps_tokens, (len(layers) - len(todo)) * cfg.steps_tokens)
     t_all = time.perf_counter()
     try:
         for layer in todo:
             t0 = time.perf_counter()
-            tc, sx, sy, res = _train_and_evaluate(cache_dir, m, splits, layer, cfg, partial, bar, should_stop, device)
+            tensors, sx, sy, res = _train_and_evaluate(
+                cache_dir, m, splits, layer, cfg, partial, bar, should_stop, device
+            )
             res["seconds"] = round(time.perf_counter() - t0, 1)
             res["scales"] = {"x": sx, "y": sy}
-            write_layer(partial, layer, export_layer(tc, sx, sy))
+            write_layer(partial, layer, tensors)
             metrics["layers"][str(layer)] = res
             metrics_path.write_text(json.dumps(metrics, indent=2))
             (partial / f"layer_{layer}.ckpt.pt").unlink(missing_ok=True)
             bar.write(_layer_line(layer, res), log)
     finally:
         bar.close()
-    metrics["summary"] = _summary(metrics, layers, time.perf_counter() - t_all)
+    metrics["summary"] = summary(metrics, layers, time.perf_counter() - t_all)
     metrics_path.write_text(json.dumps(metrics, indent=2))
-    final = _publish(partial, Path(out_dir), layers, max(m["layers"]) + 1, cfg, model_name, budget)
-    s = metrics["summary"]
-    log(
-        f"transcoders -> {final}: mean EV {s['mean_explained_variance']:.3f} (min "
-        f"{s['min_explained_variance']:.3f}), max L0 {s['max_l0']:.1f}, max dead {100 * s['max_dead_fraction']:.1f}%"
-    )
-    return metrics
-
-
-def _partial_dir(out_dir: Path, resume: bool) -> Path:
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    if partial.exists() and not resume:
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    return partial
-
-
-def _config_dict(cfg: TrainConfig) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-
-
-def _start_metrics(
-    metrics_path: Path, cfg: TrainConfig, budget: str | None, device: torch.device, cache_dir: Path, splits: _Splits
-) -> dict:
-    """metrics.json so far (a resumed run keeps its finished layers), with this run's settings."""
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    metrics.update(
-        {
-            "budget": budget,
-            "device": device.type,
-            "compute_dtype": compute_dtype_name(device.type),
-            "config": _config_dict(cfg),
-            "cache": {
-                "dir": str(cache_dir),
-                "train_tokens": splits.tokens(splits.train),
-                "heldout_tokens": splits.tokens(splits.heldout),
-            },
-        }
-    )
-    metrics.setdefault("layers", {})
+    final = publish(partial, Path(out_dir), layers, max(m["layers"]) + 1, cfg, model_name, budget)
+    log(summary_line(final, metrics["summary"]))
     return metrics
 
 
 def _train_and_evaluate(
     cache_dir: Path,
     m: dict,
-    splits: _Splits,
+    splits: Splits,
     layer: int,
     cfg: TrainConfig,
     partial: Path,
-    bar: _Progress,
+    bar: Progress,
     should_stop: Callable[[], bool] | None,
     device: torch.device,
-) -> tuple[Transcoder, float, float, dict]:
-    """One layer trained on the train split (resuming its checkpoint) and measured on the held-out split."""
+) -> tuple[LayerTensors, float, float, dict]:
+    """One layer trained on the train split (resuming its checkpoint) and measured on the held-out split: its
+    tensors on raw activations, its scales and its held-out metrics. TopK layers train here (`layer`), JumpReLU
+    ones as a CLT of one layer (`clt_train`)."""
     x = load_rows(cache_dir, layer, "in", splits.train, m)
     y = load_rows(cache_dir, layer, "out", splits.train, m)
     ckpt = partial / f"layer_{layer}.ckpt.pt"
-    bar.start_layer(layer, ckpt)
+    bar.start(f"layer {layer}", checkpoint_step(ckpt) * cfg.batch_size)
+    if cfg.activation == "jumprelu":
+        clt, sxs, sys_ = train_jumprelu_layer(
+            x, y, cfg, ckpt_path=ckpt, on_step=bar.on_step, should_stop=should_stop, device=device
+        )
+        del x, y
+        xh = load_rows(cache_dir, layer, "in", splits.heldout, m)
+        yh = load_rows(cache_dir, layer, "out", splits.heldout, m)
+        res = evaluate_clt(clt, [(xh[None], yh[None])], sxs, sys_)[0]
+        tensors = export_clt(clt, sxs, sys_)[0]
+        assert tensors.W_dec is not None
+        tensors.W_dec = tensors.W_dec[:, 0]  # a PLT's decoder writes to its own layer only: [width, d]
+        return tensors, float(sxs[0]), float(sys_[0]), res
     tc, sx, sy = train_layer(x, y, cfg, ckpt_path=ckpt, on_step=bar.on_step, should_stop=should_stop, device=device)
     del x, y
     xh = load_rows(cache_dir, layer, "in", splits.heldout, m)
     yh = load_rows(cache_dir, layer, "out", splits.heldout, m)
-    return tc, sx, sy, evaluate(tc, xh, yh, sx, sy)
+    return export_layer(tc, sx, sy), sx, sy, evaluate(tc, xh, yh, sx, sy)
 
 
 def _layer_line(layer: int, res: dict) -> str:
@@ -214,35 +142,3 @@ def _layer_line(layer: int, res: dict) -> str:
         f"{res.get('explained_variance_skip_only', float('nan')):.3f}), L0 {res['l0']:.1f}, "
         f"dead {100 * res['dead_fraction']:.1f}%, {res['seconds']} s"
     )
-
-
-def _summary(metrics: dict, layers: list[int], seconds: float) -> dict:
-    per = [metrics["layers"][str(layer)] for layer in layers]
-    evs = [r["explained_variance"] for r in per]
-    return {
-        "mean_explained_variance": sum(evs) / len(evs),
-        "min_explained_variance": min(evs),
-        "max_l0": max(r["l0"] for r in per),
-        "max_dead_fraction": max(r["dead_fraction"] for r in per),
-        "mean_dead_fraction": sum(r["dead_fraction"] for r in per) / len(layers),
-        "train_seconds_this_run": round(seconds, 1),
-    }
-
-
-def _publish(
-    partial: Path,
-    out_dir: Path,
-    layers: list[int],
-    n_layers_model: int,
-    cfg: TrainConfig,
-    model_name: str,
-    budget: str | None,
-) -> Path:
-    """A set of every layer becomes `out_dir` (config.yaml written); a subset of layers is an experiment, not a
-    usable set, and stays in .partial."""
-    if set(layers) != set(range(n_layers_model)):
-        return partial
-    write_set_config(partial, n_layers_model, cfg, model_name, budget)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    partial.rename(out_dir)
-    return out_dir

@@ -1,15 +1,11 @@
-"""One layer's transcoder as trained: the module, its custom autograd functions, its initialisation and its
-held-out evaluation (`train.py` runs the steps).
+"""One layer's TopK transcoder as trained: the module, its custom autograd function, its initialisation and its
+held-out evaluation (`layer.py` runs the steps; a JumpReLU layer trains as a CLT of one layer, `clt.py`).
 
-TopK latents' encoder backward touches only the k selected latents per token (`selected_pre`); JumpReLU
-uses a straight-through rectangle-kernel gradient for its thresholds (`_JumpReLU`, and `l0_step` for the L0
-penalty). The module works in normalised units (x/sx -> y/sy); `export.export_layer` folds the scales in.
+The encoder's backward touches only the k selected latents per token (`selected_pre`). The module works in
+normalised units (x/sx -> y/sy); `export.export_layer` folds the scales in.
 """
 
 from __future__ import annotations
-
-import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -49,49 +45,6 @@ class _SelectedPre(torch.autograd.Function):
         return torch.sparse.mm(S, x.float()), gb, None, None, None
 
 
-def _save_threshold(ctx: Any, pre: torch.Tensor, log_thr: torch.Tensor, bandwidth: float) -> torch.Tensor:
-    thr = log_thr.exp()
-    ctx.save_for_backward(pre, thr)
-    ctx.bw = bandwidth
-    return thr
-
-
-def _near_threshold(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(pre, θ, the rectangle kernel: 1 where pre is within bandwidth/2 of θ)."""
-    pre, thr = ctx.saved_tensors
-    return pre, thr, ((pre - thr).abs() < ctx.bw / 2).to(g.dtype)
-
-
-class _JumpReLU(torch.autograd.Function):
-    """JumpReLU with a straight-through rectangle-kernel gradient for the threshold (Rajamanoharan et al.)."""
-
-    @staticmethod
-    def forward(ctx, pre, log_thr, bandwidth):
-        thr = _save_threshold(ctx, pre, log_thr, bandwidth)
-        return pre * (pre > thr)
-
-    @staticmethod
-    def backward(ctx, g):
-        pre, thr, near = _near_threshold(ctx, g)
-        g_pre = g * (pre > thr)
-        g_thr = -(thr / ctx.bw) * (g * near * pre).sum(0)  # d/dlog θ = θ d/dθ
-        return g_pre, g_thr, None
-
-
-class _Step(torch.autograd.Function):
-    """Heaviside step with the same pseudo-derivative, for the L0 penalty."""
-
-    @staticmethod
-    def forward(ctx, pre, log_thr, bandwidth):
-        thr = _save_threshold(ctx, pre, log_thr, bandwidth)
-        return (pre > thr).to(pre.dtype)
-
-    @staticmethod
-    def backward(ctx, g):
-        _, thr, near = _near_threshold(ctx, g)
-        return None, -(thr / ctx.bw) * (g * near).sum(0), None
-
-
 def selected_pre(
     W_enc: torch.Tensor, b_enc: torch.Tensor, x: torch.Tensor, idx: torch.Tensor, pre_sel: torch.Tensor
 ) -> torch.Tensor:
@@ -100,36 +53,25 @@ def selected_pre(
     return _SelectedPre.apply(W_enc, b_enc, x, idx, pre_sel)
 
 
-def l0_step(pre: torch.Tensor, log_thr: torch.Tensor, bandwidth: float) -> torch.Tensor:
-    """1 where pre > exp(log_thr), with `_Step`'s pseudo-derivative for the thresholds (the L0 penalty)."""
-    return _Step.apply(pre, log_thr, bandwidth)
-
-
 class Transcoder(torch.nn.Module):
-    """One layer's transcoder in normalised units (x/sx -> y/sy)."""
+    """One layer's TopK transcoder in normalised units (x/sx -> y/sy)."""
 
-    def __init__(self, d: int, width: int, k: int, activation: str = "topk", skip: bool = True):
+    def __init__(self, d: int, width: int, k: int, skip: bool = True):
         super().__init__()
-        self.k, self.activation = k, activation
+        self.k = k
         self.W_enc = torch.nn.Parameter(torch.zeros(width, d))
         self.b_enc = torch.nn.Parameter(torch.zeros(width))
         self.W_dec = torch.nn.Parameter(torch.zeros(width, d))
         self.b_dec = torch.nn.Parameter(torch.zeros(d))
         self.W_skip = torch.nn.Parameter(torch.zeros(d, d)) if skip else None
-        self.log_thr = torch.nn.Parameter(torch.full((width,), math.log(0.1))) if activation == "jumprelu" else None
 
     @property
     def mm_dtype(self) -> torch.dtype:
         """The encoder's [batch, width] product, the one big matmul of a step: bf16 only where it is fast."""
         return compute_dtype(self.W_enc.device.type)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """(indices [B,k], values [B,k] with grad, dense pre-activations without grad) for TopK;
-        (None, dense activations, pre-activations) for JumpReLU."""
-        if self.activation == "jumprelu":
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.mm_dtype == torch.bfloat16):
-                pre = F.linear(x, self.W_enc, self.b_enc)
-            return None, _JumpReLU.apply(pre.float(), self.log_thr, 0.05), pre
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(indices [B,k], values [B,k] with grad, dense pre-activations without grad)."""
         with torch.no_grad():
             dt = self.mm_dtype
             pre = torch.addmm(self.b_enc.to(dt), x.to(dt), self.W_enc.to(dt).T)
@@ -137,13 +79,8 @@ class Transcoder(torch.nn.Module):
         vals = F.relu(selected_pre(self.W_enc, self.b_enc, x, idx, top.float()))
         return idx, vals, pre
 
-    def decode(self, idx: torch.Tensor | None, vals: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if idx is None:
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.mm_dtype == torch.bfloat16):
-                out = vals @ self.W_dec
-            out = out.float() + self.b_dec
-        else:
-            out = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals.float(), mode="sum") + self.b_dec
+    def decode(self, idx: torch.Tensor, vals: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        out = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals.float(), mode="sum") + self.b_dec
         if self.W_skip is not None:
             out = out + x @ self.W_skip.T
         return out
@@ -156,7 +93,7 @@ class Transcoder(torch.nn.Module):
 # ---------------------------------------------------------------------------------------------- initialisation
 
 
-def _lsq_affine(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def lsq_affine(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares (W [d_out, d_in], b) of y ≈ x @ W.T + b, ridge-regularised a little for stability."""
     x1 = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()
     A = x1.T @ x1
@@ -171,7 +108,7 @@ def init_transcoder(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, cfg: Train
     width, d = tc.W_enc.shape
     with torch.no_grad():
         if tc.W_skip is not None and cfg.lsq_skip_init:
-            W, b = _lsq_affine(x[:32_768], y[:32_768])  # 50 rows per unknown: as good as all, half the time
+            W, b = lsq_affine(x[:32_768], y[:32_768])  # 50 rows per unknown: as good as all, half the time
             tc.W_skip.copy_(W)
             tc.b_dec.copy_(b)
             resid = y - x @ W.T - b
@@ -188,22 +125,15 @@ def init_transcoder(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, cfg: Train
             tc.W_dec.copy_(torch.randn(width, d, generator=gen))
             tc.W_enc.copy_(tc.W_dec / tc.W_dec.norm(dim=1, keepdim=True))
         tc.normalise_decoder()
-        if tc.activation == "topk":
-            # scale the encoder so the latents' first guess is the least-squares multiple of what they should
-            # add: without this the 32 fresh latents swamp the skip's answer and the first few hundred steps
-            # (all a CPU budget has) go into undoing that
-            idx, vals, _ = tc.encode(x[:8192])
-            assert idx is not None  # TopK always selects
-            add = F.embedding_bag(idx, tc.W_dec, per_sample_weights=vals.float(), mode="sum")
-            alpha = float((add * resid[:8192]).sum() / add.pow(2).sum().clamp_min(1e-12))
-            alpha = min(max(alpha, 1e-2), 1.0)
-            tc.W_enc.mul_(alpha)
-            tc.b_enc.mul_(alpha)
-        if tc.log_thr is not None:
-            # start thresholds at the (1 - k/width) quantile of pre-activations: about k active per token
-            pre = x[:2048] @ tc.W_enc.T + tc.b_enc
-            q = torch.quantile(pre.float(), 1 - cfg.k / width, dim=0).clamp_min(1e-3)
-            tc.log_thr.copy_(q.log())
+        # scale the encoder so the latents' first guess is the least-squares multiple of what they should
+        # add: without this the 32 fresh latents swamp the skip's answer and the first few hundred steps
+        # (all a CPU budget has) go into undoing that
+        idx, vals, _ = tc.encode(x[:8192])
+        add = F.embedding_bag(idx, tc.W_dec, per_sample_weights=vals.float(), mode="sum")
+        alpha = float((add * resid[:8192]).sum() / add.pow(2).sum().clamp_min(1e-12))
+        alpha = min(max(alpha, 1e-2), 1.0)
+        tc.W_enc.mul_(alpha)
+        tc.b_enc.mul_(alpha)
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -225,14 +155,9 @@ def evaluate(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, sx: float, sy: fl
         sst += (yb - mean).pow(2).sum().item()
         if tc.W_skip is not None:
             sse_skip += (yb - xb @ tc.W_skip.T - tc.b_dec).pow(2).sum().item()
-        if idx is None:
-            active = vals > 0
-            fired |= active.any(0)
-            l0 += active.sum().item()
-        else:
-            act = vals > 0
-            fired[idx[act]] = True
-            l0 += act.sum().item()
+        act = vals > 0
+        fired[idx[act]] = True
+        l0 += act.sum().item()
     out = {"explained_variance": 1 - sse / sst, "l0": l0 / len(x), "dead_fraction": 1 - fired.float().mean().item()}
     if tc.W_skip is not None:
         out["explained_variance_skip_only"] = 1 - sse_skip / sst
