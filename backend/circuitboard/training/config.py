@@ -12,6 +12,9 @@ class TrainConfig:
     width: int = 4096  # features per layer (a CLT has n_layers × width)
     k: int = 32  # TopK: active features per token and layer; JumpReLU: the L0 its sparsity penalty aims at
     activation: str = "topk"  # topk | jumprelu
+    # A per-layer TopK set written as JumpReLU (`calibrate`): circuit-tracer 0.5.0 loads it (it has no TopK), at
+    # the same L0 and EV. On in the budgets `make run` and the CLI use.
+    jumprelu_export: bool = False
     skip: bool = True
     train_tokens: int = 204_800  # unique tokens in the activation cache's train split
     heldout_tokens: int = 25_600  # EV to ±0.002; with the train split, the atlas's 228k tokens
@@ -56,9 +59,11 @@ BUDGETS: dict[str, TrainConfig] = {
         dead_window=4_000,
         aux_k=128,
     ),
-    "small": TrainConfig(train_tokens=102_400, heldout_tokens=25_600, steps_tokens=204_800),
-    "default": TrainConfig(),
-    "large": TrainConfig(width=8192, train_tokens=512_000, heldout_tokens=51_200, steps_tokens=1_228_800),
+    "small": TrainConfig(train_tokens=102_400, heldout_tokens=25_600, steps_tokens=204_800, jumprelu_export=True),
+    "default": TrainConfig(jumprelu_export=True),
+    "large": TrainConfig(
+        width=8192, train_tokens=512_000, heldout_tokens=51_200, steps_tokens=1_228_800, jumprelu_export=True
+    ),
 }
 
 

@@ -58,12 +58,13 @@ def write_set_config(
 ) -> None:
     """config.yaml of the finished set, with the training recipe under `training`."""
     recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+    written = "jumprelu" if cfg.jumprelu_export and cfg.kind == "plt" else cfg.activation
     conf = set_config(
         n_layers=n_layers,
         cross_layer=cfg.kind == "clt",
         model_name=model_name,
         scan=scan,
-        activation=cfg.activation,
+        activation=written,
         k=cfg.k,
         skip=cfg.skip,
         extra={"training": {"budget": budget, **recipe}},

@@ -27,6 +27,7 @@ import torch
 
 from circuitboard.data.activations import load_rows
 from circuitboard.engine.transcoder_files import LayerTensors, layer_file, write_layer
+from circuitboard.training.calibrate import evaluate_layer, topk_to_jumprelu
 from circuitboard.training.clt import evaluate_clt
 from circuitboard.training.clt_train import train_clt, train_jumprelu_layer
 from circuitboard.training.config import TrainConfig
@@ -130,10 +131,16 @@ def _train_and_evaluate(
         tensors.W_dec = tensors.W_dec[:, 0]  # a PLT's decoder writes to its own layer only: [width, d]
         return tensors, float(sxs[0]), float(sys_[0]), res
     tc, sx, sy = train_layer(x, y, cfg, ckpt_path=ckpt, on_step=bar.on_step, should_stop=should_stop, device=device)
+    tensors = export_layer(tc, sx, sy)
+    if cfg.jumprelu_export:
+        tensors = topk_to_jumprelu(tensors, x, y)
     del x, y
     xh = load_rows(cache_dir, layer, "in", splits.heldout, m)
     yh = load_rows(cache_dir, layer, "out", splits.heldout, m)
-    return export_layer(tc, sx, sy), sx, sy, evaluate(tc, xh, yh, sx, sy)
+    res = evaluate(tc, xh, yh, sx, sy)
+    if cfg.jumprelu_export:  # the figures of what is written, the trained TopK's beside them
+        res = {**evaluate_layer(tensors, xh, yh), "topk": res}
+    return tensors, sx, sy, res
 
 
 def _layer_line(layer: int, res: dict) -> str:
