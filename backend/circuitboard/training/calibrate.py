@@ -50,9 +50,9 @@ def rate_thresholds(pre: torch.Tensor, k: int) -> torch.Tensor:
     cols = pre.T.contiguous()
     # most features fire rarely: one top-k over every column covers them; the few frequent ones are sorted alone
     kk = max(1, int(torch.quantile(want.float(), 0.99)))
-    top = cols.topk(kk, dim=1).values
+    col_top = cols.topk(kk, dim=1).values
     rank = (want - 1).clamp(0, kk - 1)
-    thr = top[torch.arange(width), rank]
+    thr = col_top[torch.arange(width), rank]
     for f in (want > kk).nonzero().flatten().tolist():
         thr[f] = cols[f].topk(int(want[f])).values[-1]
     silent = want == 0
