@@ -11,8 +11,8 @@ refuses it). A set that loads runs in circuit-tracer's `ReplacementModel` (nnsig
 prompt's token ids; its transcoder activations (`get_activations`, position 0 zeroed on both sides) are compared
 with our engine's on the same model folder and ids — same active features, max |Δ activation| — and its
 reconstruction of the MLP outputs from our MLP inputs with ours. A set that does not load shows circuit-tracer's
-own message. Tiny mode writes random sets of every kind through the engine's writer and trains three here
-(PLT TopK, PLT JumpReLU + skip, CLT JumpReLU) on a small activation cache of the tiny model.
+own message. Tiny mode writes random sets of every kind through the engine's writer and trains six here on a
+small activation cache of the tiny model (PLT and CLT: TopK, TopK written as JumpReLU, JumpReLU).
 
 Needs `.bench/ct-venv` (made by bench/peer_circuit_tracer.py's first step, done here when missing). Tiny models
 are made in the ct venv (transformers 4.57.3) and read by both sides; `--model gemma3` uses the Gemma-3-270M folder
@@ -43,9 +43,12 @@ RANDOM_KINDS = {  # name: random_transcoder_set arguments
     "clt-topk": {"kind": "topk", "k": 6, "cross_layer": True},
     "clt-jumprelu-skip": {"kind": "jumprelu", "cross_layer": True, "skip": True},
 }
-TRAINED_KINDS = {  # name: TrainConfig fields
+TRAINED_KINDS = {  # name: TrainConfig fields; `-as-jumprelu`: TopK written as JumpReLU, what the CLI budgets write
+    "trained-plt-topk-as-jumprelu": {"activation": "topk", "skip": True, "jumprelu_export": True},
     "trained-plt-topk": {"activation": "topk", "skip": True},
     "trained-plt-jumprelu-skip": {"activation": "jumprelu", "skip": True},
+    "trained-clt-topk-as-jumprelu": {"kind": "clt", "activation": "topk", "skip": False, "jumprelu_export": True},
+    "trained-clt-topk": {"kind": "clt", "activation": "topk", "skip": False},
     "trained-clt-jumprelu": {"kind": "clt", "activation": "jumprelu", "skip": False},
 }
 
@@ -250,7 +253,7 @@ def verdict(r: dict) -> str:
 
 
 def print_table(results: list[dict]) -> None:
-    print(f"\n{'model':<8} {'set':<27} {'model_kind':<30} {'active (ours/ct/differ)':>24} {'max |Δa|':>9} "
+    print(f"\n{'model':<8} {'set':<30} {'model_kind':<30} {'active (ours/ct/differ)':>24} {'max |Δa|':>9} "
           f"{'max |Δa|/max a':>14} {'Δ recon':>9}  circuit-tracer 0.5.0")  # fmt: skip
     for r in results:
         if r["loads"]:
@@ -258,9 +261,9 @@ def print_table(results: list[dict]) -> None:
                     f"{r['max_rel_diff']:14.1e} {r['recon_rel_diff']:9.1e}")  # fmt: skip
         else:
             nums = f"{'–':>24} {'–':>9} {'–':>14} {'–':>9}"
-        print(f"{r['model']:<8} {r['name']:<27} {r['model_kind']:<30} {nums:>60}  {verdict(r)}")
+        print(f"{r['model']:<8} {r['name']:<30} {r['model_kind']:<30} {nums:>60}  {verdict(r)}")
         if not r["loads"] and r.get("layer_file"):
-            print(f"{'':<37} (a layer file loaded directly: {r['layer_file']})")
+            print(f"{'':<40} (a layer file loaded directly: {r['layer_file']})")
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ independent check of the saved, scale-folded weights), and it traces graphs of t
 NMSE per layer, L0, dead fraction, the KL of the replacement model's next-token distribution on the prompt set,
 the mean and lowest replacement and completeness scores of the prompt set's graphs (engine defaults:
 `--max-feature-nodes` 2000), the training time from metrics.json and, for a set with an atlas, the label-quality
-proxies (`atlas.labels.label_quality`). `--json FILE` keeps the figures.
+proxies (`quality.label_quality`). `--json FILE` keeps the figures.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -106,12 +108,12 @@ def measure_set(name: str, tdir: Path, args: argparse.Namespace, prompts: list[s
     t0 = time.perf_counter()
     engine = Engine.load(model=str(args.model), transcoders=str(tdir), device="cpu")
     engine.tset.materialize()
-    layers = quality.heldout_metrics(engine.tset, args.cache, args.heldout_seqs)
-    kl = quality.replacement_kl(engine, prompts)
-    scores = quality.graph_scores(engine, prompts, args.max_feature_nodes)
+    layers = _timed("held-out metrics", quality.heldout_metrics, engine.tset, args.cache, args.heldout_seqs)
+    kl = _timed("replacement KL", quality.replacement_kl, engine, prompts)
+    scores = _timed("graphs", quality.graph_scores, engine, prompts, args.max_feature_nodes)
     atlas = tdir / "atlas.sqlite"  # a set's own atlas, or the preset's for the set it was built from
     atlas = atlas if atlas.exists() or name != args.atlas_set else tdir.parent / "atlas.sqlite"
-    labels = quality.label_quality(atlas, args.cache, engine.tset)
+    labels = _timed("label quality", quality.label_quality, atlas, args.cache, engine.tset)
     info = engine.info
     return {
         "name": name, "path": str(tdir), "kind": "clt" if info.cross_layer else "plt", "width": info.d_transcoder,
@@ -119,6 +121,13 @@ def measure_set(name: str, tdir: Path, args: argparse.Namespace, prompts: list[s
         "layers": layers[:-1], "heldout_tokens": layers[-1]["tokens"], "kl": kl, "graphs": scores,
         "train_seconds": training_seconds(tdir), "labels": labels, "bench_seconds": time.perf_counter() - t0,
     }  # fmt: skip
+
+
+def _timed(what: str, fn: Callable[..., Any], *a: Any) -> Any:
+    t0 = time.perf_counter()
+    out = fn(*a)
+    print(f"  {what}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return out
 
 
 def print_comparison(results: list[dict]) -> None:
@@ -147,8 +156,18 @@ def print_comparison(results: list[dict]) -> None:
         )
     for r in results:
         if r["labels"]:
-            lq = r["labels"]
-            print(f"labels of {r['name']}: {json.dumps(lq)}")
+            print_label_quality(r["name"], r["labels"])
+
+
+def print_label_quality(name: str, lq: dict) -> None:
+    """The label-quality proxies by depth: the share of a feature's held-out activation mass on the input tokens
+    its label names, and of its top decoder-logit mass on the output tokens it names: the label rule before issue 17
+    (one or two input tokens, the top output token) | `atlas.labels.describe`'s."""
+    print(f"\nlabel quality of {name} (mean over live features; old label rule | `describe`)")
+    print(f"{'layers':<8} {'features':>8} {'input share':>15} {'output share':>15}")
+    for group, g in lq.items():
+        print(f"{group:<8} {g['features']:>8} {g['read_old']:7.3f} {g['read_new']:7.3f} "
+              f"{g['write_old']:7.3f} {g['write_new']:7.3f}")  # fmt: skip
 
 
 def _short(v: float) -> str:

@@ -79,3 +79,37 @@ def test_compare_prints_every_figure(tiny_sets, capsys):
     for group in labels.values():
         assert group["features"] > 0 and 0 <= group["read_old"] <= group["read_new"] <= 1
         assert 0 <= group["write_old"] <= group["write_new"] <= 1
+
+
+def test_label_input_share_counts_the_mass_on_the_named_tokens(tiny_sets):
+    """The input-share proxy on a feature whose activation is each row's input norm: the share it reports is the
+    norm mass on the rows whose own token (BOS dropped, as the cache's rows) the label names."""
+    import sys
+
+    import numpy as np
+    import torch
+
+    from circuitboard.data.activations import load_rows, open_tokens, read_manifest
+
+    root, _ = tiny_sets
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    import quality
+
+    class NormFeature:  # feature 0 fires with the input's norm, feature 1 never
+        d_transcoder = 2
+
+        def encode(self, layer, x):
+            return torch.stack([x.norm(dim=1), torch.zeros(len(x))], 1)
+
+    cache = root / "acts"
+    m = read_manifest(cache)
+    tokens, rows = quality._heldout_tokens(cache, 20)
+    x = load_rows(cache, 1, "in", rows, m).float()
+    assert len(tokens) == len(x)
+    common = int(torch.mode(tokens).values)
+    named = {"old": torch.tensor([[common, -1, -1], [-1, -1, -1]]), "new": torch.tensor([[-1, -1, -1]] * 2)}
+    shares = quality._heldout_shares(NormFeature(), 1, cache, rows, tokens, named)
+    own = np.asarray(open_tokens(cache, m)[rows[0] : rows[1], 1:]).reshape(-1) == common
+    expect = x.norm(dim=1)[torch.from_numpy(own)].sum() / x.norm(dim=1).sum()
+    assert 0 < expect < 1 and abs(float(shares["read_old"][0]) - float(expect)) < 1e-6
+    assert float(shares["read_new"][0]) == 0.0 and shares["live"].tolist() == [True, False]

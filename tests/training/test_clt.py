@@ -119,7 +119,7 @@ def test_interrupted_clt_resumes_where_it_stopped(cache, tmp_path):
 
 def test_clt_budgets():
     cfg = config_for("default", "clt", width=512)
-    assert cfg.kind == "clt" and cfg.activation == "jumprelu" and not cfg.skip and cfg.width == 512
+    assert cfg.kind == "clt" and cfg.activation == "topk" and cfg.jumprelu_export and not cfg.skip and cfg.width == 512
     assert config_for("default").kind == "plt"
     with pytest.raises(ValueError, match="kind"):
         config_for("default", "sae")

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
+
 from circuitboard.cli.training import common_args, ensure_cache, setup_torch, train_config
 from circuitboard.presets import ResolvedPreset, resolve_preset
 from circuitboard.training.config import TrainConfig
@@ -28,6 +30,14 @@ def _same_run(metrics_path: Path, args: argparse.Namespace) -> bool:
         return False
     m = json.loads(metrics_path.read_text())
     return m.get("budget") == args.budget and m.get("kind", "plt") == args.kind
+
+
+def _needs_jumprelu(rp: ResolvedPreset, cfg: TrainConfig) -> bool:
+    """A per-layer TopK set trained here, where the budget writes JumpReLU (a set from before issue 17)."""
+    conf, trained_here = rp.transcoders_dir / "config.yaml", (rp.transcoders_dir / "metrics.json").exists()
+    if not (cfg.jumprelu_export and cfg.kind == "plt" and conf.exists() and trained_here):
+        return False
+    return yaml.safe_load(conf.read_text()).get("activation") == "topk"
 
 
 def _transcoders_current(rp: ResolvedPreset, args: argparse.Namespace) -> bool:
@@ -58,7 +68,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         rp = resolve_preset(args.preset, args.models_dir)
     trained = rp.preset.transcoders.kind == "trained"
     cfg = train_config(args)
-    need_cache = (trained and not _transcoders_current(rp, args)) or not args.no_atlas
+    stale = not _transcoders_current(rp, args) or _needs_jumprelu(rp, cfg)
+    need_cache = (trained and stale) or not args.no_atlas
     if need_cache:
         from circuitboard.data.corpus import build_corpus
 
@@ -84,6 +95,12 @@ def _train(rp: ResolvedPreset, args: argparse.Namespace, cfg: TrainConfig) -> No
     from circuitboard.training.train import train_transcoders
 
     if _transcoders_current(rp, args):
+        if _needs_jumprelu(rp, cfg):  # a TopK set of this budget: made JumpReLU in place, not retrained
+            from circuitboard.training.train import calibrate_set
+
+            print(f"transcoders: {rp.transcoders_dir} is TopK; writing it as JumpReLU (circuit-tracer loads that)")
+            calibrate_set(rp.transcoders_dir, rp.activations_dir)
+            return
         print(f"transcoders: {rp.transcoders_dir} is up to date (budget {args.budget}, {args.kind})")
         return
     partial = rp.transcoders_dir.with_name(rp.transcoders_dir.name + ".partial")

@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float)
     t.add_argument("--activation", choices=["topk", "jumprelu"])
     t.add_argument("--skip", action=argparse.BooleanOptionalAction, default=None, help="linear skip (default on)")
+    t.add_argument(
+        "--jumprelu-export",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write a TopK set as JumpReLU, which circuit-tracer loads (default on, except budget tiny)",
+    )
     t.add_argument("--layers", help="comma-separated subset, per-layer sets only (an experiment: left in .partial/)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
     t.add_argument("--out", type=Path, help="output folder (default models/<preset>/transcoders)")
@@ -84,6 +90,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         lr=getattr(args, "lr", None),
         activation=getattr(args, "activation", None),
         skip=getattr(args, "skip", None),
+        jumprelu_export=getattr(args, "jumprelu_export", None),
         layers=layers,
     )
 

@@ -17,21 +17,20 @@ from circuitboard.engine.transcoder_files import LayerTensors
 # (0.01) .984 / .633, on 50k rows with 0.1 .984 / .670 and with 1.0 .981 / .674, on 100k rows with 0.01 .986 / .678.
 PRIOR = 0.3  # the pull towards TopK's decoder, as a share of the Gram matrix's mean diagonal
 CHUNK = 4096  # rows at a time
-THRESHOLD_ROWS = 32_768  # quantiles need few rows
-REFIT_ROWS = 49_152  # the refit gains from more, at ~0.1 ms a row
+ROWS = 49_152  # an evenly spaced sample of the train split: the refit gains from more rows, at ~0.1 ms a row
+THRESHOLD_ROWS = 16_384  # ... of which the thresholds (quantiles) need only these
 
 
 @torch.no_grad()
 def topk_to_jumprelu(t: LayerTensors, x: torch.Tensor, y: torch.Tensor) -> LayerTensors:
     """`t` (a TopK layer on raw activations, decoder in memory) as a JumpReLU layer, calibrated on train rows
-    x, y [n, d] (any float dtype; evenly spaced subsamples of them)."""
+    x, y [n, d] (any float dtype)."""
     assert t.k is not None and t.W_dec is not None, "a TopK layer with its decoder"
-    sample = x[:: max(1, len(x) // THRESHOLD_ROWS)]
-    pre = torch.cat([_pre(t, sample[i : i + CHUNK]) for i in range(0, len(sample), CHUNK)])
-    threshold = rate_thresholds(pre, t.k)
-    del pre
-    step = max(1, len(x) // REFIT_ROWS)
-    W_dec, b_dec = _refit_decoder(x[::step], y[::step], t, threshold)
+    step = max(1, len(x) // ROWS)
+    xs, ys = x[::step].float(), y[::step].float()
+    pre = torch.cat([_pre(t, xs[i : i + CHUNK]) for i in range(0, len(xs), CHUNK)])
+    threshold = rate_thresholds(pre[:: max(1, len(pre) // THRESHOLD_ROWS)], t.k)
+    W_dec, b_dec = _refit_decoder(pre, threshold, xs, ys, t)
     return LayerTensors(W_enc=t.W_enc, b_enc=t.b_enc, b_dec=b_dec, W_dec=W_dec, W_skip=t.W_skip, threshold=threshold)
 
 
@@ -41,48 +40,53 @@ def _pre(t: LayerTensors, x: torch.Tensor) -> torch.Tensor:
 
 def rate_thresholds(pre: torch.Tensor, k: int) -> torch.Tensor:
     """Per feature, the pre-activation above which it fires on as many rows as TopK(k) selects it on: its
-    count-th largest value (a feature TopK never selected gets one above every value it took: it stays silent)."""
-    width = pre.shape[1]
+    (count + 1)-th largest value (a feature TopK never selected gets one above every value it took: silent)."""
+    n, width = pre.shape
     want = torch.zeros(width, dtype=torch.long)
-    for i in range(0, len(pre), CHUNK):
+    for i in range(0, n, CHUNK):
         top = pre[i : i + CHUNK].topk(k, dim=1)
         want += torch.bincount(top.indices[top.values > 0], minlength=width)
     cols = pre.T.contiguous()
     # most features fire rarely: one top-k over every column covers them; the few frequent ones are sorted alone
-    kk = max(1, int(torch.quantile(want.float(), 0.99)))
+    kk = min(n, max(1, int(torch.quantile(want.float(), 0.99))) + 1)
     col_top = cols.topk(kk, dim=1).values
-    rank = (want - 1).clamp(0, kk - 1)
-    thr = col_top[torch.arange(width), rank]
-    for f in (want > kk).nonzero().flatten().tolist():
-        thr[f] = cols[f].topk(int(want[f])).values[-1]
+    thr = col_top[torch.arange(width), want.clamp(max=kk - 1)]
+    for f in (want >= kk).nonzero().flatten().tolist():
+        thr[f] = cols[f].topk(min(n, int(want[f]) + 1)).values[-1]
     silent = want == 0
     thr[silent] = cols[silent].max(1).values.abs() * 2 + 1
     return thr.clamp_min(1e-6)
 
 
 def _refit_decoder(
-    x: torch.Tensor, y: torch.Tensor, t: LayerTensors, threshold: torch.Tensor
+    pre: torch.Tensor, threshold: torch.Tensor, x: torch.Tensor, y: torch.Tensor, t: LayerTensors
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """argmin ‖codes @ W + b − target‖² + λ‖[W; b] − [W_topk; b_topk]‖², the Gram matrix accumulated from the
-    pairs of each row's nonzero codes (a few tens per row) rather than a dense [width, n] x [n, width] product."""
+    pairs of each row's nonzero codes (a few tens per row) rather than a dense [width, n] x [n, width] product;
+    index `width` is the bias, a feature that always fires."""
     assert t.W_dec is not None
     width, d = t.W_dec.shape
     gram = torch.zeros((width + 1) * (width + 1))
     rhs = torch.zeros(width + 1, d)
-    for i in range(0, len(x), CHUNK // 4):
-        xb = x[i : i + CHUNK // 4].float()
-        p = _pre(t, xb)
-        target = y[i : i + CHUNK // 4].float() - (0 if t.W_skip is None else xb @ t.W_skip.T)
-        a = torch.cat([p * (p > threshold), torch.ones(len(p), 1)], 1)  # the bias as a feature that always fires
-        rows, cols = a.nonzero(as_tuple=True)
-        vals = a[rows, cols]
+    for i in range(0, len(pre), CHUNK):
+        p = pre[i : i + CHUNK]
+        target = y[i : i + CHUNK] - (0 if t.W_skip is None else x[i : i + CHUNK] @ t.W_skip.T)
+        rows, cols = (p > threshold).nonzero(as_tuple=True)
+        vals = p[rows, cols]
         left, right = _row_pairs(rows)
         gram.index_add_(0, cols[left] * (width + 1) + cols[right], vals[left] * vals[right])
-        rhs.index_add_(0, cols, vals[:, None] * target[rows])
-    G = gram.view(width + 1, width + 1).double()
+        sums = torch.zeros(width).index_add_(0, cols, vals)  # the pairs (feature, bias) and (bias, feature)
+        gram.view(width + 1, width + 1)[width, :width] += sums
+        gram.view(width + 1, width + 1)[:width, width] += sums
+        codes = torch.sparse_coo_tensor(torch.stack([cols, rows]), vals, (width, len(p)), check_invariants=False)
+        rhs[:width] += torch.sparse.mm(codes, target)
+        rhs[width] += target.sum(0)
+    G = gram.view(width + 1, width + 1)
+    G[width, width] = len(pre)
     lam = PRIOR * float(G.diagonal().mean())
-    G += lam * torch.eye(width + 1, dtype=torch.float64)
-    beta = torch.linalg.solve(G, rhs.double() + lam * torch.cat([t.W_dec, t.b_dec[None]]).double()).float()  # SPD
+    G += lam * torch.eye(width + 1)
+    prior = torch.cat([t.W_dec, t.b_dec[None]])
+    beta = torch.cholesky_solve(rhs + lam * prior, torch.linalg.cholesky(G.double()).float())  # G is SPD
     return beta[:width].contiguous(), beta[width].contiguous()
 
 

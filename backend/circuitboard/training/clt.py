@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from circuitboard.precision import compute_dtype
+from circuitboard.training.calibrate import rate_thresholds
 from circuitboard.training.config import TrainConfig
 from circuitboard.training.transcoder import lsq_affine
 
@@ -141,6 +142,14 @@ class CrossLayerTranscoder(torch.nn.Module):
         A constant of the step: its gradient would be a dense pass over every decoder, and tanh(c·‖W‖·a) is the
         same whatever way the scale is split between ‖W‖ and a."""
         return self.W_dec[layer].norm(dim=1)
+
+    @torch.no_grad()
+    def to_jumprelu(self, xs: torch.Tensor) -> None:
+        """A TopK CLT made JumpReLU (what circuit-tracer loads): each feature's threshold set so that it fires on
+        as many of the rows xs [L, n, d] (normalised) as TopK selects it on (`calibrate.rate_thresholds`)."""
+        thr = torch.stack([rate_thresholds(self.pre(layer, xs[layer]).cpu(), self.k) for layer in range(self.n_layers)])
+        self.log_thr = torch.nn.Parameter(thr.log().to(self.b_enc.device))
+        self.activation = "jumprelu"
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:

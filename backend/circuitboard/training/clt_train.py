@@ -186,6 +186,9 @@ def train_clt(
         _run(loop, data, start, ckpt, bar.on_step, should_stop, ckpt_every_s, device)
     finally:
         bar.close()
+    if cfg.jumprelu_export and loop.tc.log_thr is None:
+        x, _ = data.first()
+        loop.tc.to_jumprelu(x.to(device).float() / loop.sx.to(device)[:, None, None])
     seconds = loop.seconds + time.perf_counter() - t0
     for layer, res in enumerate(evaluate_clt(loop.tc, data.chunks(splits.heldout), loop.sx, loop.sy)):
         metrics["layers"][str(layer)] = res

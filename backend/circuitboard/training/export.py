@@ -58,7 +58,7 @@ def write_set_config(
 ) -> None:
     """config.yaml of the finished set, with the training recipe under `training`."""
     recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-    written = "jumprelu" if cfg.jumprelu_export and cfg.kind == "plt" else cfg.activation
+    written = "jumprelu" if cfg.jumprelu_export else cfg.activation
     conf = set_config(
         n_layers=n_layers,
         cross_layer=cfg.kind == "clt",

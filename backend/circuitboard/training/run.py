@@ -102,6 +102,12 @@ def config_dict(cfg: TrainConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
 
 
+def config_of(stored: dict) -> TrainConfig:
+    """The `TrainConfig` that `config_dict` wrote (metrics.json's `config`)."""
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()}
+    return TrainConfig(**fields)
+
+
 def start_metrics(
     metrics_path: Path, cfg: TrainConfig, budget: str | None, device: torch.device, cache_dir: Path, splits: Splits
 ) -> dict:

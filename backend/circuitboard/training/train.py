@@ -18,26 +18,32 @@ The module (`transcoder`), one layer's steps (`layer`), the files written (`expo
 
 from __future__ import annotations
 
+import ctypes
 import json
+import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+import yaml
 
-from circuitboard.data.activations import load_rows
-from circuitboard.engine.transcoder_files import LayerTensors, layer_file, write_layer
+from circuitboard.data.activations import SIDES, load_rows
+from circuitboard.engine.transcoder_files import LayerTensors, layer_file, read_transcoder_files, write_layer
 from circuitboard.training.calibrate import evaluate_layer, topk_to_jumprelu
 from circuitboard.training.clt import evaluate_clt
 from circuitboard.training.clt_train import train_clt, train_jumprelu_layer
 from circuitboard.training.config import TrainConfig
-from circuitboard.training.export import export_clt, export_layer
+from circuitboard.training.export import export_clt, export_layer, write_set_config
 from circuitboard.training.layer import train_layer
 from circuitboard.training.run import (
     Progress,
     Splits,
     checkpoint_step,
     complete_manifest,
+    config_dict,
+    config_of,
     partial_dir,
     publish,
     start_metrics,
@@ -149,3 +155,53 @@ def _layer_line(layer: int, res: dict) -> str:
         f"{res.get('explained_variance_skip_only', float('nan')):.3f}), L0 {res['l0']:.1f}, "
         f"dead {100 * res['dead_fraction']:.1f}%, {res['seconds']} s"
     )
+
+
+def calibrate_set(set_dir: Path, cache_dir: Path, log: Callable[[str], None] = print) -> dict:
+    """A per-layer TopK set trained here (metrics.json beside it) made JumpReLU, on the train split it was trained
+    on: what `prepare` does to a set from before `jumprelu_export`, in seconds a layer instead of a retraining.
+    Written beside the set and swapped in at the end, so that the folder holds a whole set at every moment."""
+    metrics = json.loads((set_dir / "metrics.json").read_text())
+    conf = yaml.safe_load((set_dir / "config.yaml").read_text())
+    cfg = replace(config_of(metrics["config"]), jumprelu_export=True)
+    m = complete_manifest(cache_dir)
+    splits = Splits.of(m, cfg)
+    stored = read_transcoder_files(set_dir, lazy_decoder=False)
+    tmp = set_dir.with_name(set_dir.name + ".calibrating")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for layer, t in enumerate(stored.layers):
+        t0 = time.perf_counter()
+        x, y = (load_rows(cache_dir, layer, side, splits.train, m) for side in SIDES)
+        jr = topk_to_jumprelu(t, x, y)
+        del x, y
+        write_layer(tmp, layer, jr)
+        xh, yh = (load_rows(cache_dir, layer, side, splits.heldout, m) for side in SIDES)
+        old = metrics["layers"][str(layer)]
+        res = {**evaluate_layer(jr, xh, yh), "topk": old, "seconds": old.get("seconds", 0.0)}
+        metrics["layers"][str(layer)] = {**res, "calibrate_seconds": round(time.perf_counter() - t0, 1)}
+        log(f"layer {layer}: JumpReLU EV {res['explained_variance']:.3f} (TopK {old['explained_variance']:.3f}), "
+            f"L0 {res['l0']:.1f}")  # fmt: skip
+    n_layers = len(stored.layers)
+    scan = conf.get("scan") or f"{conf.get('model_name')}/{set_dir.name}"
+    write_set_config(tmp, n_layers, cfg, conf.get("model_name") or "", metrics.get("budget"), scan=scan)
+    metrics["config"] = config_dict(cfg)
+    metrics["summary"] = summary(metrics, list(range(n_layers)), 0.0)
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _swap(set_dir, tmp)
+    return metrics
+
+
+def _swap(old: Path, new: Path) -> None:
+    """`new` takes `old`'s place in one step where the kernel can exchange two folders (Linux `renameat2`),
+    else by two renames (a reader between them finds no folder for a moment); `old`'s files are then deleted."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    exchange = getattr(libc, "renameat2", None)
+    at_cwd, rename_exchange = -100, 2
+    if exchange is None or exchange(at_cwd, bytes(new), at_cwd, bytes(old), rename_exchange) != 0:
+        gone = old.with_name(old.name + ".old")
+        shutil.rmtree(gone, ignore_errors=True)
+        old.rename(gone)
+        new.rename(old)
+        new = gone
+    shutil.rmtree(new)
