@@ -1,4 +1,8 @@
-# Circuitboard app image: the API and its worker. Install steps mirror the Makefile (scripts/install-*.sh).
+# Circuitboard app image: one image for every role. docker-compose.single.yml runs it as one container (API, worker
+# thread, SQLite: the CMD below); docker-compose.yml runs it as `circuitboard serve` (API), `circuitboard worker`
+# (GPU workers), `circuitboard db upgrade` and `circuitboard prepare` beside Redis and PostgreSQL.
+# The Python environment is installed by the Makefile's own script (scripts/install-python.sh), so the image and
+# `make setup` get the same pins and packages (psycopg for PostgreSQL included).
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \

@@ -49,10 +49,15 @@ $(STAMPS)/chromium: scripts/install-chromium.sh | $(STAMPS)
 	bash scripts/install-chromium.sh
 	@touch $@
 
-test: lint $(STAMPS)/chromium
+# Redis and PostgreSQL for the distributed tests (tests/services.py runs private loopback instances).
+$(STAMPS)/services: scripts/install-services.sh | $(STAMPS)
+	bash scripts/install-services.sh
+	@touch $@
+
+test: lint $(STAMPS)/chromium $(STAMPS)/services
 	$(VENV)/bin/pytest tests -q
 
-test-fast: setup
+test-fast: setup $(STAMPS)/services
 	$(VENV)/bin/pytest tests -q -m "not slow and not browser"
 
 lint: setup

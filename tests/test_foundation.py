@@ -59,7 +59,7 @@ def test_health_over_real_uvicorn(tmp_path):
 
 
 def test_compose_file_structure():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    compose = yaml.safe_load((ROOT / "docker-compose.single.yml").read_text())
     app = compose["services"]["app"]
     assert app["ports"] == ["${CIRCUITBOARD_PUBLISH:-127.0.0.1}:8000:8000"]  # loopback unless the operator says
     volumes = {v.split(":")[0]: v.split(":")[1] for v in app["volumes"]}

@@ -8,6 +8,7 @@ result to the page so the form's ranges and the server's checks never drift apar
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -88,6 +89,15 @@ class RateLimits(BaseModel):
     per_ip_factor: int = Field(default=4, ge=1)
 
 
+def default_trace_bytes(share: float = 0.5) -> int:
+    """Half of this machine's RAM: the model, the page and other requests need the rest."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a 16 GiB machine
+        total = 16 * 2**30
+    return int(total * share)
+
+
 AuthMode = Literal["auto", "required", "off"]
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -141,7 +151,10 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # --- limits ----------------------------------------------------------------------------------------
-    max_prompt_tokens: int = Field(default=64, ge=1)
+    max_prompt_tokens: int = Field(default=256, ge=1)
+    # A trace whose estimate (circuitboard.engine.estimate) passes either limit is refused before it is queued.
+    max_trace_seconds: float = Field(default=15 * 60, gt=0)
+    max_trace_bytes: int = Field(default_factory=lambda: default_trace_bytes(), ge=1)
     max_prompt_chars: int = Field(default=10_000, ge=1)
     max_queue: int = Field(default=8, ge=1)  # queued + running jobs
     max_queue_per_user: int = Field(default=3, ge=1)  # of them, one signed-in user's (shared mode)
@@ -158,6 +171,18 @@ class Settings(BaseSettings):
     preview_wait_s: float = Field(default=2.0, ge=0)
     # A job that was running when the server died is re-queued this many times, then marked failed.
     max_job_attempts: int = Field(default=2, ge=1)
+
+    # --- distributed mode (docs/architecture.md "Distributed mode") -----------------------------------------
+    # redis://host:6379/0: the API enqueues jobs for `circuitboard worker` processes and loads no model.
+    queue_url: str | None = None
+    worker_heartbeat_s: float = Field(default=2.0, gt=0)  # a worker's "alive" key lives 3 beats
+    # Dramatiq's Redis broker: a worker silent this long is dead, and its unacknowledged job is redelivered by
+    # the queue maintenance, which runs on this many of a million broker commands.
+    queue_heartbeat_timeout_ms: int = Field(default=15_000, ge=100)
+    queue_maintenance_chance: int = Field(default=100_000, ge=1, le=1_000_000)
+    queue_poll_ms: int = Field(default=100, ge=10)  # an idle worker looks for messages at least this often
+    # A job still queued this long while a worker of its preset idles has lost its message: it is sent again.
+    queue_lost_after_s: float = Field(default=10.0, gt=0)
 
     params: RangeOverrides = RangeOverrides()
     interventions: InterventionLimits = InterventionLimits()

@@ -78,8 +78,13 @@ export const api = {
   /** {supernodes: [[label, id, ...]], scores: [...]} suggested for the graph. */
   suggestSupernodes: (slug, body) =>
     request("POST", `/api/graphs/${enc(slug)}/supernodes/suggest`, body).then((r) => r.data),
-  /** {groups: [{label, predicted_effect, measured_effect, agrees, ablate, steer}], circuit, measured_mode}. */
+  /** Starts a validation job: {job: JobView} (202); its result is a ValidationResult (jobResult). */
   validate: (slug, body) => request("POST", `/api/graphs/${enc(slug)}/validate`, body).then((r) => r.data),
+  /** A finished job's result (a validation: {groups: [{label, predicted_effect, measured_effect, agrees, ablate,
+   * steer}], circuit, measured_mode}). */
+  jobResult: (job) => request("GET", job.result_url || `/api/jobs/${enc(job.id)}/result`).then((r) => r.data),
+  /** {tokens, seconds, peak_bytes, fits, limit: {seconds, bytes}, reason} of a POST /api/graphs body. */
+  estimate: (body, signal) => request("POST", "/api/estimate", body, { signal }).then((r) => r.data),
   /** {summary, alignment, nodes, links} of graph b against graph a (`all`: shared ones too). */
   diff: (a, b) => request("GET", `/api/graphs/${enc(a)}/diff/${enc(b)}?all=true`).then((r) => r.data),
   /** {auth: "required"|"off", user, via, csrf_token}; null when the server has no sessions (single user). */

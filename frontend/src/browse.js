@@ -151,7 +151,7 @@ function graphRow(item, { status, onDeleted }) {
   });
   const when = item.created_at ? new Date(item.created_at).toLocaleString() : "";
   return h("div", { class: "browse-item", "data-slug": item.slug },
-    h("a", { class: "browse-prompt", href: `/graph/${encodeURIComponent(item.slug)}`, "data-link": "", text: item.prompt || item.slug }),
+    h("a", { class: "browse-prompt", href: `/graph/${encodeURIComponent(item.slug)}`, "data-link": "", title: item.prompt || item.slug, text: item.prompt || item.slug }),
     h("div", { class: "browse-meta muted" },
       h("code", { text: item.slug }), ` · ${item.model || ""} · ${item.n_nodes ?? "?"} nodes · ${item.n_links ?? "?"} links · ${item.source || ""} · ${when}`),
     h("div", { class: "browse-actions" },

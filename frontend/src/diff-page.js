@@ -11,6 +11,7 @@ const H = 520;
 const PAD = 24;
 const LEFT = 48; // row names
 const BOTTOM = 70; // token labels
+const MIN_LABEL_GAP = 12; // px between the token labels under the plot
 
 export function renderDiffPage(root, a, b) {
   let alive = true;
@@ -29,7 +30,8 @@ export function renderDiffPage(root, a, b) {
   return () => (alive = false);
 }
 
-const promptLine = (side, prompt) => (prompt ? h("div", {}, h("strong", { text: `${side}: ` }), prompt) : null);
+// Two lines at most each (a prompt may be 256 tokens long); the whole prompt is the line's title.
+const promptLine = (side, prompt) => (prompt ? h("div", { class: "diff-prompt", title: prompt }, h("strong", { text: `${side}: ` }), prompt) : null);
 
 const slugLink = (slug) => h("a", { href: `/graph/${encodeURIComponent(slug)}`, "data-link": "", text: slug });
 
@@ -75,11 +77,18 @@ function axes(svg, grid, tokA, tokB) {
     label(LEFT - 10, y + 4, r < 0 ? "Emb" : r === grid.top ? "Lgt" : `L${r}`, "end");
   }
   const aOfB = new Map([...grid.bToA].map(([j, i]) => [i, j]));
+  // Long prompts: every position where A and B differ is named, and every `step`-th one (labels ~12 px apart)
+  // not too close to those.
+  const step = Math.max(1, Math.ceil(MIN_LABEL_GAP / (grid.sx(1) - grid.sx(0))));
+  const differ = (i) => tokB[aOfB.get(i)] !== undefined && tokB[aOfB.get(i)] !== tokA[i];
+  const near = (i) => tokA.some((_, j) => j !== i && Math.abs(j - i) < step && differ(j));
   tokA.forEach((t, i) => {
     const tb = tokB[aOfB.get(i)];
-    const text = tb !== undefined && tb !== t ? `${t.trim() || "␣"} / ${tb.trim() || "␣"}` : t.trim() || "␣";
+    const differs = differ(i);
+    if (!differs && (i % step || (step > 1 && near(i)))) return;
+    const text = differs ? `${t.trim() || "␣"} / ${tb.trim() || "␣"}` : t.trim() || "␣";
     const [x, y] = [grid.sx(i), H - BOTTOM + 14];
-    label(x, y, text.slice(0, 18), "end", { transform: `rotate(-35 ${x} ${y})` });
+    label(x, y, text.slice(0, 18), "end", { transform: `rotate(-35 ${x} ${y})`, class: `axis-label tok-label${differs ? " differs" : ""}` });
   });
 }
 

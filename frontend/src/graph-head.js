@@ -19,11 +19,12 @@ export function createGraphHead(graph) {
     .then(() => (nameInput.value = ""))
     .catch((e) => store.set({ toast: { text: `The view could not be saved. ${e.message}`, at: Date.now() } })));
   const scores = graphScores(info);
+  const prompt = promptTitle(graph.prompt);
   const nNodes = graph.base ? graph.base.n : graph.nodes.length;
   const nLinks = graph.base ? graph.base.links.n : graph.links.n;
   const el = h("div", { class: "graph-head" },
     h("div", { class: "graph-title" },
-      h("h1", { id: "graph-prompt", text: graph.prompt }),
+      prompt.el,
       h("div", { class: "muted" }, h("code", { text: graph.slug }),
         ` · ${info.model || info.model_name || graph.meta.scan || ""} · ${nNodes} nodes · ${nLinks} links `, ...scores)),
     h("div", { class: "graph-controls" },
@@ -35,6 +36,7 @@ export function createGraphHead(graph) {
       toast, shareInput));
 
   const unsubs = [
+    prompt.destroy,
     store.subscribe(["pinnedIds", "supernodes", "clickedId"], nameHint),
     store.subscribe(["toast"], (s) => {
       if (!s.toast) return;
@@ -47,6 +49,23 @@ export function createGraphHead(graph) {
     }),
   ];
   return { el, destroy: () => unsubs.forEach((u) => u()) };
+}
+
+/** The prompt as the page's title, cut to two lines (a 256-token prompt would push the graph off the screen),
+ * with "show all" / "show less" when it is longer. */
+function promptTitle(prompt) {
+  const title = h("h1", { id: "graph-prompt", class: "clamped", text: prompt });
+  const more = h("button", { class: "link-btn", id: "graph-prompt-more", type: "button", hidden: true, text: "show all" });
+  more.addEventListener("click", () => {
+    const open = title.classList.toggle("clamped");
+    more.textContent = open ? "show all" : "show less";
+  });
+  // Only once it is laid out (and again as the window's width changes) can the page tell whether it is cut.
+  const watch = new ResizeObserver(() => {
+    if (title.classList.contains("clamped")) more.hidden = title.scrollHeight <= title.clientHeight + 1;
+  });
+  watch.observe(title);
+  return { el: h("div", { class: "graph-prompt-box" }, title, more), destroy: () => watch.disconnect() };
 }
 
 const shortDate = (iso) => (iso

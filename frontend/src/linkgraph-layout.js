@@ -1,7 +1,9 @@
 // Layers × tokens grid layout for the link graph (embeddings at the bottom, logits on top).
 
 export const MARGIN = { left: 44, right: 12, top: 26, bottom: 76 };
-const MIN_COL = 14; // a quiet position shrinks to this, so a prompt at the token limit (64) fits 1280 px
+// A quiet position shrinks to this, so a 64-token prompt fits 1280 px; longer ones (the limit is 256) scroll
+// sideways, the layer names kept in view (linkgraph.js).
+const MIN_COL = 14;
 
 /**
  * Column widths that fill `avail`: proportional to `weights`, except that no column is narrower than MIN_COL (the

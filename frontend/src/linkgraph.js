@@ -42,6 +42,7 @@ class LinkGraph {
   #drawn = 0; // links on the background canvas (tests, bench)
   #clerps = {};
   #scrolled = false; // the first layout wider than the view starts scrolled to the right end (the logits)
+  #yAxis = null; // {g, before, after}: the layer names and out-of-view notes that follow the horizontal scroll
 
   constructor(container, onClick, onHover) {
     this.#container = container;
@@ -63,6 +64,7 @@ class LinkGraph {
     });
     clear(container).append(this.#wrap, this.#logits.el);
 
+    this.#wrap.addEventListener("scroll", () => this.#followScroll(), { passive: true });
     this.#inner.addEventListener("mousemove", (ev) => this.#setHover(this.#pick(ev)));
     this.#inner.addEventListener("mouseleave", () => this.#setHover(-1));
     this.#inner.addEventListener("click", (ev) => {
@@ -96,6 +98,7 @@ class LinkGraph {
       this.#wrap.scrollLeft = lay.width;
       this.#scrolled = true;
     }
+    this.#followScroll();
   }
 
   /** The natural height the window leaves below the top of the plot (at least 380 px). */
@@ -185,7 +188,23 @@ class LinkGraph {
     drawAxes(s, lay, this.#graph.tokens);
     this.#nodeEls = drawNodeMarks(s, this.#graph, this.#vis, lay);
     drawLogitLabels(s, this.#graph, this.#vis, lay);
+    this.#yAxis = drawLayerAxis(s, lay);
+    this.#followScroll();
     this.#applyClasses();
+  }
+
+  /** A grid wider than the view (a long prompt): the layer names stay at the left edge as it scrolls, and the
+   * top margin says how many positions lie out of view on either side. */
+  #followScroll() {
+    const { scrollLeft: left, clientWidth: w } = this.#wrap;
+    if (!this.#yAxis || !this.#lay) return;
+    this.#yAxis.g.setAttribute("transform", `translate(${left} 0)`);
+    const cols = this.#lay.cols;
+    const before = cols.filter((c) => c.x + c.w / 2 < left + MARGIN.left).length;
+    const after = cols.filter((c) => c.x + c.w / 2 > left + w - MARGIN.right).length;
+    this.#yAxis.before.textContent = before ? `◀ ${before} earlier position${before > 1 ? "s" : ""} (scroll sideways)` : "";
+    this.#yAxis.after.textContent = after ? `${after} later position${after > 1 ? "s" : ""} ▶` : "";
+    this.#yAxis.after.setAttribute("x", w - MARGIN.right);
   }
 
   #applyClasses() {
@@ -266,8 +285,6 @@ function drawAxes(s, lay, tokens) {
     const yy = lay.rowY(row);
     axes.append("line").attr("class", "lg-row").attr("x1", MARGIN.left).attr("x2", lay.width - MARGIN.right)
       .attr("y1", yy).attr("y2", yy);
-    const name = row === 0 ? "Emb" : row === lay.rows - 1 ? "Lgt" : `L${row - 1}`;
-    axes.append("text").attr("class", "lg-ylabel").attr("x", MARGIN.left - 6).attr("y", yy + 4).text(name);
   }
   tokens.forEach((tok, ctx) => {
     const col = lay.cols[ctx];
@@ -281,6 +298,20 @@ function drawAxes(s, lay, tokens) {
       .attr("data-ctx", ctx).text(label.length > LABEL_CHARS ? `${label.slice(0, LABEL_CHARS - 1)}…` : label)
       .append("title").text(`${ctx}: ${label}`);
   });
+}
+
+/** The layer names (Emb, L0…, Lgt) on a strip of the panel's colour, and the out-of-view notes (#followScroll). */
+function drawLayerAxis(s, lay) {
+  const g = s.append("g").attr("class", "lg-yaxis");
+  // Down to the plot's bottom edge only: the token labels below lean left, under where the strip would be.
+  g.append("rect").attr("class", "lg-yaxis-bg").attr("width", MARGIN.left).attr("height", lay.height - MARGIN.bottom + 4);
+  for (let row = 0; row < lay.rows; row++) {
+    const name = row === 0 ? "Emb" : row === lay.rows - 1 ? "Lgt" : `L${row - 1}`;
+    g.append("text").attr("class", "lg-ylabel").attr("x", MARGIN.left - 6).attr("y", lay.rowY(row) + 4).text(name);
+  }
+  const before = g.append("text").attr("class", "lg-scroll-note").attr("id", "lg-scroll-before").attr("x", MARGIN.left).attr("y", 14);
+  const after = g.append("text").attr("class", "lg-scroll-note end").attr("id", "lg-scroll-after").attr("y", 14);
+  return { g: g.node(), before: before.node(), after: after.node() };
 }
 
 /** One SVG element per visible node (features: circles; errors: diamonds; others: squares); index -> element. */

@@ -83,7 +83,7 @@ function itemSentence(d) {
   }
 }
 
-const VERB = /^(must|is|are|has|have|should|cannot|can|was|were|needs?|exceeds?|may)\b/;
+const VERB = /^(must|is|are|has|have|should|cannot|can|was|were|would|needs?|exceeds?|may)\b/;
 
 /** "<What> <message>." when the message goes on from the field's name, else "<What>: <message>.". */
 function about(what, msg) {

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from cbapi_support import live_server, make_settings, wait_job
+from cbapi_support import live_server, make_settings, sse_events, wait_job
 
 from circuitboard.atlas.store import AtlasStore, pack_examples
 from circuitboard.devtools.tiny import build_tiny_checkpoint
@@ -94,14 +94,27 @@ def test_suggest(server, slugs, tmp_path):
         assert {sn[0] for sn in labelled["supernodes"]} == {"Texas things"}
 
 
+def _validated(c, slug: str, body: dict) -> dict:
+    """POST a validation (202 with its job), follow the job to its end, read its result."""
+    r = c.post(f"/api/graphs/{slug}/validate", json=body)
+    assert r.status_code == 202, r.text
+    job = r.json()["job"]
+    assert job["kind"] == "validate" and job["status"] in ("queued", "running") and job["result_url"] is None
+    done = wait_job(c, job["id"])
+    assert done["status"] == "done", done
+    assert done["kind"] == "validate" and done["result_url"] == f"/api/jobs/{job['id']}/result"
+    assert done["phase"] == "done" and done["done"] == done["total"] > 0 and done["fraction"] == 1.0
+    result = c.get(done["result_url"])
+    assert result.status_code == 200, result.text
+    return result.json()
+
+
 def test_validate(server, slugs):
     slug = slugs[0]
     with server.client() as c:
         feats = _features(c, slug)
         body = {"supernodes": [["first", *feats[:3]], ["second", *feats[3:5]]], "modes": ["frozen", "free"]}
-        r = c.post(f"/api/graphs/{slug}/validate", json=body)
-        assert r.status_code == 200, r.text
-        out = r.json()
+        out = _validated(c, slug, body)
         assert [g["label"] for g in out["groups"]] == ["first", "second"]
         assert out["measured_mode"] == "free" and out["targets"]
         for g in out["groups"]:
@@ -111,14 +124,38 @@ def test_validate(server, slugs):
             assert g["measured_effect"] == g["ablate"]["measured_effect"]["free"]
             assert len(g["ablate"]["predicted"]) == len(out["targets"])
         assert set(out["circuit"]) == {"sufficiency", "necessity"}
-        one = c.post(f"/api/graphs/{slug}/validate", json={**body, "modes": ["frozen"], "targets": out["targets"][:1]})
-        assert one.status_code == 200 and one.json()["targets"] == out["targets"][:1]
+        one = _validated(c, slug, {**body, "modes": ["frozen"], "targets": out["targets"][:1]})
+        assert one["targets"] == out["targets"][:1]
 
         bad = c.post(f"/api/graphs/{slug}/validate", json={"supernodes": [["x", "E_1_0"]]})
         assert bad.status_code == 422
         assert bad.json()["detail"][0]["loc"] == ["body", "supernodes", 0, 1]
         assert c.post(f"/api/graphs/{slug}/validate", json={"supernodes": []}).status_code == 422
         assert c.post("/api/graphs/nope/validate", json=body).status_code == 404
+        bad_target = c.post(f"/api/graphs/{slug}/validate", json={**body, "targets": ["nope"]})
+        assert bad_target.status_code == 422 and bad_target.json()["detail"][0]["loc"] == ["body", "targets"]
+        assert c.get("/api/jobs/nope/result").status_code == 404
+
+
+def test_validate_job_streams_progress_and_cancels(server, slugs):
+    slug = slugs[0]
+    with server.client() as c:
+        feats = _features(c, slug)
+        body = {"supernodes": [[f"g{i}", f] for i, f in enumerate(feats[:6])], "modes": ["frozen", "free"]}
+        job = c.post(f"/api/graphs/{slug}/validate", json=body).json()["job"]
+        events = sse_events(c, f"/api/jobs/{job['id']}/events")
+        assert events[-1][0] == "done"
+        progress = [e for name, e in events if name == "progress" and e["phase"] == "validate"]
+        assert progress and all(e["kind"] == "validate" and e["total"] == 2 * (1 + 3 * 6 + 2) for e in progress)
+        fractions = [e["fraction"] for e in progress]
+        assert fractions == sorted(fractions) and 0 < fractions[-1] <= 1
+
+        # A job that has not finished has no result yet (409); cancelled, it never gets one.
+        queued = [c.post(f"/api/graphs/{slug}/validate", json=body).json()["job"] for _ in range(2)]
+        assert c.get(f"/api/jobs/{queued[1]['id']}/result").status_code == 409
+        assert c.delete(f"/api/jobs/{queued[1]['id']}").json()["status"] == "cancelled"
+        assert wait_job(c, queued[0]["id"])["status"] == "done"
+        assert c.get(f"/api/jobs/{queued[1]['id']}/result").status_code == 409
 
 
 def test_diff(server, slugs):

@@ -23,14 +23,14 @@ def test_loading_then_ready_runs_jobs_queued_meanwhile(tmp_path):
         assert tok.status_code == 503 and "loading" in tok.json()["detail"] and tok.headers["retry-after"]
         # graph requests are queued while the model loads and checked by the worker once it is up
         ok = c.post("/api/graphs", json={"prompt": "queued while loading"})
-        long = c.post("/api/graphs", json={"prompt": " ".join(["w"] * 80)})
+        long = c.post("/api/graphs", json={"prompt": " ".join(["w"] * 300)})  # past max_prompt_tokens (256)
         assert ok.status_code == 202 and long.status_code == 202
         assert c.get("/api/graphs").status_code == 200  # browsing works meanwhile
         release.set()
         assert server.wait_engine() == "ready"
         assert wait_job(c, ok.json()["job_id"])["status"] == "done"
         failed = wait_job(c, long.json()["job_id"])
-        assert failed["status"] == "failed" and failed["error"].startswith("prompt: 81 tokens")
+        assert failed["status"] == "failed" and failed["error"].startswith("prompt: 301 tokens")
 
 
 def test_failed_engine(tmp_path):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 import gzip
 import json
-import sqlite3
 
 import pytest
 from cbapi_support import make_settings
+from sqlalchemy import create_engine, text
 
 # A graph as circuit-tracer <= 0.5 wrote it: error nodes named 0_{layer}_{pos} (kept as written on import).
 CT_GRAPH = {
@@ -137,9 +137,10 @@ def test_import_multipart_and_raw_then_export(fake_server, tmp_path):
         assert c.get("/api/graphs/ct-dallas").status_code == 404
 
     # stored compressed
-    con = sqlite3.connect(tmp_path / "cb.sqlite")
-    blob, size = con.execute("SELECT data, size_bytes FROM graphs LIMIT 1").fetchone()
-    con.close()
+    engine = create_engine(fake_server.settings.resolved_database_url)
+    with engine.connect() as con:
+        blob, size = con.execute(text("SELECT data, size_bytes FROM graphs LIMIT 1")).one()
+    engine.dispose()
     assert blob[:2] == b"\x1f\x8b" and len(blob) < size
     assert json.loads(gzip.decompress(blob))["metadata"]["prompt_tokens"] == CT_GRAPH["metadata"]["prompt_tokens"]
 

@@ -113,3 +113,20 @@ def test_unstorable_graph_fails_job_and_worker_goes_on(fake_server, fake_engine)
         assert bad["status"] == "failed" and "internal error" in bad["error"]
         fake_engine.attribute = real
         assert wait_job(c, _submit(c, "fine again")["job_id"])["status"] == "done"
+
+
+def test_graph_jobs_say_their_kind_and_have_no_result_url(fake_server):
+    with fake_server.client() as c:
+        job = _submit(c, "a graph job")
+        queued = c.get(f"/api/jobs/{job['job_id']}").json()
+        assert queued["kind"] == "graph" and queued["result_url"] is None
+        done = wait_job(c, job["job_id"])
+        assert done["status"] == "done" and done["kind"] == "graph" and done["result_url"] is None
+        # a graph job's result is its graph: /result says where it is instead
+        r = c.get(f"/api/jobs/{job['job_id']}/result")
+        assert r.status_code == 409 and f"/api/graphs/{done['slug']}" in r.json()["detail"]
+        cfg = c.get("/api/config").json()
+        assert cfg["queue"] == "local"
+        assert [(p["name"], p["workers"], p["model"]["model_name"]) for p in cfg["presets"]] == [
+            (fake_server.settings.preset, 1, "fake-model")
+        ]

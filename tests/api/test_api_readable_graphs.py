@@ -18,7 +18,7 @@ PROMPT = "The capital of Texas is"
 
 
 @pytest.fixture(scope="module")
-def tiny_server(tmp_path_factory):
+def tiny_server(tmp_path_factory, database_backend):
     model_dir, tc_dir = build_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), arch="llama", seed=0)
     settings = make_settings(
         tmp_path_factory.mktemp("srv"), model_path=str(model_dir), transcoders_path=str(tc_dir), device="cpu"

@@ -94,10 +94,10 @@ def test_targets(tiny_server):
 
 def test_prompt_over_token_limit(tiny_server):
     with tiny_server.client() as c:
-        r = c.post("/api/graphs", json={"prompt": "The capital of Texas is Austin. " * 12})
+        r = c.post("/api/graphs", json={"prompt": "The capital of Texas is Austin. " * 40})
         assert r.status_code == 422
         assert r.json()["detail"][0]["loc"] == ["body", "prompt"]
-        assert "limit of 64" in r.json()["detail"][0]["msg"]
+        assert "limit of 256" in r.json()["detail"][0]["msg"]
 
 
 def test_interventions(tiny_server):

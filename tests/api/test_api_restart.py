@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from cbapi_support import FakeEngine, live_server, make_settings, wait_job
+from sqlalchemy import update
 
 from circuitboard.store import Store
+from circuitboard.store.models import JobRow
 
 
 def test_everything_survives_a_restart(tmp_path):
@@ -48,11 +48,9 @@ def test_interrupted_jobs_are_requeued_or_failed(tmp_path):
     # simulate a process killed mid-job: claimed (running, attempts=1), then a second crash on the other
     assert store.jobs.claim_next().id == "crashed-once"
     assert store.jobs.claim_next().id == "crashed-twice"
-    store.db.engine.dispose()
-    con = sqlite3.connect(tmp_path / "cb.sqlite")
-    con.execute("UPDATE jobs SET attempts = 2 WHERE id = 'crashed-twice'")
-    con.commit()
-    con.close()
+    with store.db.session() as s:
+        s.execute(update(JobRow).where(JobRow.id == "crashed-twice").values(attempts=2))
+    store.close()
 
     engine = FakeEngine()
     with live_server(settings, lambda: engine) as server, server.client() as c:

@@ -33,7 +33,7 @@ def _users(settings, *specs: tuple[str, bool]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, database_backend):
     settings = make_settings(tmp_path_factory.mktemp("lab"), auth="required", max_queue_per_user=2)
     tokens = _users(settings, ("alice", False), ("bob", False), ("root", True))
     engine = FakeEngine()

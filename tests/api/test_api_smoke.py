@@ -12,7 +12,7 @@ def test_health_and_config(fake_server):
         cfg = c.get("/api/config").json()
         assert cfg["model"]["model_name"] == "fake-model"
         assert cfg["transcoders"] == "fake-transcoders"
-        assert cfg["limits"]["max_prompt_tokens"] == 64
+        assert cfg["limits"]["max_prompt_tokens"] == 256
         assert cfg["limits"]["max_queue"] == 8
         assert cfg["params"]["max_n_logits"] == {"min": 1, "max": 20, "default": 10}
 

@@ -15,7 +15,7 @@ def _named(r, field: str) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"prompt": " ".join(["w"] * 64)}, "prompt"),  # 65 tokens with BOS
+        ({"prompt": " ".join(["w"] * 256)}, "prompt"),  # 257 tokens with BOS
         ({"prompt": ""}, "prompt"),
         ({"prompt": "   "}, "prompt"),
         ({"prompt": "x" * 10_001}, "prompt"),
@@ -40,7 +40,7 @@ def test_bad_graph_requests(shared_server, body, field):
 
 def test_prompt_at_limit_is_accepted(shared_server):
     with shared_server.client() as c:
-        r = c.post("/api/graphs", json={"prompt": " ".join(["w"] * 63)})
+        r = c.post("/api/graphs", json={"prompt": " ".join(["w"] * 255)})
         assert r.status_code == 202, r.text
 
 
@@ -86,10 +86,10 @@ def test_bad_tokenize(shared_server):
     with shared_server.client() as c:
         _named(c.post("/api/tokenize", json={"prompt": ""}), "prompt")
         _named(c.post("/api/tokenize", json={"prompt": "x", "top_k": -1}), "top_k")
-        r = c.post("/api/tokenize", json={"prompt": " ".join(["w"] * 70), "top_k": 3})
+        r = c.post("/api/tokenize", json={"prompt": " ".join(["w"] * 300), "top_k": 3})
         assert r.status_code == 200
         body = r.json()
-        assert body["n_tokens"] == 71 and body["too_long"] is True and len(body["top_next"]) == 3
+        assert body["n_tokens"] == 301 and body["too_long"] is True and len(body["top_next"]) == 3
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_bad_tokenize(shared_server):
         ({"prompt": "a b", "n_tokens": 1000}, "n_tokens"),
         ({"prompt": "a b", "top_k": 0}, "top_k"),
         ({"prompt": "a b", "temperature": 9}, "temperature"),
-        ({"prompt": " ".join(["w"] * 80)}, "prompt"),
+        ({"prompt": " ".join(["w"] * 300)}, "prompt"),  # past max_prompt_tokens (256)
     ],
 )
 def test_bad_interventions(shared_server, body, field):

@@ -8,6 +8,7 @@ import difflib
 import secrets
 from collections.abc import Callable
 
+from fake_jobs import FakeJobs, JobFailed
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -163,14 +164,35 @@ def diff(a: dict, b: dict) -> dict:
     return {"alignment": align, "summary": summary, "nodes": nodes, "links": links}
 
 
-def add_analysis_routes(app: FastAPI, graph_of: Callable[[str], dict]) -> None:
+def validation_phases(body: dict) -> list[tuple[str, int]]:
+    """One phase, "validate", of the real validation's forward passes (engine/validation.py `n_runs`): per mode
+    (frozen, free) the clean run, an ablation and two steers per group, and the circuit's two runs."""
+    n = len(body.get("supernodes") or [])
+    return [("validate", 2 * (1 + 3 * n + 2))]
+
+
+def add_analysis_routes(app: FastAPI, graph_of: Callable[[str], dict], jobs: FakeJobs) -> None:
     @app.post("/api/graphs/{slug}/supernodes/suggest")
     async def suggest_route(slug: str, req: Request):
         return suggest(graph_of(slug), await req.json())
 
     @app.post("/api/graphs/{slug}/validate")
     async def validate_route(slug: str, req: Request):
-        return validate(graph_of(slug), await req.json())
+        """202 and a job (input errors at once); a group labelled "fail ..." makes the job fail at its end,
+        one labelled "slow ..." makes it take 8 s."""
+        graph, body = graph_of(slug), await req.json()
+        result = validate(graph, body)
+
+        def finish(job: dict) -> dict:
+            failing = [g["label"] for g in result["groups"] if g["label"].startswith("fail")]
+            if failing:
+                raise JobFailed(f"supernodes: {failing[0]!r} could not be ablated: the model ran out of memory")
+            return result
+
+        slow = any(g[0].startswith("slow") for g in body.get("supernodes") or [])  # time to cancel it
+        seconds = 8.0 if slow else 1.5
+        job = jobs.start("validate", validation_phases(body), seconds, finish)
+        return JSONResponse({"job": jobs.public(job)}, 202)
 
     @app.get("/api/graphs/{a}/diff/{b}")
     def diff_route(a: str, b: str):

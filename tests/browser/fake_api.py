@@ -1,26 +1,27 @@
 """A minimal stand-in for the Circuitboard API (docs/api.md) serving frontend/dist.
 
-Used to develop and test the page without the engine: graphs come from tests/browser/fixtures.py, jobs emit
-real SSE progress events from a background thread (with `fraction` and `eta_s`, and `phase: "done"` at the end),
-tokenize checks target tokens, interventions answer deterministically from a small fixed next-token table that the
-interventions shift smoothly (so a sweep draws curves), with `top_k` and watched tokens. The end-to-end tests also
+Used to develop and test the page without the engine: graphs come from tests/browser/fixtures.py, jobs
+(fake_jobs.py: traces here, validations in fake_analysis.py) emit real SSE progress events from a background thread
+(with `fraction` and `eta_s`, and `phase: "done"` at the end), `POST /api/estimate` grows with tokens x feature
+nodes and a trace past its limits is refused with a 422 naming `prompt`, tokenize checks target tokens,
+interventions answer deterministically from a small fixed next-token table that the interventions shift smoothly
+(so a sweep draws curves), with `top_k` and watched tokens. The end-to-end tests also
 run against the real app.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 from fake_analysis import add_analysis_routes, add_session_routes
+from fake_jobs import FakeJobs
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fixtures import make_graph, token_id, tokenize
 
@@ -49,6 +50,42 @@ NEXT_LOGITS = {
     " not": (-1.5, 0.0),
 }
 REST_LOGIT = 1.5  # the rest of the vocabulary, not listed
+
+MAX_PROMPT_TOKENS = 256  # the server's default prompt limit (issue 16)
+TRACE_PHASES = [("forward", 1), ("logits", 3), ("features", 8), ("prune", 1), ("export", 1)]
+# The fake estimator's limits; a 200-token prompt at 10,000 feature nodes goes past the time limit.
+ESTIMATE_LIMIT = {"seconds": 120.0, "bytes": 2 * 2**30}
+
+
+def _duration(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
+
+
+def estimate(body: dict) -> dict:
+    """POST /api/estimate in the real shape (circuitboard/api/routes/estimate.py, its reasons' wording too): time
+    and peak memory grow with tokens x feature nodes; a prompt past the token limit does not fit either."""
+    tokens = len(tokenize(body.get("prompt") or ""))
+    nodes = int(body.get("max_feature_nodes") or 2000)
+    seconds = round(0.5 + tokens * nodes * 2e-4, 1)
+    peak = int(3e8 + tokens * nodes * 3500)
+    limit = ESTIMATE_LIMIT
+    reason = None
+    if tokens > MAX_PROMPT_TOKENS:
+        reason = f"prompt: {tokens} tokens, more than the limit of {MAX_PROMPT_TOKENS}"
+    elif seconds > limit["seconds"] or peak > limit["bytes"]:
+        reason = (
+            f"prompt: {tokens:,} tokens would take ~{_duration(seconds)} and ~{peak / 2**30:.1f} GiB; this server"
+            f" allows {_duration(limit['seconds'])} and {limit['bytes'] / 2**30:.1f} GiB; shorten the prompt or lower"
+            " max_feature_nodes"
+        )
+    return {
+        "tokens": tokens,
+        "seconds": seconds,
+        "peak_bytes": peak,
+        "fits": reason is None,
+        "limit": limit,
+        "reason": reason,
+    }
 
 
 def one_token(text: str) -> bool:
@@ -156,7 +193,7 @@ def create_fake_app(
     raw: dict[str, bytes] = {}  # serialised once: re-encoding 100k links per request would dominate open time
     created: dict[str, str] = {}
     subgraphs: dict[str, dict[str, dict]] = {}
-    jobs: dict[str, dict] = {}
+    jobs = FakeJobs(with_fraction=job_fraction)
     labels: dict[tuple[int, int], str] = {}
     counter = itertools.count(1)
 
@@ -192,7 +229,7 @@ def create_fake_app(
             "model": {"model_name": "fixture-model", "transcoder_name": "fixture-plt", "n_layers": 6},
             "transcoders": "fixture-plt",
             "device": "cpu",
-            "limits": {"max_prompt_tokens": 64, "max_queue": 8, "max_upload_bytes": 50_000_000},
+            "limits": {"max_prompt_tokens": MAX_PROMPT_TOKENS, "max_queue": 8, "max_upload_bytes": 50_000_000},
             "params": {
                 "max_n_logits": {"min": 1, "max": 20, "default": 10},
                 "desired_logit_prob": {"min": 0.5, "max": 0.99, "default": 0.95},
@@ -213,7 +250,7 @@ def create_fake_app(
                 for t, p in [(" Austin", 0.41), (" Texas", 0.2), (" the", 0.1)]
             ][: body.get("top_k", 10)],
             "n_tokens": len(toks),
-            "too_long": len(toks) > 64,
+            "too_long": len(toks) > MAX_PROMPT_TOKENS,
         }
         if "targets" in body:
             out["targets"] = [
@@ -227,27 +264,17 @@ def create_fake_app(
             ]
         return out
 
-    def run_job(job: dict) -> None:
-        phases = [("forward", 1), ("logits", 3), ("features", 8), ("prune", 1), ("export", 1)]
-        steps = sum(total + 1 for _, total in phases)
-        step = 0
-        for phase, total in phases:
-            for done in range(total + 1):
-                if job["status"] == "cancelled":
-                    return
-                job.update(status="running", phase=phase, done=done, total=total, position=0)
-                if job_fraction:
-                    job.update(fraction=round(step / steps, 4), eta_s=round((steps - step) * job_seconds / steps, 2))
-                step += 1
-                time.sleep(job_seconds / steps)
+    def finish_trace(job: dict) -> None:
         slug = job["slug_req"] or f"trace-{next(counter)}"
         g = make_graph(
             slug=slug, prompt_tokens=tokenize(job["prompt"]), seed=len(job["prompt"]), target_tokens=job["targets"]
         )
         add(slug, g)
-        job.update(status="done", slug=slug, phase="done", done=1, total=1)
-        if job_fraction:
-            job.update(fraction=1.0, eta_s=0.0)
+        job["slug"] = slug
+
+    @app.post("/api/estimate")
+    async def estimate_route(req: Request):
+        return estimate(await req.json())
 
     @app.post("/api/graphs")
     async def create(req: Request):
@@ -258,57 +285,21 @@ def create_fake_app(
         for slug, g in store.items():
             if g["metadata"]["prompt"] == prompt:
                 return JSONResponse({"slug": slug, "cached": True, "graph_url": f"/api/graphs/{slug}"}, 201)
-        jid = uuid.uuid4().hex[:12]
-        job = {
-            "id": jid,
-            "status": "queued",
-            "position": 1,
-            "phase": "queued",
-            "done": 0,
-            "total": 0,
-            "prompt": prompt,
-            "slug_req": body.get("slug"),
-            "targets": body.get("target_tokens"),
-        }
-        jobs[jid] = job
-        threading.Thread(target=run_job, args=(job,), daemon=True).start()
+        est = estimate(body)
+        if not est["fits"]:  # as the real API refuses it: FastAPI's list form, naming the prompt
+            error = {"type": "value_error", "loc": ["body", "prompt"], "msg": est["reason"], "input": est["tokens"]}
+            return JSONResponse({"detail": [error]}, 422)
+        job = jobs.start(
+            "graph",
+            TRACE_PHASES,
+            job_seconds,
+            finish_trace,
+            prompt=prompt,
+            slug_req=body.get("slug"),
+            targets=body.get("target_tokens"),
+        )
+        jid = job["id"]
         return JSONResponse({"job_id": jid, "position": 1, "events_url": f"/api/jobs/{jid}/events"}, 202)
-
-    def public(job: dict) -> dict:
-        d = {k: job[k] for k in ("id", "status", "position", "phase", "done", "total", "fraction", "eta_s") if k in job}
-        if job.get("slug"):
-            d["slug"] = job["slug"]
-        return d
-
-    @app.get("/api/jobs/{jid}")
-    def job_status(jid: str):
-        if jid not in jobs:
-            raise HTTPException(404, "job not found")
-        return public(jobs[jid])
-
-    @app.delete("/api/jobs/{jid}")
-    def job_cancel(jid: str):
-        jobs[jid]["status"] = "cancelled"
-        return {"id": jid, "status": "cancelled"}
-
-    @app.get("/api/jobs/{jid}/events")
-    async def events(jid: str):
-        if jid not in jobs:
-            raise HTTPException(404, "job not found")
-
-        async def gen():
-            last = None
-            while True:
-                d = public(jobs[jid])
-                if d != last:
-                    name = "progress" if d["status"] == "running" else d["status"]
-                    yield f"event: {name}\ndata: {json.dumps(d)}\n\n"
-                    last = d
-                if d["status"] in ("done", "failed", "cancelled"):
-                    return
-                await asyncio.sleep(0.05)
-
-        return StreamingResponse(gen(), media_type="text/event-stream")
 
     @app.get("/api/graphs")
     def list_graphs(q: str = "", page: int = 1, per_page: int = 20):
@@ -416,7 +407,8 @@ def create_fake_app(
             raise HTTPException(404, f"slug: no graph {slug!r}")
         return store[slug]
 
-    add_analysis_routes(app, graph_of)
+    jobs.add_routes(app)
+    add_analysis_routes(app, graph_of, jobs)
     if users is not None:
         add_session_routes(app, users)
 

@@ -111,8 +111,12 @@ def test_validation_plot_flags_disagreement(page: Page, analysis_server, artifac
     page.goto(f"{analysis_server}/graph/{A}?supernodes={json.dumps(sn)}&pinnedIds={','.join(feats[:9])}")
     page.wait_for_selector(READY)
     expect(page.locator("#validate-btn")).to_have_text("Validate supernodes (3)")
-    page.click("#validate-btn")
-    expect(page.locator("#validation-plot circle.vpoint")).to_have_count(3)
+    # A job in the queue (202 + JobView): its progress shows, then the plot (test_page_jobs_estimate.py: more).
+    with page.expect_response("**/validate") as resp:
+        page.click("#validate-btn")
+    assert resp.value.status == 202 and resp.value.json()["job"]["status"] in ("queued", "running")
+    expect(page.locator("#validation-progress")).to_be_visible()
+    expect(page.locator("#validation-plot circle.vpoint")).to_have_count(3, timeout=10_000)
     expect(page.locator("#validation-plot circle.vpoint.disagrees")).to_have_count(1)
     expect(page.locator("#validation-list li.disagrees")).to_contain_text("odd one")
     expect(page.locator("#validation-flagged")).to_contain_text("1 group(s) disagree")

@@ -44,8 +44,12 @@ def test_analysis_real_server(page: Page, real_server, artifacts):
     if n and page.locator("#suggest-accept-all").count():
         page.click("#suggest-accept-all")
         expect(page.locator("#subgraph svg .sg-node.supernode").first).to_be_attached()
-        page.click("#validate-btn")
+        with page.expect_response("**/validate") as resp:
+            page.click("#validate-btn")
+        assert resp.value.status == 202, resp.value.text()  # a job in the queue (issue 13)
         expect(page.locator("#validation-plot circle.vpoint").first).to_be_attached(timeout=60_000)
+        assert page.evaluate("window.__cbValidationLog.at(-1).status") == "done"
+        expect(page.locator("#validation-failed")).to_have_count(0)
         page.locator("#validation").scroll_into_view_if_needed()
         page.screenshot(path=str(artifacts / "analysis-real-validation.png"))
     expect(page.locator("#analysis-error")).to_have_count(0)

@@ -223,6 +223,8 @@ def test_saved_views_by_name_and_short_link(page: Page, reading_server, artifact
     expect(page).to_have_url(re.compile(rf"/graph/{DALLAS}\?subgraph={sid}$"))
     page.click("#save-view")  # no name: the page names it
     expect(page.locator("#toast")).to_contain_text('View "2 supernodes, 2 pinned" saved')
+    # The list reloads after the toast shows (a second request): wait for it, not a fixed time.
+    expect(page.locator('#saved-views option:not([value=""])')).to_have_count(2)
     opts = page.eval_on_selector_all("#saved-views option", "els => els.map(e => [e.value, e.textContent])")
     names = [t for v, t in opts if v]
     assert len(names) == 2

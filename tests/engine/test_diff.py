@@ -27,8 +27,8 @@ def engine(tiny_models):
 def complete(engine: Engine, prompt: str) -> LinkGraph:
     """Every node and non-zero edge: a diff of pruned graphs would also show what pruning kept on one side."""
     graph = engine.attribute_graph(prompt, AttributionParams(max_n_logits=3))
-    A = graph.adjacency_matrix
-    keep = PruneResult(torch.ones(A.shape[0], dtype=torch.bool), A != 0, torch.zeros(A.shape[0]))
+    N = graph.n_nodes
+    keep = PruneResult(torch.ones(N, dtype=torch.bool), graph.rows != 0, torch.zeros(N))
     info = {"model": engine.model_name, "transcoders": engine.tset.name}
     return LinkGraph.from_json(graph_to_json(graph, keep, slug=prompt, scan="tiny", node_threshold=1.0, info=info))
 

@@ -23,7 +23,7 @@ def _graph() -> Graph:
         active_features=torch.tensor([[0, 0, 7]]),
         activation_values=torch.tensor([1.0]),
         selected_features=torch.tensor([0]),
-        adjacency_matrix=A,
+        rows=A[[0, 3]],  # the feature's and the logit's rows: errors and tokens have no inputs
         logit_tokens=[9],
         logit_strings=["y"],
         logit_probabilities=torch.tensor([1.0]),
@@ -51,11 +51,11 @@ def test_pruning_by_hand():
     # Influences [.6,.2,.8,0]: the top set reaching 80% is {t, f}; the error goes, token and logit always stay.
     assert res.node_mask.tolist() == [True, False, True, True]
     assert torch.allclose(res.cumulative_scores[:3], torch.tensor([1.4 / 1.6, 1.0, 0.8 / 1.6]))
-    kept = {(int(t), int(s)) for t, s in res.edge_mask.nonzero()}
+    kept = {(int(g.row_nodes[r]), int(s)) for r, s in res.edge_mask.nonzero()}  # edge_mask rows: Graph.rows
     assert kept == {(0, 2), (3, 0), (3, 2)}
     # Edge scores after pruning: f<-t .75, y<-f .75, y<-t .25: an 80% edge threshold drops y<-t.
     res = prune_graph(g, node_threshold=0.8, edge_threshold=0.8)
-    assert {(int(t), int(s)) for t, s in res.edge_mask.nonzero()} == {(0, 2), (3, 0)}
+    assert {(int(g.row_nodes[r]), int(s)) for r, s in res.edge_mask.nonzero()} == {(0, 2), (3, 0)}
 
 
 def test_influence_rejects_cycles():

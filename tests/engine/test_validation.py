@@ -18,8 +18,8 @@ from circuitboard.engine.validation import ValidateRequest, ValidationInputError
 def complete_graph(engine, prompt: str = PROMPT) -> dict:
     """The graph JSON of every node and every non-zero edge (no pruning): the complete linear graph."""
     graph = engine.attribute_graph(prompt, AttributionParams(target_tokens=list(TARGETS)))
-    A = graph.adjacency_matrix
-    keep = PruneResult(torch.ones(A.shape[0], dtype=torch.bool), A != 0, torch.zeros(A.shape[0]))
+    N = graph.n_nodes
+    keep = PruneResult(torch.ones(N, dtype=torch.bool), graph.rows != 0, torch.zeros(N))
     info = {"model": engine.model_name, "transcoders": engine.tset.name, "input_token_ids": graph.input_tokens.tolist()}
     return graph_to_json(graph, keep, slug="complete", scan="planted", node_threshold=1.0, info=info) | {
         "ids": node_ids(graph)
@@ -180,8 +180,8 @@ def test_frozen_steer_matches_prediction_on_random_transcoders(tiny_models, tc):
     ids = tok(PROMPT, return_tensors="pt").input_ids[0]
     tset = random_transcoder_set(adapter.n_layers, adapter.d_model, 96, seed=1, **tc)
     graph = attribute(adapter, tset, ids, targets_fn=lambda ctx: salient_targets(adapter, ctx, 3, 0.99, str))
-    A = graph.adjacency_matrix
-    keep = PruneResult(torch.ones(A.shape[0], dtype=torch.bool), A != 0, torch.zeros(A.shape[0]))
+    N = graph.n_nodes
+    keep = PruneResult(torch.ones(N, dtype=torch.bool), graph.rows != 0, torch.zeros(N))
     linked = LinkGraph.from_json(graph_to_json(graph, keep, slug="g", scan="s", node_threshold=1.0))
     ctx = build_context(adapter, tset, ids)
     clean = replacement_readout(adapter, tset, ctx, FeatureEdits())

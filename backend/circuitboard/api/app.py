@@ -17,6 +17,7 @@ from circuitboard.api.engine_factory import default_engine_factory
 from circuitboard.api.limits import RateLimiter
 from circuitboard.api.routes import (
     analysis,
+    estimate,
     features,
     graphs,
     imports,
@@ -33,6 +34,7 @@ from circuitboard.config import Settings
 from circuitboard.engine.types import param_ranges
 from circuitboard.jobs import EngineHost, JobService, ModelCalls
 from circuitboard.jobs.host import EngineFactory
+from circuitboard.jobs.transport import LocalTransport, Transport
 from circuitboard.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,12 +43,13 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, engine_factory: EngineFactory | None = None) -> FastAPI:
     """`engine_factory` returns a loaded Engine; it runs on the worker thread after startup, so the API
     answers (health says "loading") while a large model loads. Without one, the factory loads
-    `settings`' preset or model/transcoder paths, unless `settings.load_engine` is False."""
+    `settings`' preset or model/transcoder paths, unless `settings.load_engine` is False. With
+    `settings.queue_url` the app loads no model: `circuitboard worker` processes run its jobs."""
     settings = settings or Settings()
     ranges = param_ranges(settings.params)  # here, so that a bad override stops the server before it starts
-    limiter = RateLimiter(settings.rate_limits)  # likewise a rate the `limits` library cannot read
+    limiter = RateLimiter(settings.rate_limits, settings.queue_url)  # likewise a rate `limits` cannot read
     factory: EngineFactory | None
-    if not settings.load_engine:
+    if not settings.load_engine or settings.queue_url:
         factory = None
     else:
         factory = engine_factory or default_engine_factory(settings)
@@ -55,14 +58,13 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Migrations run here, before the first request, in a thread: they touch the disk.
         store = await run_in_threadpool(Store, settings.resolved_database_url)
-        host = EngineHost(factory, settings.max_prompt_tokens)
-        job_service = JobService(store, host, settings)
+        job_service = JobService(store, _transport(settings, factory), settings)
         await run_in_threadpool(job_service.start)
         pending = settings.max_pending_interventions
         app.state.services = Services(
             settings=settings,
             store=store,
-            host=host,
+            host=job_service.host,
             jobs=job_service,
             ranges=ranges,
             limiter=limiter,
@@ -92,7 +94,16 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
     for module in (meta, session, tokenize, graphs, imports, jobs, subgraphs, interventions, features):
         app.include_router(module.router)
     app.include_router(analysis.router)
+    app.include_router(estimate.router)
     app.include_router(pages.router)
     docs.install(app)
     pages.mount_static(app, settings.frontend_dist)
     return app
+
+
+def _transport(settings: Settings, factory: EngineFactory | None) -> Transport:
+    if settings.queue_url:
+        from circuitboard.jobs.distributed import RedisTransport  # Redis clients: only in distributed mode
+
+        return RedisTransport(settings)
+    return LocalTransport(EngineHost(factory, settings.max_prompt_tokens), settings.preset)

@@ -11,7 +11,8 @@ from fastapi import Depends, HTTPException, Request
 from circuitboard.api.limits import RateLimiter
 from circuitboard.atlas.store import AtlasStore
 from circuitboard.config import ParamRange, Settings
-from circuitboard.jobs import EngineHost, JobService, ModelCalls
+from circuitboard.jobs import JobService, ModelCalls
+from circuitboard.jobs.host import ModelHost
 from circuitboard.store import Store
 
 
@@ -19,7 +20,7 @@ from circuitboard.store import Store
 class Services:
     settings: Settings
     store: Store
-    host: EngineHost
+    host: ModelHost  # of the server's own preset: this process's engine, or its workers' (distributed mode)
     jobs: JobService
     ranges: dict[str, ParamRange]  # of the attribution parameters, under these settings (GET /api/config)
     limiter: RateLimiter

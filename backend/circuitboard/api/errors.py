@@ -20,6 +20,7 @@ from circuitboard.jobs import (
     EngineUnavailable,
     InvalidTarget,
     JobFinished,
+    JobNotDone,
     JobNotFound,
     PromptTooLong,
     QueueFull,
@@ -135,4 +136,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(JobFinished)
     async def _job_finished(_: Request, exc: JobFinished) -> JSONResponse:
+        return _detail(409, str(exc))
+
+    @app.exception_handler(JobNotDone)
+    async def _job_not_done(_: Request, exc: JobNotDone) -> JSONResponse:
         return _detail(409, str(exc))

@@ -1,5 +1,6 @@
 """Rate limits on what costs the server (traces, interventions, previews, imports, LLM explanations), with the
-`limits` library: a moving window per signed-in user and, at `per_ip_factor` times the rate, per address."""
+`limits` library: a moving window per signed-in user and, at `per_ip_factor` times the rate, per address. The
+counters live in memory, or, in distributed mode, in Redis, so that every API replica counts the same calls."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ ACTIONS: tuple[Action, ...] = ("traces", "interventions", "tokenize", "imports",
 
 
 class RateLimiter:
-    def __init__(self, cfg: RateLimits) -> None:
-        self._window = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+    def __init__(self, cfg: RateLimits, storage_url: str | None = None) -> None:
+        counters = storage.storage_from_string(storage_url) if storage_url else storage.MemoryStorage()
+        self._window = strategies.MovingWindowRateLimiter(counters)
         self.per_user: dict[str, RateLimitItem] = {a: parse(getattr(cfg, a)) for a in ACTIONS}  # ValueError: bad
         self.per_ip = {a: type(i)(i.amount * cfg.per_ip_factor, i.multiples) for a, i in self.per_user.items()}
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from circuitboard.config import InterventionLimits, RateLimits
+from circuitboard.engine.estimate import TraceLimits
 from circuitboard.engine.types import (
     FeatureIntervention,
     InterventionMode,
@@ -22,7 +23,8 @@ from circuitboard.engine.types import (
     param_ranges,
     ranged_fields,
 )
-from circuitboard.jobs.models import EngineState
+from circuitboard.jobs.models import EngineState, JobView
+from circuitboard.jobs.transport import PresetStatus
 from circuitboard.store.records import GraphSource
 
 M = TypeVar("M", bound=BaseModel)
@@ -89,6 +91,8 @@ class Limits(BaseModel):
     max_import_links: int
     max_saved_views: int
     max_target_tokens: int
+    max_trace_seconds: float = Field(description="a trace estimated to take longer is refused (POST /api/estimate)")
+    max_trace_bytes: int = Field(description="likewise a trace estimated to need more memory at its peak")
 
 
 def _with_ranges(cls: type[M]) -> type[M]:
@@ -113,6 +117,10 @@ class ConfigOut(BaseModel):
     interventions: InterventionLimits
     rate_limits: RateLimits = Field(description="per signed-in user (or per address), and per address x factor")
     auth: Literal["required", "off"] = Field(description='"required": a shared server, every call needs a user')
+    queue: Literal["local", "redis"] = Field(default="local", description='"redis": jobs run on worker processes')
+    presets: list[PresetStatus] = Field(
+        default_factory=list, description="the presets that can take jobs now (with a live, loaded worker)"
+    )
 
 
 # ------------------------------------------------------------------------------------------- tokenize
@@ -174,6 +182,23 @@ class JobAccepted(BaseModel):
     position: int | None
     status_url: str
     events_url: str
+
+
+class JobStarted(BaseModel):
+    """A job accepted into the queue (202): its state now; follow /api/jobs/{id} or its events."""
+
+    job: JobView
+
+
+class EstimateOut(BaseModel):
+    """POST /api/estimate: what tracing this request would cost here, and whether the server takes it."""
+
+    tokens: int
+    seconds: float = Field(description="predicted time of the trace (pruning and export included)")
+    peak_bytes: int = Field(description="predicted peak memory of the process while it traces")
+    fits: bool = Field(description="within limit (and the prompt within limits.max_prompt_tokens)")
+    limit: TraceLimits = Field(description="Settings.max_trace_seconds and max_trace_bytes")
+    reason: str | None = Field(default=None, description="why it does not fit, naming `prompt`; null when it fits")
 
 
 class GraphListItem(BaseModel):

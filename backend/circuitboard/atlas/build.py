@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,10 @@ def _resolve_model(model: str | Path | HFModel, tokenizer: Any) -> _ModelSource:
     if tokenizer is None:
         raise ValueError("pass tokenizer= when giving a loaded model")
     name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
-    return _ModelSource(head_from_model(model), tokenizer, model, name, None)
+    # The scan runs on the CPU (the cache and the statistics live there): a model on a GPU gives its head over.
+    head = head_from_model(model)
+    head = replace(head, W_U=head.W_U.cpu(), gain=head.gain.cpu())
+    return _ModelSource(head, tokenizer, model, name, None)
 
 
 def _ensure_cache(

@@ -11,10 +11,10 @@ import argparse
 import sys
 
 from circuitboard import __version__
-from circuitboard.cli import atlas, prepare, serve, trace, training, users
+from circuitboard.cli import atlas, db, prepare, serve, trace, training, users, worker
 
 # Listed in data-flow order: each module exposes `register(subparsers)`.
-_COMMAND_MODULES = (trace, training, prepare, atlas, serve, users)
+_COMMAND_MODULES = (trace, training, prepare, atlas, serve, worker, db, users)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--db", default=None, help="SQLAlchemy database URL (default: sqlite file in data/)")
     p.add_argument("--no-engine", action="store_true", help="load no model: browse, import and export only")
     p.add_argument(
+        "--queue",
+        default=None,
+        help="Redis URL (redis://HOST:6379/0): distributed mode, jobs run on `circuitboard worker` processes",
+    )
+    p.add_argument(
         "--auth",
         choices=["auto", "required", "off"],
         default=None,
@@ -37,6 +42,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "device": args.device,
         "database_url": args.db,
         "auth": args.auth,
+        "queue_url": args.queue,
     }
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     if args.no_engine:
@@ -52,6 +58,8 @@ def serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     app = create_app(settings)
     mode = "shared: accounts required (circuitboard users add NAME)" if settings.auth_required else "single user"
+    if settings.queue_url:
+        mode += "; distributed: jobs run on `circuitboard worker` processes"
     print(f"Circuitboard on {settings.url} ({mode})", flush=True)
     # A bounded graceful shutdown: open event streams must not keep the process alive.
     uvicorn.run(app, host=settings.host, port=settings.port, timeout_graceful_shutdown=3, log_level="info")

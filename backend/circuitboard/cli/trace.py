@@ -33,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     _param_args(p)
     p.add_argument("--target", action="append", dest="target_tokens", help="a target token (repeatable)")
     p.add_argument("--logit-diff", nargs=2, metavar=("A", "B"), help="one target: logit(A) - logit(B)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "auto"],
+        help="matmuls of the backward in bf16 (opt-in; fast on GPUs and AMX CPUs), or auto: bf16 where this "
+        "machine computes it fast (default fp32, exact)",
+    )
     p.add_argument("--slug", default=None)
     p.add_argument("--out", type=Path, default=None, help="graph JSON (circuit-tracer schema); default stdout")
     p.add_argument("--raw", type=Path, default=None, help="unpruned adjacency (rows = targets) + node_ids, .npz")
@@ -87,6 +94,7 @@ def _params_from_args(args: argparse.Namespace) -> AttributionParams:
         **{name: getattr(args, name) for name in _NUMERIC},
         target_tokens=args.target_tokens,
         logit_diff=tuple(args.logit_diff) if args.logit_diff else None,
+        precision=args.precision,
         slug=args.slug,
     )
     try:

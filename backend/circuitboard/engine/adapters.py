@@ -52,7 +52,7 @@ class Norm:
 
     def backward(self, g: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Transpose of `apply` with frozen scale, for gradients g [..., d]."""
-        g = g * self.weight * scale
+        g = (g * self.weight).mul_(scale)  # one temporary, the same products in the same order
         if self.centered:
             g = g - g.mean(-1, keepdim=True)
         return g

@@ -14,6 +14,7 @@ batch runs only through the layers and positions it needs.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +24,11 @@ import torch
 from circuitboard.engine.adapters import Adapter
 from circuitboard.engine.graph import Graph
 from circuitboard.engine.replacement import PromptContext, build_context
+from circuitboard.engine.rowstore import RowStore, ranking_influence
 from circuitboard.engine.sources import SourceTable
 from circuitboard.engine.transcoders import TranscoderSet
-from circuitboard.engine.types import AttributionCancelled, ProgressEvent
+from circuitboard.engine.types import AttributionCancelled, Precision, ProgressEvent
+from circuitboard.precision import dtype_for
 
 ProgressFn = Callable[[ProgressEvent], None]
 
@@ -100,14 +103,16 @@ def encoder_reads(
     positions: torch.Tensor,
     features: torch.Tensor,
 ) -> torch.Tensor:
-    """d pre-activation / d resid_mid for features [n]: encoder rows through the frozen MLP-input norm."""
+    """d pre-activation / d resid_mid for features [n]: encoder rows through the frozen MLP-input norm.
+    The indices come on the CPU, where they are grouped by layer (no device round trip)."""
     device = tset.device
     reads = torch.empty(len(features), adapter.d_model, dtype=tset.dtype, device=device)
-    layers, positions, features = layers.to(device), positions.to(device), features.to(device)
+    layers, positions, features = layers.cpu(), positions.cpu(), features.cpu()
     for layer in layers.unique().tolist():
-        at = layers == layer
-        W = tset.layers[layer].W_enc[features[at]]
-        reads[at] = adapter.blocks[layer].mlp_in.backward(W, ctx.scale_mlp_in[layer, positions[at]])
+        at = (layers == layer).nonzero().squeeze(1)
+        W = tset.layers[layer].W_enc[features[at].to(device)]
+        scale = ctx.scale_mlp_in[layer, positions[at].to(device)]
+        reads[at.to(device)] = adapter.blocks[layer].mlp_in.backward(W, scale)
     return reads
 
 
@@ -131,28 +136,32 @@ class RowComputer:
         return self.rows(torch.full((n,), L), torch.full((n,), P - 1), self.logit_read(targets))
 
     def rows(self, layers: torch.Tensor, positions: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
-        """Rows for B targets injected at `layers` (L = final residual) and `positions`, reading `reads` [B, d]."""
+        """Rows for B targets injected at `layers` (L = final residual) and `positions`, reading `reads` [B, d].
+
+        `layers` and `positions` are index bookkeeping: read on the CPU, so that the loop below never waits
+        for the device (a mask or `.any()` on a device tensor would)."""
         ad, ctx, src = self.adapter, self.ctx, self.sources
         B, L = len(layers), ad.n_layers
+        layers, positions = layers.cpu(), positions.cpu()
         P = int(positions.max()) + 1
-        layers, positions = layers.to(reads.device), positions.to(reads.device)
         g = torch.zeros(B, P, ad.d_model, dtype=reads.dtype, device=reads.device)
         out = torch.zeros(B, src.n_cols, dtype=reads.dtype, device=reads.device)
-        batch = torch.arange(B, device=reads.device)
+        inject = _injections(layers, positions, reads.device)
         top = int(layers.max())
-        at = layers == L
-        g[batch[at], positions[at]] += reads[at]
+        if L in inject:
+            g[inject[L][0], inject[L][1]] += reads[inject[L][0]]
         for layer in range(min(top, L - 1), -1, -1):
             # g is now d target / d resid after layer `layer`: read edges of everything written there.
             src.writers[layer].read(g, out)  # index_add: a CLT feature writes to several layers
             block = ad.blocks[layer]
             W_skip = self.tset.layers[layer].W_skip
+            # In place (same sums): a new [B, P, d] per step is a page-faulting allocation on a long prompt.
             if W_skip is not None:
-                g = g + block.mlp_in.backward(g @ W_skip, ctx.scale_mlp_in[layer, :P])
-            at = layers == layer
-            if at.any():
-                g[batch[at], positions[at]] += reads[at]
-            g = g + self._attention_backward(layer, g, P)
+                g += block.mlp_in.backward(g @ W_skip, ctx.scale_mlp_in[layer, :P])
+            if layer in inject:
+                rows, pos = inject[layer]
+                g[rows, pos] += reads[rows]
+            g += self._attention_backward(layer, g, P)
         for p in range(P):
             out[:, src.token_start + p] = g[:, p] @ ctx.embeddings[p]
         return out
@@ -174,40 +183,15 @@ class RowComputer:
         return block.attn_in.backward(gx, ctx.scale_attn_in[layer, :P])
 
 
-def partial_influence(
-    feature_rows: torch.Tensor,
-    row_sums: torch.Tensor,
-    feature_nodes: torch.Tensor,
-    logit_rows: torch.Tensor,
-    logit_weights: torch.Tensor,
-    max_iter: int = 128,
-    chunk: int = 512,
-) -> torch.Tensor:
-    """Influence of every column on the logits through the rows computed so far (power iteration).
-
-    Row-normalised |A| is applied as |A| scaled by 1/rowsum on the left. Row sums are cached when rows are
-    written and |A| is formed in row chunks, so no full-size copy of the buffer is made. Logit nodes are
-    never sources, so after the first step only feature rows carry weight.
-    """
-
-    def step(weight: torch.Tensor) -> torch.Tensor:
-        scaled = weight / row_sums.clamp(min=1e-10)
-        out = torch.zeros(feature_rows.shape[1], dtype=feature_rows.dtype, device=feature_rows.device)
-        for start in range(0, len(scaled), chunk):
-            w = scaled[start : start + chunk]
-            if w.any():
-                out += w @ feature_rows[start : start + chunk].abs()
-        return out
-
-    logit_abs = logit_rows.abs()
-    total = (logit_weights.to(logit_rows.dtype) / logit_abs.sum(1).clamp(min=1e-10)) @ logit_abs
-    weight = total
-    for _ in range(max_iter):
-        weight = step(weight[feature_nodes])
-        if not weight.any():
-            break
-        total = total + weight
-    return total
+def _injections(
+    layers: torch.Tensor, positions: torch.Tensor, device: torch.device
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """layer -> (rows, positions) on `device` of the targets injected there, from CPU indices."""
+    out = {}
+    for layer in layers.unique().tolist():
+        rows = (layers == layer).nonzero().squeeze(1)
+        out[layer] = (rows.to(device), positions[rows].to(device))
+    return out
 
 
 def attribute(
@@ -224,10 +208,12 @@ def attribute(
     compute_batch: int | None = None,
     progress: ProgressFn | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    precision: Precision = "fp32",
 ) -> Graph:
     """Compute the unpruned attribution graph of `input_ids`.
 
-    `targets_fn(ctx) -> Targets` picks the logit targets once the prompt has run.
+    `targets_fn(ctx) -> Targets` picks the logit targets once the prompt has run. `precision` "bf16" runs the
+    backward's matmuls in bfloat16 (autocast; rows are summed and stored in the engine's dtype).
     """
     timings = {}
     t0 = time.perf_counter()
@@ -237,8 +223,58 @@ def attribute(
     sources = SourceTable(tset, ctx)
     targets = targets_fn(ctx)
     computer = RowComputer(adapter, tset, ctx, sources)
+    _drop_forward_records(ctx)
     report("forward", 1, 1)
     timings["forward_s"] = time.perf_counter() - t0
+    reduced = _reduced_precision(precision, ctx, sources)
+    with reduced or contextlib.nullcontext():
+        graph = _attribute_rows(
+            adapter, computer, targets, report, timings, max_feature_nodes, batch_size, update_interval, compute_batch
+        )
+    graph.input_string = input_string
+    graph.token_strings = [decode(int(t)) for t in ctx.input_ids.tolist()]
+    timings["total_s"] = time.perf_counter() - t0
+    graph.info["timings"] = timings
+    graph.info["n_active_features"] = sources.n_active
+    graph.info["precision"] = "bf16" if reduced is not None else _PRECISION_NAMES[ctx.embeddings.dtype]
+    return graph
+
+
+def _drop_forward_records(ctx: PromptContext) -> None:
+    """Free what only the forward and the source table needed: the rows read patterns, norm scales and
+    embeddings (L·P·d_t activations alone are 300 MB at 1,024 tokens of Gemma 3 270M)."""
+    empty = ctx.embeddings.new_zeros(0)
+    ctx.acts = []
+    ctx.mlp_in = ctx.mlp_out = ctx.resid_mid = ctx.errors = empty
+    ctx.skip_out = None
+
+
+_PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def _reduced_precision(precision: Precision, ctx: PromptContext, sources: SourceTable) -> torch.autocast | None:
+    """The autocast of a bf16 trace (None for fp32); what every batch multiplies is cast to bf16 once here."""
+    device = ctx.embeddings.device
+    if dtype_for(precision, device.type) != torch.bfloat16 or ctx.embeddings.dtype == torch.bfloat16:
+        return None
+    sources.cast_vectors(torch.bfloat16)
+    ctx.patterns = [p.to(torch.bfloat16) for p in ctx.patterns]
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _attribute_rows(
+    adapter: Adapter,
+    computer: RowComputer,
+    targets: Targets,
+    report: Callable[[str, int, int], None],
+    timings: dict[str, float],
+    max_feature_nodes: int | None,
+    batch_size: int,
+    update_interval: int,
+    compute_batch: int | None,
+) -> Graph:
+    """The logit rows, then the feature rows chosen greedily: the unpruned graph (prompt strings unset)."""
+    ctx, sources = computer.ctx, computer.sources
 
     L = adapter.n_layers
     n_logits, n_active = len(targets.token_ids), sources.n_active
@@ -250,7 +286,7 @@ def attribute(
     timings["logits_s"] = time.perf_counter() - t1
 
     budget = n_active if max_feature_nodes is None else min(max_feature_nodes, n_active)
-    rows = _RowBuffers(sources, logit_rows, budget, n_logits)
+    graph_rows, store = _row_store(sources, ctx.n_pos, logit_rows, budget, n_logits)
     # `batch_size` sets how often the greedy order is refreshed (as circuit-tracer); the backward itself runs
     # on larger batches, which matmuls need to be efficient on a CPU (≈ 5× less time per row at 512 than 64),
     # bounded so one batch's row buffer stays near 128 MB.
@@ -259,32 +295,39 @@ def attribute(
     t2 = time.perf_counter()
     report("features", 0, budget)
     refresh_every = update_interval * batch_size
-    visited = _feature_rows(computer, sources, targets, logit_rows, rows, refresh_every, compute_batch, report)
+    visited = _feature_rows(computer, sources, targets, logit_rows, store, refresh_every, compute_batch, report)
     timings["features_s"] = time.perf_counter() - t2
 
     selected = torch.tensor(visited, dtype=torch.long)
-    graph = _assemble(ctx, sources, targets, rows, selected, logit_rows, L, adapter.vocab_size, input_string, decode)
-    timings["total_s"] = time.perf_counter() - t0
-    graph.info["timings"] = timings
-    graph.info["n_active_features"] = n_active
-    return graph
+    rows = store.graph_rows(selected, logit_rows, graph_rows)
+    return Graph(
+        input_string="",
+        input_tokens=ctx.input_ids.cpu(),
+        token_strings=[],
+        active_features=sources.active.cpu(),
+        activation_values=sources.values.float().cpu(),
+        selected_features=selected,
+        rows=rows,
+        logit_tokens=list(targets.token_ids),
+        logit_strings=list(targets.strings),
+        logit_probabilities=targets.weights.float().cpu(),
+        n_layers=L,
+        vocab_size=adapter.vocab_size,
+    )
 
 
-class _RowBuffers:
-    """Where the feature rows go: `features` [budget, n_cols] and their L1 norms `sums`. When every feature is
-    selected on the CPU in fp32, `features` is a view into the final `adjacency`: no second copy."""
-
-    def __init__(self, sources: SourceTable, logit_rows: torch.Tensor, budget: int, n_logits: int) -> None:
-        self.budget = budget
-        self.every_feature = budget == sources.n_active
-        self.adjacency: torch.Tensor | None = None
-        if self.every_feature and logit_rows.device.type == "cpu" and logit_rows.dtype == torch.float32:
-            N = sources.n_cols + n_logits
-            self.adjacency = torch.zeros(N, N, dtype=torch.float32)
-            self.features = self.adjacency[:budget, : sources.n_cols]
-        else:
-            self.features = torch.zeros(budget, sources.n_cols, dtype=logit_rows.dtype, device=logit_rows.device)
-        self.sums = torch.zeros(budget, dtype=logit_rows.dtype, device=logit_rows.device)
+def _row_store(
+    sources: SourceTable, n_pos: int, logit_rows: torch.Tensor, budget: int, n_logits: int
+) -> tuple[torch.Tensor | None, RowStore]:
+    """Where the feature rows go. When every feature is selected on the CPU in fp32, straight into the graph's
+    rows (returned too): no second copy; otherwise into blocked storage (see rowstore)."""
+    if budget == sources.n_active and logit_rows.device.type == "cpu" and logit_rows.dtype == torch.float32:
+        graph_rows = torch.zeros(budget + n_logits, sources.n_cols + n_logits, dtype=torch.float32)
+        view = graph_rows[:budget, : sources.n_cols]
+        return graph_rows, RowStore(sources.active, sources.n_cols, n_pos, budget, logit_rows, dense=view)
+    # Every feature on another device or dtype: dense there, nothing to rank.
+    dense = logit_rows.new_zeros(budget, sources.n_cols) if budget == sources.n_active else None
+    return None, RowStore(sources.active, sources.n_cols, n_pos, budget, logit_rows, dense=dense)
 
 
 def _feature_rows(
@@ -292,41 +335,32 @@ def _feature_rows(
     sources: SourceTable,
     targets: Targets,
     logit_rows: torch.Tensor,
-    rows: _RowBuffers,
+    store: RowStore,
     refresh_every: int,
     compute_batch: int,
     report: Callable[[str, int, int], None],
 ) -> list[int]:
-    """Fill `rows` with the rows of the features chosen greedily by influence (all of them, in column order,
+    """Fill `store` with the rows of the features chosen greedily by influence (all of them, in column order,
     when the budget covers every feature); returns the chosen features in row order."""
-    budget = rows.budget
+    budget = store.budget
     visited: list[int] = []
-    queue = iter([torch.arange(sources.n_active)]) if rows.every_feature else None
-    done = 0
-    while done < budget:
-        if queue is not None:
-            chunk = next(queue)
+    every_feature = budget == sources.n_active
+    n_layers = len(sources.writers)
+    while store.done < budget:
+        if every_feature:
+            chunk = torch.arange(sources.n_active)
         else:
-            chunk = _next_by_influence(
-                sources,
-                logit_rows,
-                rows.features[:done],
-                rows.sums[:done],
-                visited,
-                targets.weights,
-                min(refresh_every, budget - done),
-            )
+            visited_t = torch.tensor(visited, dtype=torch.long)
+            influence = ranking_influence(store, logit_rows, targets.weights, visited_t, n_layers)
+            influence = influence[: sources.n_active]
+            influence[visited_t.to(influence.device)] = -1
+            chunk = influence.topk(min(refresh_every, budget - store.done)).indices.cpu()
         for batch in _batches_by_layer_pos(sources.active, chunk, compute_batch):
             layers, positions, feats = sources.active[batch].unbind(1)
             reads = computer.feature_reads(layers, positions, feats)
-            batch_rows = computer.rows(layers, positions, reads)
-            rows.features[done : done + len(batch)] = batch_rows
-            rows.sums[done : done + len(batch)] = torch.linalg.vector_norm(batch_rows, ord=1, dim=1)
+            store.add(computer.rows(layers, positions, reads), layers, positions)
             visited.extend(batch.tolist())
-            done += len(batch)
-            report("features", done, budget)
-        if queue is not None:
-            break
+            report("features", store.done, budget)
     return visited
 
 
@@ -345,62 +379,3 @@ def _batches_by_layer_pos(active: torch.Tensor, chunk: torch.Tensor, batch_size:
     key = active[chunk, 0] * 1_000_000 + active[chunk, 1]
     ordered = chunk[key.argsort(stable=True)]
     return ordered.split(batch_size)
-
-
-def _next_by_influence(
-    sources: SourceTable,
-    logit_rows: torch.Tensor,
-    feature_rows: torch.Tensor,
-    row_sums: torch.Tensor,
-    visited: list[int],
-    logit_weights: torch.Tensor,
-    count: int,
-) -> torch.Tensor:
-    visited_t = torch.tensor(visited, dtype=torch.long, device=feature_rows.device)
-    influence = partial_influence(feature_rows, row_sums, visited_t, logit_rows, logit_weights)[: sources.n_active]
-    if visited:
-        influence[visited_t] = -1
-    return influence.topk(count).indices.cpu()
-
-
-def _assemble(
-    ctx: PromptContext,
-    sources: SourceTable,
-    targets: Targets,
-    rows: _RowBuffers,
-    selected: torch.Tensor,
-    logit_rows: torch.Tensor,
-    L: int,
-    vocab_size: int,
-    input_string: str,
-    decode: Callable[[int], str],
-) -> Graph:
-    feature_rows, adjacency = rows.features, rows.adjacency
-    P, n_sel, n_logits = ctx.n_pos, len(selected), len(targets.token_ids)
-    N = n_sel + L * P + P + n_logits
-    keep_cols = torch.cat([selected, torch.arange(sources.n_active, sources.n_cols)])
-    if adjacency is not None:
-        # Rows were written in place; that is only right when the selection is every feature in column order.
-        assert torch.equal(selected, torch.arange(sources.n_active)), "in-place rows need the identity selection"
-    else:
-        adjacency = torch.zeros(N, N, dtype=torch.float32)
-        cols = keep_cols.to(feature_rows.device)
-        # Row chunks: never a second full-size copy of the row buffer beside the adjacency.
-        for start in range(0, n_sel, 1024):
-            stop = min(start + 1024, n_sel)
-            adjacency[start:stop, : n_sel + L * P + P] = feature_rows[start:stop][:, cols].float().cpu()
-    adjacency[N - n_logits :, : n_sel + L * P + P] = logit_rows[:, keep_cols.to(logit_rows.device)].float().cpu()
-    return Graph(
-        input_string=input_string,
-        input_tokens=ctx.input_ids.cpu(),
-        token_strings=[decode(int(t)) for t in ctx.input_ids.tolist()],
-        active_features=sources.active.cpu(),
-        activation_values=sources.values.float().cpu(),
-        selected_features=selected,
-        adjacency_matrix=adjacency,
-        logit_tokens=list(targets.token_ids),
-        logit_strings=list(targets.strings),
-        logit_probabilities=targets.weights.float().cpu(),
-        n_layers=L,
-        vocab_size=vocab_size,
-    )

@@ -75,8 +75,9 @@ def graph_to_json(
     ids = node_ids(graph)
     features = _Features(graph)
     nodes = [_node_json(graph, features, ids[i], i, float(prune.cumulative_scores[i])) for i in _kept(prune)]
-    targets, sources = prune.edge_mask.nonzero(as_tuple=True)
-    weights = graph.adjacency_matrix[targets, sources].tolist()
+    rows, sources = prune.edge_mask.nonzero(as_tuple=True)  # rows of Graph.rows: features, then logits
+    weights = graph.rows[rows, sources].tolist()
+    targets = graph.row_nodes[rows]
     links = [
         {"source": ids[s], "target": ids[t], "weight": w}
         for t, s, w in zip(targets.tolist(), sources.tolist(), weights, strict=True)

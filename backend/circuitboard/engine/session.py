@@ -176,6 +176,7 @@ class Engine:
             batch_size=params.batch_size,
             progress=progress,
             should_cancel=should_cancel,
+            precision=params.precision,
         )
 
     def _targets_fn(self, params: AttributionParams):
@@ -247,11 +248,14 @@ class Engine:
         """Decoder directions [n, d] of (layer, index) features, for suggested supernodes (no forward pass)."""
         return decoder_directions(self.tset, features)
 
-    def validate(self, graph: dict[str, Any], req: ValidateRequest) -> ValidationResult:
-        """Predicted against measured effects of a stored graph's supernodes; the graph must be this engine's."""
+    def validate(
+        self, graph: dict[str, Any], req: ValidateRequest, progress: Callable[[ProgressEvent], None] | None = None
+    ) -> ValidationResult:
+        """Predicted against measured effects of a stored graph's supernodes; the graph must be this engine's.
+        `progress` hears of every forward pass (see validation.validate)."""
         linked = LinkGraph.from_json(graph)
         ids = self.encode(linked.prompt)
         traced = linked.info.get("input_token_ids")
         if (list(traced) != ids.tolist()) if traced is not None else len(linked.prompt_tokens) != len(ids):
             raise PromptError("graph: its prompt does not tokenise to the tokens it was traced on")
-        return validate(self.adapter, self.tset, ids, linked, req)
+        return validate(self.adapter, self.tset, ids, linked, req, progress)

@@ -30,6 +30,9 @@ class Ranged:
     max: float
 
 
+Precision = Literal["fp32", "bf16", "auto"]
+
+
 class AttributionParams(BaseModel):
     """Every parameter of one trace, and the one declaration of their ranges and defaults: the CLI flags of
     `circuitboard trace`, the API's request schema, the job record and `GET /api/config` are derived from it.
@@ -47,6 +50,10 @@ class AttributionParams(BaseModel):
     logit_diff: tuple[str, str] | None = None
     # Trace back from transcoder features (layer, index, position) instead of logits (issue 13).
     target_features: list[tuple[int, int, int]] | None = None
+    # Opt-in reduced precision (issue 16): "bf16" runs the backward's matmuls in bfloat16 (rows are still added
+    # up and stored in fp32), "auto" does so where this machine computes bf16 fast (precision.compute_dtype).
+    # The graph's metadata says which ran (info.precision). fp32 is the default and the exact reference.
+    precision: Precision = "fp32"
     slug: str | None = None
 
     def check(self, ranges: Mapping[str, ParamRange] | None = None) -> None:

@@ -26,6 +26,7 @@ from circuitboard.engine.feature_edits import FeatureEdits, Readout, model_reado
 from circuitboard.engine.linkgraph import LinkGraph
 from circuitboard.engine.replacement import PromptContext, build_context
 from circuitboard.engine.transcoders import TranscoderSet
+from circuitboard.engine.types import ProgressEvent
 
 Mode = Literal["frozen", "free"]
 MODES: tuple[Mode, ...] = ("frozen", "free")
@@ -86,13 +87,32 @@ class _Group:
     nodes: list[int]  # feature node indices of the graph
 
 
+def check_request(graph: LinkGraph, req: ValidateRequest, vocab_size: int) -> None:
+    """Raises ValidationInputError (naming the field) for supernodes or targets the graph does not have: what
+    `validate` checks first, for a caller that queues the work and must answer a bad input at once."""
+    _groups(graph, req.supernodes)
+    _targets(graph, req.targets, vocab_size)
+
+
+def n_runs(req: ValidateRequest) -> int:
+    """Forward passes a validation runs: per mode, the clean one, then per group ablate and two steers, then
+    sufficiency and necessity. The `total` of its progress events."""
+    return len(req.modes) * (1 + len(STEER) * len(req.supernodes) + len(req.supernodes) + 2)
+
+
 def validate(
-    adapter: Adapter, tset: TranscoderSet, input_ids: torch.Tensor, graph: LinkGraph, req: ValidateRequest
+    adapter: Adapter,
+    tset: TranscoderSet,
+    input_ids: torch.Tensor,
+    graph: LinkGraph,
+    req: ValidateRequest,
+    progress: Callable[[ProgressEvent], None] | None = None,
 ) -> ValidationResult:
+    """`progress` hears of every forward pass (phase "validate", done of `n_runs(req)`); it may raise to stop."""
     groups = _groups(graph, req.supernodes)
     targets = _targets(graph, req.targets, adapter.vocab_size)
     ctx = build_context(adapter, tset, input_ids)
-    measure = _Measure(adapter, tset, ctx, req.modes)
+    measure = _Measure(adapter, tset, ctx, req.modes, _Counter(n_runs(req), progress))
     effects = _Effects(graph, targets, LinearPrediction(graph), measure)
     measured_mode: Mode = "free" if "free" in req.modes else "frozen"
     out = [_validate_group(g, effects, measured_mode) for g in groups]
@@ -182,22 +202,42 @@ class LinearPrediction:
         return self.graph.matvec(r)
 
 
+class _Counter:
+    """Counts forward passes for the progress callback."""
+
+    def __init__(self, total: int, progress: Callable[[ProgressEvent], None] | None) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(ProgressEvent(phase="validate", done=min(self.done, self.total), total=self.total))
+
+
 class _Measure:
     """Readouts of the last position, clean and edited, per mode."""
 
-    def __init__(self, adapter: Adapter, tset: TranscoderSet, ctx: PromptContext, modes: list[Mode]) -> None:
+    def __init__(
+        self, adapter: Adapter, tset: TranscoderSet, ctx: PromptContext, modes: list[Mode], counter: _Counter
+    ) -> None:
         run: dict[str, Callable[[FeatureEdits], Readout]] = {
             "frozen": lambda e: replacement_readout(adapter, tset, ctx, e),
             "free": lambda e: model_readout(adapter, tset, ctx, e),
         }
         self.runs = {m: run[m] for m in modes}
-        self.clean = {m: fn(FeatureEdits()) for m, fn in self.runs.items()}
+        self.counter = counter
+        self.clean = {m: self._run(fn, FeatureEdits()) for m, fn in self.runs.items()}
+
+    def _run(self, fn: Callable[[FeatureEdits], Readout], edits: FeatureEdits) -> Readout:
+        out = fn(edits)
+        self.counter.tick()
+        return out
 
     def changes(self, edits: FeatureEdits) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """By mode: (Δ demeaned logits, Δ probabilities) over the vocabulary."""
         out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for mode, fn in self.runs.items():
-            r, c = fn(edits), self.clean[mode]
+            r, c = self._run(fn, edits), self.clean[mode]
             out[mode] = (r.logits - c.logits, r.probs - c.probs)
         return out
 

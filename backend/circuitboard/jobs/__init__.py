@@ -1,9 +1,18 @@
-"""Graph jobs: a queue persisted in the database, one worker thread that owns the Engine, live progress."""
+"""Jobs (graphs, validations): a queue persisted in the database, workers that own an Engine (a thread of this
+process, or `circuitboard worker` processes on Redis), live progress."""
 
 from circuitboard.jobs.host import EngineBusy, EngineHost, EngineUnavailable, InvalidTarget, PromptTooLong
 from circuitboard.jobs.model_calls import ModelCalls
-from circuitboard.jobs.models import GraphRequest, JobState, JobView, Submitted
-from circuitboard.jobs.service import JobFinished, JobNotFound, JobService, QueueFull, QueueShareFull, SlugTaken
+from circuitboard.jobs.models import GraphRequest, JobState, JobView, Submitted, ValidateJob
+from circuitboard.jobs.service import (
+    JobFinished,
+    JobNotDone,
+    JobNotFound,
+    JobService,
+    QueueFull,
+    QueueShareFull,
+    SlugTaken,
+)
 
 __all__ = [
     "EngineBusy",
@@ -12,6 +21,7 @@ __all__ = [
     "GraphRequest",
     "InvalidTarget",
     "JobFinished",
+    "JobNotDone",
     "JobNotFound",
     "JobState",
     "JobService",
@@ -22,4 +32,5 @@ __all__ = [
     "QueueShareFull",
     "SlugTaken",
     "Submitted",
+    "ValidateJob",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from circuitboard.jobs.host import EngineHost
+from circuitboard.jobs.host import ModelHost
 from circuitboard.jobs.models import GraphRequest
 
 # Bump when the engine's output for the same inputs changes meaning, so stale graphs are not served.
@@ -29,7 +29,7 @@ def cache_key(model: str, transcoders: str, fingerprint: str, token_ids: list[in
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def request_key(host: EngineHost, req: GraphRequest) -> str:
+def request_key(host: ModelHost, req: GraphRequest) -> str:
     """The cache key of `req` on the host's engine. Raises EngineUnavailable, PromptTooLong."""
     model, transcoders = host.names()
     ids = host.prompt_ids(req.prompt)

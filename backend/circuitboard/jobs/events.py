@@ -10,6 +10,7 @@ from collections import defaultdict
 from circuitboard.engine.types import ProgressEvent
 from circuitboard.jobs.models import JobView
 from circuitboard.jobs.progress import LiveProgress
+from circuitboard.store.records import JobKind
 
 
 class Subscription:
@@ -102,10 +103,10 @@ class JobEvents:
     def close(self) -> None:
         self.broker.close()
 
-    def begin(self, job_id: str) -> None:
+    def begin(self, job_id: str, kind: JobKind = "graph") -> None:
         """The job starts running now: its clock (for the ETA) starts here."""
         with self._lock:
-            self._live[job_id] = LiveProgress()
+            self._live[job_id] = LiveProgress(kind=kind)
 
     def set_live(self, job_id: str, progress: ProgressEvent) -> JobView:
         """Record the running job's progress; returns its view (phase, fraction, ETA) to publish."""
@@ -137,7 +138,7 @@ class JobEvents:
 
 def running_view(job_id: str, live: LiveProgress) -> JobView:
     p = live.event
-    view = JobView(id=job_id, status="running", position=0, fraction=live.fraction, eta_s=live.eta_s)
+    view = JobView(id=job_id, status="running", position=0, fraction=live.fraction, eta_s=live.eta_s, kind=live.kind)
     if p is not None:
         view.phase, view.done, view.total = p.phase, p.done, p.total
     return view

@@ -23,6 +23,7 @@ from circuitboard.engine.types import (
     TokenInfo,
     TokenizeResult,
 )
+from circuitboard.engine.validation import ValidateRequest, ValidationResult
 from circuitboard.jobs.models import EngineState
 
 if TYPE_CHECKING:
@@ -57,8 +58,50 @@ class EngineAPI(Protocol):
 
     def intervene(self, req: InterventionRequest) -> InterventionResult: ...
 
+    def feature_directions(self, features: list[tuple[int, int]]) -> torch.Tensor: ...
+
+    def validate(
+        self, graph: dict[str, Any], req: ValidateRequest, progress: Callable[[ProgressEvent], None] | None = None
+    ) -> ValidationResult: ...
+
 
 EngineFactory = Callable[[], EngineAPI]
+
+
+class ModelHost(Protocol):
+    """What requests ask of a model's host: the EngineHost of this process, or (distributed mode) a RemoteHost
+    that asks a preset's workers over Redis. Raises EngineUnavailable while no engine can answer."""
+
+    max_prompt_tokens: int
+
+    @property
+    def state(self) -> EngineState: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def info(self) -> EngineInfo | None: ...
+
+    def require(self) -> object:
+        """The engine (or, remote, an object with its `info`); raises EngineUnavailable without one."""
+        ...
+
+    def names(self) -> tuple[str, str]: ...
+
+    def fingerprint(self) -> str: ...
+
+    def prompt_ids(self, prompt: str) -> list[int]: ...
+
+    def check_tokens(self, texts: list[str], field: str = "target_tokens") -> None: ...
+
+    def tokenize(
+        self, prompt: str, top_k: int, wait_s: float, targets: Sequence[str] = ()
+    ) -> tuple[TokenizeResult, bool]: ...
+
+    def intervene(self, req: InterventionRequest, wait_s: float) -> InterventionResult: ...
+
+    def feature_directions(self, features: list[tuple[int, int]]) -> torch.Tensor: ...
 
 
 class EngineUnavailable(Exception):
@@ -141,12 +184,13 @@ class EngineHost:
     def prompt_ids(self, prompt: str) -> list[int]:
         """The prompt's token ids, from the tokenizer alone (so a request never waits for a running job);
         raises PromptTooLong past the limit. The one prompt-length check of graphs and interventions."""
-        ids = self._encode(prompt)
+        ids = self.token_ids(prompt)
         if len(ids) > self.max_prompt_tokens:
             raise PromptTooLong(len(ids), self.max_prompt_tokens)
         return ids
 
-    def _encode(self, prompt: str) -> list[int]:
+    def token_ids(self, prompt: str) -> list[int]:
+        """The prompt's token ids, from the tokenizer alone, whatever their number."""
         engine = self.require()
         with self._tokenizer_lock:
             return [int(t) for t in engine.encode(prompt).tolist()]
@@ -175,7 +219,7 @@ class EngineHost:
                 return engine.tokenize(prompt, top_k=top_k, targets=targets), False
             finally:
                 self.model_lock.release()
-        ids = self._encode(prompt)
+        ids = self.token_ids(prompt)
         with self._tokenizer_lock:
             tokens = [TokenInfo(id=t, text=engine.decode_token(t)) for t in ids]
             read = [engine.target_token(text) for text in targets]
@@ -200,3 +244,15 @@ class EngineHost:
         engine = self.require()
         with self.model_lock:
             return engine.attribute(prompt, params, progress=progress, should_cancel=should_cancel)
+
+    def validate(
+        self, graph: dict[str, Any], req: ValidateRequest, progress: Callable[[ProgressEvent], None]
+    ) -> ValidationResult:
+        """A validation job, on the worker: it holds the model as a trace does."""
+        engine = self.require()
+        with self.model_lock:
+            return engine.validate(graph, req, progress=progress)
+
+    def feature_directions(self, features: list[tuple[int, int]]) -> torch.Tensor:
+        """Decoder rows: no forward pass (no hooks), so never waits for the model lock."""
+        return self.require().feature_directions(features)

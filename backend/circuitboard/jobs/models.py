@@ -7,7 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from circuitboard.engine.types import AttributionParams
-from circuitboard.store.records import GraphSummary, JobStatus
+from circuitboard.engine.validation import ValidateRequest
+from circuitboard.store.records import GraphSummary, JobKind, JobStatus
 
 EngineState = Literal["loading", "ready", "failed", "none"]
 EventName = Literal["queued", "progress", "done", "failed", "cancelled"]
@@ -23,6 +24,13 @@ class GraphRequest(AttributionParams):
     def params(self) -> AttributionParams:
         """The engine's part: everything but the prompt."""
         return AttributionParams.model_validate(self.model_dump(exclude={"prompt"}))
+
+
+class ValidateJob(BaseModel):
+    """A validation job's request: the stored graph and the supernodes to check on it."""
+
+    slug: str
+    body: ValidateRequest
 
 
 class JobState(BaseModel):
@@ -46,6 +54,8 @@ class JobView(JobState):
         default=0.0, ge=0.0, le=1.0, description="0..1 through the whole job; never decreases while it runs"
     )
     eta_s: float | None = Field(default=None, description="seconds left at the pace so far; null until known")
+    kind: JobKind = Field(default="graph", description='"graph": a trace (its result is `slug`); others: `result_url`')
+    result_url: str | None = Field(default=None, description="GET it for the result of a done non-graph job")
 
     @property
     def event(self) -> EventName:

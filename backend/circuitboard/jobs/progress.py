@@ -7,17 +7,22 @@ import time
 from dataclasses import dataclass, field
 
 from circuitboard.engine.types import ProgressEvent
+from circuitboard.store.records import JobKind
 
 # Typical shares of a trace's wall time (the engine's phases, in order). The feature rows (one backward pass per
 # batch of 64 features) dominate; the forward pass and the logit rows are about one batch each; pruning and the
 # JSON export are a few percent at the default 2000 features.
 PHASE_SHARES: dict[str, float] = {"forward": 0.04, "logits": 0.04, "features": 0.82, "prune": 0.05, "export": 0.05}
+# Phases that are a whole job of their own: done / total is the job's fraction (a validation's interventions).
+WHOLE_JOB_PHASES = frozenset({"validate"})
 _MIN_FRACTION_FOR_ETA = 0.02  # before this, elapsed / fraction is mostly noise
 _MAX_RUNNING_FRACTION = 0.99  # a job is through only once its graph is stored
 
 
 def overall_fraction(phase: str | None, done: int, total: int) -> float:
     """0..1 through the whole trace at (phase, done of total); unknown phases count as the start."""
+    if phase in WHOLE_JOB_PHASES:
+        return min(done / total, 1.0) if total > 0 else 0.0
     if phase not in PHASE_SHARES:
         return 1.0 if phase == "done" else 0.0
     before = 0.0
@@ -53,6 +58,7 @@ class LiveProgress:
     """The running job's latest event, and its fraction: the largest so far, so it never goes back."""
 
     started: float = field(default_factory=time.monotonic)
+    kind: JobKind = "graph"
     event: ProgressEvent | None = None
     fraction: float = 0.0
 

@@ -1,4 +1,4 @@
-"""JobQueue: the queue of graph jobs (the database's jobs table) as the service and the worker both use it.
+"""JobQueue: the queue of jobs (the database's jobs table) as the service and the workers use it.
 
 Every change of a job's status goes through here, so every change is also published to its subscribers.
 """
@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from circuitboard.engine.types import ProgressEvent
 from circuitboard.jobs.events import JobEvents
-from circuitboard.jobs.models import GraphRequest, JobView
+from circuitboard.jobs.models import JobView
 from circuitboard.jobs.progress import stored_fraction
 from circuitboard.store.jobs import JobRepository
-from circuitboard.store.records import JobRecord
+from circuitboard.store.records import JobKind, JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,10 @@ class JobQueue:
         if rec.status == "running":
             live = self.events.live(rec.id)
             if live is not None:
-                return live
+                return live.model_copy(update={"kind": rec.kind})
         v = JobView(
+            kind=rec.kind,
+            result_url=result_url(rec.id) if rec.kind != "graph" and rec.status == "done" else None,
             id=rec.id,
             status=rec.status,
             phase=rec.phase,
@@ -45,7 +48,7 @@ class JobQueue:
             eta_s=0.0 if rec.status == "done" else None,
         )
         if rec.status == "queued":
-            ids = self.jobs.queued_ids()
+            ids = self.jobs.queued_ids(rec.queue)
             v.position = ids.index(rec.id) + 1 if rec.id in ids else None
         elif rec.status == "running":
             v.position = 0  # running in another process, or before its first event: the database's copy
@@ -59,20 +62,28 @@ class JobQueue:
         return None if rec is None else self.view(rec)
 
     # ------------------------------------------------------------------------------------- changes
-    def add(self, req: GraphRequest, key: str | None, owner_id: int | None = None) -> JobView:
-        rec = self.jobs.create(uuid.uuid4().hex, req.prompt, req.model_dump(), key, owner_id)
-        view = self.view(rec)
-        self.events.publish(view)
-        return view
+    def add(
+        self,
+        prompt: str,
+        request: dict[str, Any],
+        key: str | None,
+        owner_id: int | None = None,
+        *,
+        kind: JobKind = "graph",
+        queue: str | None = None,
+    ) -> JobRecord:
+        rec = self.jobs.create(uuid.uuid4().hex, prompt, request, key, owner_id, kind=kind, queue=queue)
+        self.events.publish(self.view(rec))
+        return rec
 
     def claim_next(self) -> JobRecord | None:
         """The oldest queued job, now running (only the single worker calls this; it then calls `started`)."""
         return self.jobs.claim_next()
 
-    def started(self, job_id: str) -> None:
-        self.events.begin(job_id)
-        self.events.publish(JobView(id=job_id, status="running", position=0))
-        self.publish_positions()
+    def started(self, job: JobRecord) -> None:
+        self.events.begin(job.id, job.kind)
+        self.events.publish(JobView(id=job.id, status="running", position=0, kind=job.kind))
+        self.publish_positions(job.queue)
 
     def set_cache_key(self, job_id: str, key: str) -> None:
         self.jobs.set_cache_key(job_id, key)
@@ -80,21 +91,39 @@ class JobQueue:
     def save_progress(self, job_id: str, p: ProgressEvent) -> None:
         self.jobs.progress(job_id, p.phase, p.done, p.total)
 
-    def finish(self, job_id: str, status: str, *, slug: str | None = None, error: str | None = None) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        slug: str | None = None,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> bool:
         """Move an active job to a terminal status; False when it already had one (the first one wins)."""
-        if not self.jobs.finish(job_id, status, slug=slug, error=error):
+        if not self.jobs.finish(job_id, status, slug=slug, error=error, result=result):
             return False
         rec = self.jobs.get(job_id)
         if rec is not None:
-            self.events.publish(self.view(rec))
-        self.publish_positions()
+            self.published(rec)
         return True
 
-    def requeue_interrupted(self, job_id: str) -> None:
+    def published(self, rec: JobRecord) -> None:
+        """Tell subscribers the job's state as the database has it, and the positions behind it."""
+        self.events.publish(self.view(rec))
+        self.publish_positions(rec.queue)
+
+    def requeue_interrupted(self, job_id: str) -> bool:
         """The server is stopping mid-job: put it back in the queue for the next start."""
         if self.jobs.requeue(job_id):
             log.info("job %s interrupted by shutdown; re-queued for the next start", job_id)
+            return True
+        return False
 
-    def publish_positions(self) -> None:
-        for i, job_id in enumerate(self.jobs.queued_ids()):
-            self.events.publish(JobView(id=job_id, status="queued", position=i + 1))
+    def publish_positions(self, queue: str | None = None) -> None:
+        for i, (job_id, kind) in enumerate(self.jobs.queued_kinds(queue)):
+            self.events.publish(JobView(id=job_id, status="queued", position=i + 1, kind=kind))
+
+
+def result_url(job_id: str) -> str:
+    return f"/api/jobs/{job_id}/result"

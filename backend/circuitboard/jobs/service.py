@@ -1,18 +1,20 @@
-"""JobService: submit, inspect and cancel graph jobs; owns the worker thread and the job events."""
+"""JobService: submit, inspect and cancel jobs (graphs, validations); hands them to workers through a Transport."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from circuitboard.config import Settings
 from circuitboard.jobs.cache_key import request_key
-from circuitboard.jobs.events import JobEvents, Subscription
-from circuitboard.jobs.host import EngineHost
-from circuitboard.jobs.models import GraphRequest, JobState, JobView, Submitted
+from circuitboard.jobs.events import Subscription
+from circuitboard.jobs.host import ModelHost
+from circuitboard.jobs.models import GraphRequest, JobState, JobView, Submitted, ValidateJob
 from circuitboard.jobs.queue import JobQueue
-from circuitboard.jobs.worker import Worker
+from circuitboard.jobs.transport import Transport
 from circuitboard.store import Store
+from circuitboard.store.records import JobKind
 
 log = logging.getLogger(__name__)
 
@@ -51,41 +53,49 @@ class JobFinished(Exception):
         self.status = status
 
 
+class JobNotDone(Exception):
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job: {job_id!r} has no result yet ({status})")
+        self.status = status
+
+
 class JobService:
-    def __init__(self, store: Store, host: EngineHost, settings: Settings) -> None:
+    def __init__(self, store: Store, transport: Transport, settings: Settings) -> None:
         self.store = store
-        self.host = host
+        self.transport = transport
         self.settings = settings
-        self.events = JobEvents()
+        self.events = transport.events
         self.queue = JobQueue(store.jobs, self.events)
         self._submit_lock = threading.Lock()
-        self._worker: Worker | None = None
+
+    @property
+    def host(self) -> ModelHost:
+        """The host of the server's own preset."""
+        return self.transport.host()
 
     # ------------------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        requeued, failed = self.store.jobs.recover_interrupted(self.settings.max_job_attempts)
-        if requeued or failed:
-            log.warning("after restart: re-queued jobs %s, failed jobs %s", requeued, failed)
-        if self.host.state == "none":
-            return  # without a model, queued jobs wait for a server that has one
-        self._worker = Worker(self.host, self.queue, self.events, self.store.graphs)
-        self._worker.start()
+        if self.transport.queue_name() is None:  # distributed workers recover their own queue's jobs
+            requeued, failed = self.store.jobs.recover_interrupted(self.settings.max_job_attempts)
+            if requeued or failed:
+                log.warning("after restart: re-queued jobs %s, failed jobs %s", requeued, failed)
+        self.transport.start(self.queue, self.store)
 
     def stop(self, timeout: float = 10.0) -> None:
-        self.events.close()
-        if self._worker is not None:
-            self._worker.stop(timeout)
+        self.transport.stop(timeout)
 
     # ------------------------------------------------------------------------------------- requests
-    def submit(self, req: GraphRequest, owner_id: int | None = None) -> Submitted:
+    def submit(self, req: GraphRequest, owner_id: int | None = None, preset: str | None = None) -> Submitted:
         """A cached graph, an identical job already under way, or a new job of `owner_id` (None: the local
-        user). Raises EngineUnavailable (no model), PromptTooLong, InvalidTarget, SlugTaken, QueueFull (also
-        QueueShareFull: the owner already has Settings.max_queue_per_user jobs)."""
+        user) on `preset`'s queue (None: the server's own). Raises EngineUnavailable (no model, or no worker
+        for the preset), PromptTooLong, InvalidTarget, SlugTaken, QueueFull (also QueueShareFull: the owner
+        already has Settings.max_queue_per_user jobs)."""
+        host = self.transport.host(preset)
         key: str | None = None
-        if self.host.state != "loading":  # while the model loads, the worker checks length and cache itself
-            key = request_key(self.host, req)
+        if host.state != "loading":  # while the model loads, the worker checks length and cache itself
+            key = request_key(host, req)
             if req.target_tokens:
-                self.host.check_tokens(req.target_tokens, "target_tokens")
+                host.check_tokens(req.target_tokens, "target_tokens")
             hit = self.store.graphs.by_cache_key(key)
             if hit is not None:
                 return Submitted(graph=hit)
@@ -94,7 +104,24 @@ class JobService:
                 return Submitted(job=same)
         if req.slug and self.store.graphs.taken(req.slug):
             raise SlugTaken(req.slug)
-        with self._submit_lock:
+        view = self._enqueue(req.prompt, req.model_dump(), key, owner_id, "graph", preset)
+        return Submitted(job=view)
+
+    def submit_validation(self, job: ValidateJob, prompt: str, owner_id: int | None, preset: str | None) -> JobView:
+        """A validation job (the caller checked its input against the graph). Raises QueueFull."""
+        return self._enqueue(prompt, job.model_dump(mode="json"), None, owner_id, "validate", preset)
+
+    def _enqueue(
+        self,
+        prompt: str,
+        request: dict[str, Any],
+        key: str | None,
+        owner_id: int | None,
+        kind: JobKind,
+        preset: str | None,
+    ) -> JobView:
+        queue = self.transport.queue_name(preset)
+        with self._submit_lock:  # one process's submissions; replicas share the counts through the database
             active = self.queue.active_count()
             if active >= self.settings.max_queue:
                 raise QueueFull(active, self.settings.max_queue)
@@ -102,10 +129,10 @@ class JobService:
                 mine = self.queue.active_count(owner_id)
                 if mine >= self.settings.max_queue_per_user:
                     raise QueueShareFull(mine, self.settings.max_queue_per_user)
-            view = self.queue.add(req, key, owner_id)
-        if self._worker is not None:
-            self._worker.wake.set()
-        return Submitted(job=view)
+            rec = self.queue.add(prompt, request, key, owner_id, kind=kind, queue=queue)
+            view = self.queue.view(rec)  # before a worker can claim it: its position in the queue now
+        self.transport.dispatch(rec)
+        return view
 
     def owner(self, job_id: str) -> tuple[bool, int | None]:
         """(exists, owner id) of a job."""
@@ -115,6 +142,16 @@ class JobService:
     def status(self, job_id: str) -> JobView | None:
         rec = self.queue.get(job_id)
         return None if rec is None else self.queue.view(rec)
+
+    def result(self, job_id: str) -> dict[str, Any]:
+        """The stored result of a done non-graph job. Raises JobNotFound, JobNotDone (also for a graph job:
+        its result is the graph at `slug`)."""
+        rec = self.queue.get(job_id)
+        if rec is None:
+            raise JobNotFound(job_id)
+        if rec.status != "done" or rec.result is None:
+            raise JobNotDone(job_id, rec.status if rec.kind != "graph" else f"a graph job: read /api/graphs/{rec.slug}")
+        return rec.result
 
     def subscribe(self, job_id: str) -> Subscription:
         """Events of one job; subscribe before reading its state so no event in between is missed."""

@@ -38,6 +38,12 @@ def _summary(row: Any) -> GraphSummary:
     return GraphSummary.model_validate(row._mapping)
 
 
+def _fit(value: str, column: Any) -> str:
+    """Cut to the column's length. PostgreSQL enforces VARCHAR lengths (SQLite does not): an imported file may
+    name its model with any string, and the listing's copy must not fail the import. The blob keeps it whole."""
+    return value[: column.type.length]
+
+
 def _escape_like(q: str) -> str:
     return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -78,8 +84,8 @@ class GraphRepository:
             row = GraphRow(
                 slug=slug,
                 prompt=prompt,
-                model=model,
-                transcoders=transcoders,
+                model=_fit(model, GraphRow.model),
+                transcoders=_fit(transcoders, GraphRow.transcoders),
                 source=source,
                 cache_key=cache_key,
                 n_nodes=len(graph.get("nodes") or []),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from circuitboard.store.db import Database
 from circuitboard.store.models import LabelRow, UserRow, utcnow
@@ -15,21 +17,24 @@ class LabelRepository:
         self.db = db
 
     def put(self, atlas: str, user_id: int, feature: Feature, label: str) -> None:
-        """`label` as the user's label of `feature`; "" removes it (the atlas's label shows again)."""
+        """`label` as the user's label of `feature`; "" removes it (the atlas's label shows again). Of two puts at
+        once the last to commit wins."""
         layer, index = feature
+        key = {"atlas": atlas, "user_id": user_id, "layer": layer, "feature": index}
         with self.db.session() as s:
+            if not label:
+                s.execute(delete(LabelRow).filter_by(**key))
+                return
+            # An upsert, not delete-then-insert: on PostgreSQL two puts of one feature at once would both insert
+            # (neither sees the other's uncommitted row) and the second would fail on the unique key.
+            insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+            stmt = insert(LabelRow).values(**key, label=label, updated_at=utcnow())
             s.execute(
-                delete(LabelRow).where(
-                    LabelRow.atlas == atlas,
-                    LabelRow.user_id == user_id,
-                    LabelRow.layer == layer,
-                    LabelRow.feature == index,
+                stmt.on_conflict_do_update(
+                    index_elements=list(key),
+                    set_={"label": stmt.excluded.label, "updated_at": stmt.excluded.updated_at},
                 )
             )
-            if label:
-                s.add(
-                    LabelRow(atlas=atlas, user_id=user_id, layer=layer, feature=index, label=label, updated_at=utcnow())
-                )
 
     def of_user(self, atlas: str, user_id: int, features: list[Feature]) -> dict[Feature, str]:
         """The user's labels of those of `features` they labelled."""

@@ -86,6 +86,13 @@ class JobRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     owner_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("users.id"), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="graph", server_default="graph")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # of a done non-graph job
+    # The preset whose workers run it (distributed mode); NULL: the one local worker runs every job.
+    queue: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(100), nullable=True)  # the worker process running it
+
+    __table_args__ = (Index("ix_jobs_queue_status", "queue", "status"),)
 
 
 class SlugTombstone(Base):

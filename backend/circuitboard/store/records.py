@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel
 
 GraphSource = Literal["traced", "imported"]
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+JobKind = Literal["graph", "validate"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 
@@ -60,6 +61,10 @@ class JobRecord(BaseModel):
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
     owner_id: int | None = None
+    kind: JobKind = "graph"
+    result: dict[str, Any] | None = None
+    queue: str | None = None  # the preset whose workers run it; None: the local worker
+    worker: str | None = None  # the worker process that runs (or last ran) it
 
     @property
     def terminal(self) -> bool:

@@ -1,44 +1,35 @@
 """Circuit analysis of stored graphs: suggested supernodes, validation by intervention, graph diffs.
 
 The maths is the engine's (engine/supernodes.py, engine/validation.py, engine/diff.py); this module gathers
-its inputs: the stored graphs, the atlas's labels and top tokens, and the engine for decoder directions and
-interventions. Validation runs the model, so it holds the engine host's model lock, synchronously: a request
-waits at most `engine_wait_s` for a running job, then answers 503.
+its inputs: the stored graphs, the atlas's labels and top tokens, and the engine for decoder directions.
+Validation runs the model many times, so it is a job (kind "validate") in the queue of the preset whose model
+traced the graph: 202 with the job, its progress on /api/jobs/{id}/events, its result at /api/jobs/{id}/result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
+from circuitboard.api.auth import PrincipalDep
 from circuitboard.api.deps import ServicesDep, get_atlas
 from circuitboard.api.errors import field_error
+from circuitboard.api.limits import rate_limited
+from circuitboard.api.schemas import JobStarted
 from circuitboard.atlas.records import feature_record
 from circuitboard.atlas.store import AtlasStore
 from circuitboard.engine.diff import GraphDiff, GraphsDiffer, diff_graphs
 from circuitboard.engine.linkgraph import GraphShapeError, LinkGraph
 from circuitboard.engine.supernodes import Evidence, SuggestRequest, SuggestResult, candidate_nodes, suggest
-from circuitboard.engine.validation import ValidateRequest, ValidationResult
-from circuitboard.jobs import EngineBusy
-from circuitboard.jobs.host import EngineAPI
+from circuitboard.engine.validation import ValidateRequest, check_request
+from circuitboard.jobs import EngineBusy, EngineUnavailable, ValidateJob
 
 router = APIRouter(prefix="/api/graphs", tags=["analysis"])
 
 TOP_TOKENS = 10  # per side (output logits, input tokens) of the atlas record
-
-
-@runtime_checkable
-class AnalysisEngine(Protocol):
-    """What these routes ask of the engine beyond EngineAPI (circuitboard.engine.session.Engine has both)."""
-
-    def feature_directions(self, features: list[tuple[int, int]]) -> torch.Tensor: ...
-
-    def validate(self, graph: dict[str, Any], req: ValidateRequest) -> ValidationResult: ...
 
 
 # ------------------------------------------------------------------------------------------------ routes
@@ -55,15 +46,25 @@ def suggest_supernodes(slug: str, body: SuggestRequest, request: Request, svc: S
     return suggest(graph, nodes, evidence, body.granularity)
 
 
-@router.post("/{slug}/validate", response_model=ValidationResult)
-def validate_supernodes(slug: str, body: ValidateRequest, svc: ServicesDep) -> ValidationResult:
+@router.post(
+    "/{slug}/validate",
+    status_code=202,
+    response_model=JobStarted,
+    dependencies=[rate_limited("interventions")],
+)
+def validate_supernodes(slug: str, body: ValidateRequest, svc: ServicesDep, who: PrincipalDep) -> JobStarted:
+    """Queue a validation of the graph's supernodes. Its input is checked here, before it is queued: a 422
+    names the field; 404 no graph, 409 a graph of another model, 503 no engine (or no worker) for it."""
     data = _stored_json(svc, slug)
-    engine = _analysis_engine(svc, _parse(slug, data))
-    with _model_lock(svc):
-        try:
-            return engine.validate(data, body)
-        except ValueError as e:  # names the field: supernodes.i.j, targets, graph
-            raise _field_error(str(e)) from None
+    graph = _parse(slug, data)
+    preset = _preset_for(svc, graph)
+    info = svc.jobs.transport.host(preset).info
+    try:
+        check_request(graph, body, info.vocab_size if info is not None else 0)
+    except ValueError as e:  # names the field: supernodes.i.j, targets
+        raise _field_error(str(e)) from None
+    job = svc.jobs.submit_validation(ValidateJob(slug=slug, body=body), graph.prompt, who.user_id, preset)
+    return JobStarted(job=job)
 
 
 @router.get("/{a}/diff/{b}", response_model=GraphDiff)
@@ -106,31 +107,29 @@ def _parse(slug: str, data: dict[str, Any]) -> LinkGraph:
         raise HTTPException(422, f"graph {slug!r}: {e}") from None
 
 
-def _engine_for(svc: ServicesDep, graph: LinkGraph) -> EngineAPI | None:
-    """The loaded engine when it is the one the graph was traced with, else None."""
-    if svc.host.info is None:
-        return None
-    engine = svc.host.require()
-    return engine if svc.host.names() == graph.model_names() else None
+def _preset_for(svc: ServicesDep, graph: LinkGraph) -> str | None:
+    """The preset whose model traced the graph and can run it now (None: the server's own). Raises
+    EngineUnavailable (503) while the server's own preset has no engine, else 409 for another model's graph."""
+    names = graph.model_names()
+    for preset in svc.jobs.transport.presets():
+        if preset.model is not None and (preset.model.model_name, preset.model.transcoder_name) == names:
+            return preset.name
+    svc.host.names()  # 503 while loading, without a model, or with no worker for the preset
+    model, transcoders = names
+    raise HTTPException(409, f"graph: traced with {model!r} / {transcoders!r}, not the loaded model")
 
 
 def _decoders(svc: ServicesDep, graph: LinkGraph, pairs: list[tuple[int, int]]) -> torch.Tensor | None:
-    # Reading decoder rows runs no forward pass (no hooks), so it does not wait for the model lock.
-    engine = _engine_for(svc, graph)
-    if not pairs or not isinstance(engine, AnalysisEngine):
+    """Decoder directions from the loaded engine when it traced the graph; None otherwise (suggestions then
+    use the graph and the atlas alone)."""
+    if not pairs or svc.host.info is None:
         return None
-    return engine.feature_directions(pairs)
-
-
-def _analysis_engine(svc: ServicesDep, graph: LinkGraph) -> AnalysisEngine:
-    svc.host.require()  # 503 while loading or without a model
-    engine = _engine_for(svc, graph)
-    if engine is None:
-        model, transcoders = graph.model_names()
-        raise HTTPException(409, f"graph: traced with {model!r} / {transcoders!r}, not the loaded model")
-    if not isinstance(engine, AnalysisEngine):
-        raise HTTPException(501, "engine: this engine cannot run validations")
-    return engine
+    try:
+        if svc.host.names() != graph.model_names():
+            return None
+        return svc.host.feature_directions(pairs)
+    except (EngineUnavailable, EngineBusy):
+        return None
 
 
 def _atlas_evidence(
@@ -155,17 +154,6 @@ def atlas_evidence(store: AtlasStore, pairs: list[tuple[int, int]]) -> tuple[lis
         texts += [t["text"] for t in rec.get("top_input_tokens", [])[:TOP_TOKENS]]
         tokens.append({t.strip().lower() for t in texts if t.strip()})
     return labels, tokens
-
-
-@contextmanager
-def _model_lock(svc: ServicesDep) -> Iterator[None]:
-    """The engine host's one model lock, waited for as an intervention waits (then 503)."""
-    if not svc.host.model_lock.acquire(timeout=svc.settings.engine_wait_s):
-        raise EngineBusy("engine: busy computing a graph; try again when the job has finished")
-    try:
-        yield
-    finally:
-        svc.host.model_lock.release()
 
 
 def _field_error(message: str) -> RequestValidationError:

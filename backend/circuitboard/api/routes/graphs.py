@@ -11,6 +11,7 @@ from circuitboard.api.auth import PrincipalDep, forbidden
 from circuitboard.api.deps import ServicesDep
 from circuitboard.api.limits import rate_limited
 from circuitboard.api.params import graph_request
+from circuitboard.api.routes.estimate import refuse_unfit
 from circuitboard.api.schemas import GraphCreate, GraphCreated, GraphList, GraphListItem, JobAccepted
 
 router = APIRouter(prefix="/api/graphs", tags=["graphs"])
@@ -32,6 +33,8 @@ def not_found(slug: str) -> HTTPException:
 )
 def create_graph(body: GraphCreate, svc: ServicesDep, who: PrincipalDep) -> JSONResponse:
     req = graph_request(body, svc.settings, svc.ranges)
+    # Before submit's cache lookup: a cached graph the limits refuse now exists only if they were lowered since.
+    refuse_unfit(req, svc)
     result = svc.jobs.submit(req, owner_id=who.user_id)
     if result.graph is not None:
         out = GraphCreated(slug=result.graph.slug, cached=True, graph_url=graph_url(result.graph.slug))

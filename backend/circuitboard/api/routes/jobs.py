@@ -1,9 +1,10 @@
-"""Jobs: status, live progress as server-sent events, cancel."""
+"""Jobs: status, live progress as server-sent events, the result of a non-graph job, cancel."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
@@ -73,6 +74,15 @@ async def job_events(job_id: str, svc: ServicesDep) -> StreamingResponse:
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         background=BackgroundTask(sub.close),  # also when the client left before the stream started
     )
+
+
+@router.get(
+    "/{job_id}/result",
+    responses={200: {"description": "the job's result: a ValidationResult for a validate job"}, 409: {}},
+)
+def job_result(job_id: str, svc: ServicesDep) -> dict[str, Any]:
+    """404 no such job, 409 not done yet (or a graph job: its result is the graph at `slug`)."""
+    return svc.jobs.result(job_id)
 
 
 @router.delete("/{job_id}", response_model=JobState)

@@ -49,4 +49,6 @@ def config(svc: ServicesDep) -> ConfigOut:
         interventions=s.interventions,
         rate_limits=s.rate_limits,
         auth="required" if s.auth_required else "off",
+        queue="redis" if s.queue_url else "local",
+        presets=svc.jobs.transport.presets(),
     )

@@ -7,6 +7,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+from circuitboard.store.db import normalise_url
+from circuitboard.store.migrate import serialise_migrations
 from circuitboard.store.models import Base
 
 config = context.config
@@ -40,8 +42,11 @@ def run_online() -> None:
         from circuitboard.config import Settings
 
         url = Settings().resolved_database_url
-    connectable = engine_from_config({"sqlalchemy.url": url}, prefix="sqlalchemy.", poolclass=pool.NullPool)
-    with connectable.connect() as conn:
+    options = {"sqlalchemy.url": normalise_url(url)}
+    connectable = engine_from_config(options, prefix="sqlalchemy.", poolclass=pool.NullPool)
+    # begin(), not connect(): the lock opens the transaction, so Alembic runs inside it and this block commits.
+    with connectable.begin() as conn:
+        serialise_migrations(conn)
         _configure_and_run(conn)
 
 

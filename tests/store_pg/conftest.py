@@ -1,0 +1,1 @@
+from services import postgres_server, postgres_url  # noqa: F401 - the real PostgreSQL fixtures (tests/services.py)
