@@ -130,3 +130,12 @@ def test_graph_jobs_say_their_kind_and_have_no_result_url(fake_server):
         assert [(p["name"], p["workers"], p["model"]["model_name"]) for p in cfg["presets"]] == [
             (fake_server.settings.preset, 1, "fake-model")
         ]
+
+
+def test_a_preset_this_server_does_not_run_is_503(fake_server):
+    with fake_server.client() as c:
+        own = fake_server.settings.preset
+        r = c.post("/api/graphs", json={"prompt": "another model's graph", "preset": "not-here"})
+        assert r.status_code == 503 and "'not-here'" in r.json()["detail"], r.text
+        ok = c.post("/api/graphs", json={"prompt": "this server's own preset", "preset": own})
+        assert ok.status_code in (201, 202), ok.text

@@ -83,6 +83,18 @@ def test_two_presets_run_their_own_jobs_and_dedup(lab):
         assert wait_job(ca, first["job_id"])["status"] == "done"
 
 
+def test_a_request_names_the_preset_that_traces_it(lab):
+    with lab["api_a"].client() as ca:
+        job = _submit(ca, "Paris is the capital of", preset="tiny-b")
+        done = wait_job(ca, job["job_id"])
+        assert done["status"] == "done", done
+        assert ca.get(f"/api/graphs/{done['slug']}").json()["metadata"]["info"]["model"] == "tiny-b"
+        r = ca.post("/api/graphs", json={"prompt": "Paris is the capital of", "preset": "tiny-c"})
+        assert r.status_code == 503 and "'tiny-c'" in r.json()["detail"], r.text
+        bad = ca.post("/api/graphs", json={"prompt": "Paris", "preset": "../etc"})
+        assert bad.status_code == 422 and "preset" in bad.text, bad.text
+
+
 def test_progress_from_a_worker_to_another_replica(lab):
     with lab["api_a"].client() as ca, lab["api_b"].client() as cb:
         job = _submit(ca, SLOW + " (progress)")

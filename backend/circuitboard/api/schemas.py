@@ -169,6 +169,13 @@ class GraphCreate(_In):
         "(at most limits.max_target_tokens; not together with target_tokens)",
     )
     slug: str | None = None
+    preset: str | None = Field(
+        default=None,
+        max_length=80,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="the preset whose workers trace it (distributed mode: GET /api/config lists the presets with "
+        "live workers); default: this server's preset. A preset no worker serves is a 503 naming it",
+    )
 
 
 class GraphCreated(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from circuitboard.engine.types import EngineInfo
 from circuitboard.jobs.events import JobEvents
-from circuitboard.jobs.host import EngineHost, ModelHost
+from circuitboard.jobs.host import EngineHost, EngineUnavailable, ModelHost
 from circuitboard.jobs.queue import JobQueue
 from circuitboard.jobs.worker import Worker
 from circuitboard.store import Store
@@ -70,7 +70,11 @@ class LocalTransport:
             self._worker.stop(timeout)
 
     def host(self, preset: str | None = None) -> ModelHost:
-        return self._host  # one model: a preset name in the request is the server's own
+        if preset is not None and preset != self.preset:  # one model here: another preset has no worker
+            raise EngineUnavailable(
+                "none", f"preset: no worker serves {preset!r} here (this server runs {self.preset!r})"
+            )
+        return self._host
 
     def queue_name(self, preset: str | None = None) -> str | None:
         return None

@@ -35,7 +35,7 @@ def create_graph(body: GraphCreate, svc: ServicesDep, who: PrincipalDep) -> JSON
     req = graph_request(body, svc.settings, svc.ranges)
     # Before submit's cache lookup: a cached graph the limits refuse now exists only if they were lowered since.
     refuse_unfit(req, svc)
-    result = svc.jobs.submit(req, owner_id=who.user_id)
+    result = svc.jobs.submit(req, owner_id=who.user_id, preset=body.preset)
     if result.graph is not None:
         out = GraphCreated(slug=result.graph.slug, cached=True, graph_url=graph_url(result.graph.slug))
         return JSONResponse(out.model_dump(), status_code=201)
