@@ -131,7 +131,8 @@ def _load_engine(args: argparse.Namespace) -> Engine:
     if transcoders is None:
         raise SystemExit("error: --transcoders is required with a model path")
     print(f"loading {model} with transcoders {transcoders}", file=sys.stderr)
-    return Engine.load(model, transcoders, device=args.device, dtype=args.dtype)
+    # One command, one trace: its own first forward warms the model, so the loader's warm-up would be extra work.
+    return Engine.load(model, transcoders, device=args.device, dtype=args.dtype, warm_up=False)
 
 
 class _Bar:

@@ -45,10 +45,13 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype = "float32",
     pattern_attention: bool = True,
+    warm_up: bool = True,
 ) -> tuple[Any, Any, str]:
     """Return (model, tokenizer, name). The model routes attention through our pattern-aware function;
     `pattern_attention=False` keeps the model's own attention kernel (the data stage's plain forward passes
-    over the corpus need no patterns, and the activation cache has always been computed that way)."""
+    over the corpus need no patterns, and the activation cache has always been computed that way).
+    `warm_up=False` skips the warm-up forward: a one-shot process (`circuitboard trace`) runs its own forward
+    first anyway, so warming up there is only an extra forward pass."""
     device = torch.device(device) if device is not None else default_device()
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype)}
     if pattern_attention:
@@ -58,10 +61,15 @@ def load_model(
     model.requires_grad_(False)
     if pattern_attention:
         patterns.use_pattern_attention(model)
-    # One tiny forward pages in memory-mapped weights and warms kernels, so the first trace is not slow.
+    if warm_up:
+        _warm_up(model, device)
+    return model, tokenizer, name
+
+
+def _warm_up(model: Any, device: torch.device) -> None:
+    """One tiny forward pages in memory-mapped weights and warms kernels, so a server's first trace is not slow."""
     with torch.no_grad():
         model(input_ids=torch.zeros(1, 2, dtype=torch.long, device=device), use_cache=False, logits_to_keep=1)
-    return model, tokenizer, name
 
 
 def _from_pretrained(ref: str | Path, kwargs: dict[str, Any]) -> tuple[Any, Any, str]:

@@ -79,9 +79,11 @@ class Engine:
         *,
         device: str | torch.device | None = None,
         dtype: str = "float32",
+        warm_up: bool = True,
     ) -> Engine:
+        """`warm_up=False` for one-shot processes, whose first trace warms the model anyway (load_model)."""
         device = torch.device(device) if device is not None else default_device()
-        hf_model, tokenizer, name = load_model(model, device=device, dtype=dtype)
+        hf_model, tokenizer, name = load_model(model, device=device, dtype=dtype, warm_up=warm_up)
         tset = load_transcoder_set(transcoders, device=device, dtype=resolve_dtype(dtype))
         return cls(
             hf_model, tokenizer, tset, model_name=name, fingerprint=files_fingerprint([model, transcoders], extra=dtype)
