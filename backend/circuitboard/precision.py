@@ -54,6 +54,12 @@ def _matmul_seconds(dtype: torch.dtype, n: int = 512, reps: int = 4) -> float:
     return time.perf_counter() - t
 
 
+def matmul_gflops(dtype: torch.dtype = torch.float32, tries: int = 3, n: int = 512, reps: int = 4) -> float:
+    """This process's matmul rate in GFLOP/s, from the best of `tries` of the timing `compute_dtype` makes."""
+    seconds = min(_matmul_seconds(dtype, n, reps) for _ in range(tries))
+    return 2 * n * 640 * 1024 * reps / seconds / 1e9
+
+
 @functools.cache
 def compute_dtype(device: str = "cpu") -> torch.dtype:
     """bf16 when it is at least 1.3x faster than fp32 on `device` (always on CUDA), else fp32."""

@@ -330,8 +330,7 @@ def _peak(terms: dict[str, int], calib: Calibration) -> int:
 @functools.cache
 def machine_gflops(dtype: torch.dtype = torch.float32) -> float:
     """This process's matmul rate, from the timing `precision` makes to choose the compute dtype."""
-    seconds = min(precision._matmul_seconds(dtype) for _ in range(3))
-    return 2 * 512 * 640 * 1024 * 4 / seconds / 1e9  # the shapes and repetitions precision times
+    return precision.matmul_gflops(dtype)
 
 
 @functools.cache
