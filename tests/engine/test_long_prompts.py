@@ -184,6 +184,29 @@ def test_row_store_keeps_only_what_rows_can_read():
     assert torch.allclose(store.weighted_abs(w), w @ dense.abs(), atol=1e-5)
 
 
+def test_row_store_trims_each_run_of_a_long_prompt():
+    """On a long prompt a batch's rows are stored per layer and band of positions: a row early in the prompt
+    keeps no columns of later positions, even beside rows at its end; reads still equal the dense rows'."""
+    g = torch.Generator().manual_seed(1)
+    L, P = 3, 300
+    active = torch.tensor([[layer, pos, 0] for layer in range(L) for pos in range(1, P)])
+    n_active = len(active)
+    n_cols = n_active + L * P + P
+    store = RowStore(active, n_cols, P, budget=4, like=torch.zeros(1))
+    layers, positions = torch.tensor([2, 2, 2, 2]), torch.tensor([10, 20, 280, 290])
+    rows = torch.randn(4, n_cols, generator=g)
+    for r in range(4):
+        rows[r, :n_active] *= ((active[:, 0] < layers[r]) & (active[:, 1] <= positions[r])).float()
+    store.add(rows, layers, positions)
+    early = sum(b.values.numel() for b in store.blocks if b.row == 0)
+    assert early <= 2 * 2 * store.MIN_BAND  # two rows × two source layers × one band, not × 290 positions
+    assert sum(b.values.numel() for b in store.blocks) < 0.6 * 4 * 2 * (P - 1)
+    cols = torch.arange(n_active)
+    assert torch.equal(store.gather(cols), rows[:, :n_active])
+    w = torch.rand(4, generator=g)
+    assert torch.allclose(store.weighted_abs(w), w @ rows.abs(), atol=1e-5)
+
+
 def _check_columns(adapter, tset, ids, graph, n_features=6):
     """Columns of a few features, errors and tokens equal the frozen model's response to perturbing them."""
     ctx = build_context(adapter, tset, ids)

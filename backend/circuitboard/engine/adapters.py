@@ -57,6 +57,20 @@ class Norm:
             g = g - g.mean(-1, keepdim=True)
         return g
 
+    # With the scale frozen, `backward` is diag(weight) · C (C = I − 11ᵀ/d when centered, else I) times a scalar per
+    # position. The row loop folds the matrix part into the weights it multiplies anyway, once per prompt, and
+    # leaves only the scalars (which commute with any per-position linear map).
+    def backward_then(self, W: torch.Tensor) -> torch.Tensor:
+        """M [d, k] with backward(g, s) @ W == s · (g @ M), for W [d, k]."""
+        if self.centered:
+            W = W - W.mean(0, keepdim=True)
+        return self.weight[:, None] * W
+
+    def after_backward(self, W: torch.Tensor) -> torch.Tensor:
+        """M [k, d] with backward(x @ W, s) == s · (x @ M), for W [k, d]."""
+        M = W * self.weight
+        return M - M.mean(-1, keepdim=True) if self.centered else M
+
 
 @dataclass(frozen=True)
 class Attention:

@@ -116,11 +116,42 @@ def encoder_reads(
     return reads
 
 
+@dataclass
+class FrozenLayer:
+    """One layer's backward with the prompt's frozen norm scales folded in (Norm.backward_then/after_backward):
+        attention  g ↦ einsum(pattern, g @ W_o) @ W_v    (summed over the query heads of each key/value head)
+        skip       g ↦ s_mlp · (g @ W_skip)
+    pattern[h, i, j] = s_out[i] · pattern[h, i, j] · s_in[j]: the scales of the post-attention norm (at the
+    query i, where the gradient sits) and of the attention-input norm (at the key j, where it goes)."""
+
+    W_o: torch.Tensor  # [d, H·hd]
+    pattern: torch.Tensor  # [H, P, P]
+    W_v: torch.Tensor  # [kv·hd, d]
+    W_skip: torch.Tensor | None  # [d, d]
+
+    @classmethod
+    def fold(cls, adapter: Adapter, tset: TranscoderSet, ctx: PromptContext, layer: int) -> FrozenLayer:
+        block = adapter.blocks[layer]
+        W_o, pattern = block.attn.W_o, ctx.patterns[layer] * ctx.scale_attn_in[layer].view(1, 1, -1)
+        if block.attn_out is not None:
+            assert ctx.scale_attn_out is not None  # recorded for every model whose blocks have this norm
+            W_o = block.attn_out.backward_then(W_o)
+            pattern = pattern * ctx.scale_attn_out[layer].view(1, -1, 1)
+        W_skip = tset.layers[layer].W_skip
+        return cls(
+            W_o=W_o,
+            pattern=pattern,
+            W_v=block.attn_in.after_backward(block.attn.W_v),
+            W_skip=None if W_skip is None else block.mlp_in.after_backward(W_skip),
+        )
+
+
 class RowComputer:
     """Backward rows through the frozen model for batches of targets."""
 
     def __init__(self, adapter: Adapter, tset: TranscoderSet, ctx: PromptContext, sources: SourceTable):
         self.adapter, self.tset, self.ctx, self.sources = adapter, tset, ctx, sources
+        self.frozen = [FrozenLayer.fold(adapter, tset, ctx, layer) for layer in range(adapter.n_layers)]
 
     def feature_reads(self, layers: torch.Tensor, positions: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         return encoder_reads(self.adapter, self.tset, self.ctx, layers, positions, features)
@@ -140,47 +171,56 @@ class RowComputer:
 
         `layers` and `positions` are index bookkeeping: read on the CPU, so that the loop below never waits
         for the device (a mask or `.any()` on a device tensor would)."""
+        layers, positions = layers.cpu(), positions.cpu()
+        # Deepest rows first. A row's gradient is zero above its own layer, so at each layer the rows that carry
+        # one are a prefix, and every matmul of that layer runs on the prefix only: a batch spread over the
+        # layers does about half the work it would over all rows.
+        order = torch.argsort(layers, descending=True, stable=True)
+        if torch.equal(order, torch.arange(len(order))):
+            return self._rows_deepest_first(layers, positions, reads)
+        out = self._rows_deepest_first(layers[order], positions[order], reads[order.to(reads.device)])
+        return out[torch.argsort(order).to(out.device)]
+
+    def _rows_deepest_first(self, layers: torch.Tensor, positions: torch.Tensor, reads: torch.Tensor) -> torch.Tensor:
+        """`rows` for targets sorted by layer, deepest first (CPU `layers`, `positions`)."""
         ad, ctx, src = self.adapter, self.ctx, self.sources
         B, L = len(layers), ad.n_layers
-        layers, positions = layers.cpu(), positions.cpu()
         P = int(positions.max()) + 1
         g = torch.zeros(B, P, ad.d_model, dtype=reads.dtype, device=reads.device)
         out = torch.zeros(B, src.n_cols, dtype=reads.dtype, device=reads.device)
         inject = _injections(layers, positions, reads.device)
+        # at_or_above[l]: how many rows sit at layer >= l, i.e. carry a gradient below layer l's MLP input.
+        at_or_above = torch.bincount(layers, minlength=L + 2).flip(0).cumsum(0).flip(0).tolist()
         top = int(layers.max())
         if L in inject:
             g[inject[L][0], inject[L][1]] += reads[inject[L][0]]
         for layer in range(min(top, L - 1), -1, -1):
             # g is now d target / d resid after layer `layer`: read edges of everything written there.
-            src.writers[layer].read(g, out)  # index_add: a CLT feature writes to several layers
-            block = ad.blocks[layer]
-            W_skip = self.tset.layers[layer].W_skip
+            n = at_or_above[layer + 1]  # rows above this layer's MLP: the only ones it writes into
+            frozen = self.frozen[layer]
+            if n:
+                src.writers[layer].read(g[:n], out[:n])  # index_add: a CLT feature writes to several layers
             # In place (same sums): a new [B, P, d] per step is a page-faulting allocation on a long prompt.
-            if W_skip is not None:
-                g += block.mlp_in.backward(g @ W_skip, ctx.scale_mlp_in[layer, :P])
+            if n and frozen.W_skip is not None:
+                g[:n].addcmul_(g[:n] @ frozen.W_skip, ctx.scale_mlp_in[layer, :P])
             if layer in inject:
                 rows, pos = inject[layer]
                 g[rows, pos] += reads[rows]
-            g += self._attention_backward(layer, g, P)
+            n = at_or_above[layer]
+            g[:n] += self._attention_backward(layer, g[:n], P)
         for p in range(P):
             out[:, src.token_start + p] = g[:, p] @ ctx.embeddings[p]
         return out
 
     def _attention_backward(self, layer: int, g: torch.Tensor, P: int) -> torch.Tensor:
-        block, ctx = self.adapter.blocks[layer], self.ctx
-        attn = block.attn
+        attn, frozen = self.adapter.blocks[layer].attn, self.frozen[layer]
         B = g.shape[0]
-        if block.attn_out is not None:
-            assert ctx.scale_attn_out is not None  # recorded for every model whose blocks have this norm
-            g = block.attn_out.backward(g, ctx.scale_attn_out[layer, :P])
-        u = (g @ attn.W_o).view(B, P, attn.n_heads, attn.head_dim)
-        pattern = ctx.patterns[layer][:, :P, :P]
-        gv = torch.einsum("hij,bihd->bjhd", pattern, u)
+        u = (g @ frozen.W_o).view(B, P, attn.n_heads, attn.head_dim)
+        gv = torch.einsum("hij,bihd->bjhd", frozen.pattern[:, :P, :P], u)
         group = attn.n_heads // attn.n_kv_heads
         if group > 1:
             gv = gv.reshape(B, P, attn.n_kv_heads, group, attn.head_dim).sum(3)
-        gx = gv.reshape(B, P, attn.n_kv_heads * attn.head_dim) @ attn.W_v
-        return block.attn_in.backward(gx, ctx.scale_attn_in[layer, :P])
+        return gv.reshape(B, P, attn.n_kv_heads * attn.head_dim) @ frozen.W_v
 
 
 def _injections(
@@ -219,14 +259,14 @@ def attribute(
     t0 = time.perf_counter()
     report = _reporter(progress, should_cancel)
     report("forward", 0, 1)
-    ctx = build_context(adapter, tset, input_ids)
+    ctx = build_context(adapter, tset, input_ids, errors=False)
     sources = SourceTable(tset, ctx)
     targets = targets_fn(ctx)
     computer = RowComputer(adapter, tset, ctx, sources)
     _drop_forward_records(ctx)
     report("forward", 1, 1)
     timings["forward_s"] = time.perf_counter() - t0
-    reduced = _reduced_precision(precision, ctx, sources)
+    reduced = _reduced_precision(precision, computer)
     with reduced or contextlib.nullcontext():
         graph = _attribute_rows(
             adapter, computer, targets, report, timings, max_feature_nodes, batch_size, update_interval, compute_batch
@@ -241,10 +281,10 @@ def attribute(
 
 
 def _drop_forward_records(ctx: PromptContext) -> None:
-    """Free what only the forward and the source table needed: the rows read patterns, norm scales and
-    embeddings (L·P·d_t activations alone are 300 MB at 1,024 tokens of Gemma 3 270M)."""
+    """Free what only the forward and the source table needed: the rows read the folded patterns, norm scales
+    and embeddings (L·P·d_t activations alone are 300 MB at 1,024 tokens of Gemma 3 270M)."""
     empty = ctx.embeddings.new_zeros(0)
-    ctx.acts = []
+    ctx.acts, ctx.patterns = [], []  # the row computer holds the patterns, norm scales folded in
     ctx.mlp_in = ctx.mlp_out = ctx.resid_mid = ctx.errors = empty
     ctx.skip_out = None
 
@@ -252,13 +292,15 @@ def _drop_forward_records(ctx: PromptContext) -> None:
 _PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
-def _reduced_precision(precision: Precision, ctx: PromptContext, sources: SourceTable) -> torch.autocast | None:
+def _reduced_precision(precision: Precision, computer: RowComputer) -> torch.autocast | None:
     """The autocast of a bf16 trace (None for fp32); what every batch multiplies is cast to bf16 once here."""
+    ctx, sources = computer.ctx, computer.sources
     device = ctx.embeddings.device
     if dtype_for(precision, device.type) != torch.bfloat16 or ctx.embeddings.dtype == torch.bfloat16:
         return None
     sources.cast_vectors(torch.bfloat16)
-    ctx.patterns = [p.to(torch.bfloat16) for p in ctx.patterns]
+    for frozen in computer.frozen:
+        frozen.pattern = frozen.pattern.to(torch.bfloat16)
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 

@@ -77,8 +77,12 @@ def build_context(
     input_ids: torch.Tensor,
     zero_first_pos: bool = True,
     all_logits: bool = False,
+    errors: bool = True,
 ) -> PromptContext:
-    """Run the model once (our own forward on its weights, patterns from its attention) and record it all."""
+    """Run the model once (our own forward on its weights, patterns from its attention) and record it all.
+
+    `errors=False` leaves `errors` empty: attribution's source table computes them from the decoder rows it
+    reads anyway (sources.SourceTable), so that a trace reads each decoder row once."""
     input_ids = input_ids.to(adapter.W_U.device)
     pats = capture_patterns(adapter, input_ids)
     x = adapter.embed(input_ids)
@@ -112,8 +116,9 @@ def build_context(
             # Position 0 (BOS) carries huge-norm, uninformative features; its MLP output goes to the error node.
             a[0] = 0
         acts.append(a)
-    recon = torch.stack([tset.decode(layer, acts, mlp_in[layer]) for layer in range(L)])
     skip_out = torch.stack([_skip(tset, layer, mlp_in[layer]) for layer in range(L)]) if tset.has_skip else None
+    if errors:
+        recon = torch.stack([tset.decode(layer, acts, mlp_in[layer]) for layer in range(L)])
     return PromptContext(
         input_ids=input_ids,
         patterns=pats,
@@ -128,7 +133,7 @@ def build_context(
         mlp_out=mlp_out,
         logits=logits,
         acts=acts,
-        errors=mlp_out - recon,
+        errors=mlp_out - recon if errors else mlp_out.new_zeros(0),
         skip_out=skip_out,
     )
 

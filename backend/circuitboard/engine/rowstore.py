@@ -3,9 +3,10 @@
 A feature row has one entry per source: every active feature, every error, every token. Held dense, the rows of
 a selection take budget × n_active floats, which grows with the prompt (2,000 rows × 588k active features at
 1,024 tokens of Gemma 3 270M: 4.7 GB). Much of a row is structurally zero: a feature at layer l and position p
-reads only features of layers < l at positions ≤ p. `RowStore` keeps each batch's rows only over those columns
-(one block per run of source layers; contiguous because active features are sorted by layer, then position)
-and the error and token columns densely.
+reads only features of layers < l at positions ≤ p. `RowStore` cuts each batch into runs of rows at one layer
+and in one band of positions, keeps each run's rows only over the columns its rows can read (one block per run
+of source layers; contiguous because active features are sorted by layer, then position) and the error and
+token columns densely.
 
 The greedy order needs, at each refresh, the influence of every feature not chosen yet, so the blocks stay
 until the selection ends; then only the columns of the chosen features are gathered into the graph's rows
@@ -32,6 +33,12 @@ class _Block:
 class RowStore:
     """Rows of the selected features, [budget, n_cols] in effect, stored as described above."""
 
+    # A batch's rows are stored in runs of one layer and one band of positions (see _runs): at most
+    # POSITION_BANDS bands, none narrower than MIN_BAND positions (a short prompt keeps one band: its blocks
+    # stay few and its rows small).
+    POSITION_BANDS = 16
+    MIN_BAND = 64
+
     def __init__(
         self,
         active: torch.Tensor,
@@ -44,7 +51,7 @@ class RowStore:
         """`active` [n_active, 3] (layer, pos, feature) sorted by (layer, pos), on the CPU; `like`: the dtype
         and device rows come in; `dense`: a [budget, n_cols] view to write every row into (every feature
         selected, in column order)."""
-        self.n_active, self.n_cols, self.budget = len(active), n_cols, budget
+        self.n_active, self.n_cols, self.budget, self.n_pos = len(active), n_cols, budget, n_pos
         self.done = 0
         self.dense = dense
         self.sums = torch.zeros(budget, dtype=like.dtype, device=like.device)
@@ -66,9 +73,22 @@ class RowStore:
         else:
             assert self.tail is not None
             self.tail[r0 : r0 + B] = batch_rows[:, self.n_active :]
-            for a, b in self._ranges(int(layers.max()), int(positions.max())):
-                self.blocks.append(_Block(r0, a, batch_rows[:, a:b].clone()))
+            for start, stop, layer, pos in self._runs(layers, positions):
+                for a, b in self._ranges(layer, pos):
+                    self.blocks.append(_Block(r0 + start, a, batch_rows[start:stop, a:b].clone()))
         self.done += B
+
+    def _runs(self, layers: torch.Tensor, positions: torch.Tensor) -> list[tuple[int, int, int, int]]:
+        """The batch cut into runs of consecutive rows at one layer and in one band of `POSITION_BAND`
+        positions: (start, stop, deepest layer, last position) each. A run stores only the columns its own rows
+        can read; one block for the whole batch would keep, for every row, what its deepest and last row reads
+        (at 1,024 tokens ~0.43 of the active columns a row, against ~0.25 read)."""
+        band = max(1, -(-self.n_pos // self.POSITION_BANDS), self.MIN_BAND)
+        key = (layers * (self.n_pos // band + 1) + positions // band).tolist()
+        cuts = [0] + [i for i in range(1, len(key)) if key[i] != key[i - 1]] + [len(key)]
+        return [
+            (a, b, int(layers[a:b].max()), int(positions[a:b].max())) for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+        ]
 
     def _ranges(self, top_layer: int, top_pos: int) -> list[tuple[int, int]]:
         """Column ranges that rows up to `top_layer`, `top_pos` can read: features of lower layers, up to top_pos."""

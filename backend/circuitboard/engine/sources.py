@@ -39,14 +39,9 @@ class SourceTable:
         self._rows_of.clear()
 
     def _layer_writers(self, tset: TranscoderSet, ctx: PromptContext, layer: int) -> Writers:
-        """What is written into the residual stream at `layer`: its errors and the features that write there."""
+        """What is written into the residual stream at `layer`: the features that write there and its errors."""
         P = ctx.n_pos
-        pos_all = [torch.arange(P)]
-        col_all = [self.n_active + layer * P + torch.arange(P)]
-        # As circuit-tracer: position 0 (BOS) is input-independent, so its error is a constant, not a node.
-        errors = ctx.errors[layer].clone()
-        errors[0] = 0
-        vec_all = [errors]
+        pos_all, col_all, vec_all = [], [], []
         for src in range(layer + 1) if tset.cross_layer else (layer,):
             sel = (self.active[:, 0] == src).nonzero(as_tuple=True)[0]
             if len(sel) == 0:
@@ -54,7 +49,27 @@ class SourceTable:
             pos_all.append(self.active[sel, 1])
             col_all.append(sel)
             vec_all.append(self._written(tset, src, sel, layer))
+        errors = self._errors(tset, ctx, layer, pos_all, vec_all)
+        # As circuit-tracer: position 0 (BOS) is input-independent, so its error is a constant, not a node.
+        errors[0] = 0
+        pos_all.append(torch.arange(P))
+        col_all.append(self.n_active + layer * P + torch.arange(P))
+        vec_all.append(errors)
         return Writers.build(torch.cat(pos_all), torch.cat(col_all), torch.cat(vec_all), P)
+
+    @staticmethod
+    def _errors(
+        tset: TranscoderSet, ctx: PromptContext, layer: int, pos: list[torch.Tensor], written: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """The error term of `layer` [P, d]: the true MLP output minus the replacement's (decoder bias, skip,
+        and what the features write, summed per position from the vectors just read: decoder rows are read
+        once per prompt)."""
+        recon = tset.layers[layer].b_dec.expand(ctx.n_pos, -1).clone()
+        if ctx.skip_out is not None:
+            recon += ctx.skip_out[layer]
+        if written:
+            recon.index_add_(0, torch.cat(pos).to(recon.device), torch.cat(written))
+        return ctx.mlp_out[layer] - recon
 
     def _written(self, tset: TranscoderSet, src: int, sel: torch.Tensor, layer: int) -> torch.Tensor:
         """activation × decoder row [n, d] written at `layer` by the active features `sel` of layer `src`. Decoder
