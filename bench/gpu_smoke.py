@@ -104,16 +104,17 @@ def tiny_pipeline(device: torch.device, work: Path, args: argparse.Namespace, ro
         dead_window=2000,
     )
     out = work / "trained"
-    timed(
+    metrics = timed(
         "train transcoders (tiny)",
         device,
         lambda: train_transcoders(cache, out, cfg, progress=False, log=lambda _m: None, device=device),
         rows,
     )
+    assert metrics["device"] == device.type, "transcoders were not trained on the device"
     timed(
         "atlas (tiny)",
         device,
-        lambda: build_atlas(model, out, cache, work / "atlas.sqlite", progress=False, tokenizer=tok),
+        lambda: build_atlas(model, out, cache, work / "atlas.sqlite", progress=False, tokenizer=tok, device=device),
         rows,
     )
 

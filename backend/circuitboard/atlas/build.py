@@ -11,6 +11,10 @@ everywhere, as in transcoder training.
 
 Speed (Gemma 3 270M: 18 layers, 4096 TopK features, d 640): the bf16 encoder matmul dominates; everything
 else runs on ~1e5-element tensors, on one thread (see `encode`).
+
+Device (`device=`, default: the given model's, else the CPU): the encoder, the statistics' tables and the
+logit products live there; cached rows are copied to it chunk by chunk. The scan reads back once per chunk (the
+compaction of its nonzero activations) and once per layer (its statistics, to make the rows).
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class _Build:
     timings: dict[str, float]
     tuner: ThreadTuner
     progress: _Progress
+    device: torch.device  # where the scan runs
 
 
 class _Progress:
@@ -116,16 +121,18 @@ def build_atlas(
     texts: Iterable[str] | None = None,
     seq_len: int = 128,
     corpus_dir: Path | None = None,
+    device: str | torch.device | None = None,
 ) -> BuildResult:
     """Build (or resume) the atlas SQLite file at `out_path`. See the module docstring for the method.
 
     `model_dir`: the model folder (only its tokenizer, final norm and unembedding are read), or a loaded
     CausalLM in its place (then pass `tokenizer=`). `texts` / `corpus_dir` are only used when the activation
-    cache is missing.
+    cache is missing. `device`: where the scan runs (default: a loaded model's device, else the CPU).
     """
     t_start = time.perf_counter()
     p = params or AtlasParams()
     src = _resolve_model(model_dir, tokenizer)
+    dev = torch.device(device) if device is not None else _model_device(src.model)
     cache = _ensure_cache(Path(cache_dir), src, texts, max_tokens, seq_len, corpus_dir)
     tset = open_transcoders(transcoders_dir)
     n_seqs, layer_list = _plan(cache, tset, max_tokens, layers)
@@ -145,9 +152,9 @@ def build_atlas(
     corpus.vocab_text = dict(zip(corpus.keep_ids.tolist(), store.vocab_text(corpus.keep_ids.tolist()), strict=True))
     _write_meta(store, config_hash, config, src.name, transcoders_dir, tset.n_layers, corpus, p)
 
-    W_U = src.head.W_U[corpus.logit_ids].to(dtype_for(p.precision))
+    W_U = src.head.W_U[corpus.logit_ids].to(dev, dtype_for(p.precision, dev.type))
     bar = _Progress(progress, corpus.n_tok, len(todo))
-    b = _Build(tset, cache, corpus, src.head, W_U, store, p, {}, ThreadTuner(), bar)
+    b = _Build(tset, cache, corpus, src.head, W_U, store, p, {}, ThreadTuner(), bar, dev)
     b.timings["setup"] = time.perf_counter() - t_start
     t_scan = time.perf_counter()
     try:
@@ -176,10 +183,16 @@ def _resolve_model(model: str | Path | HFModel, tokenizer: Any) -> _ModelSource:
     if tokenizer is None:
         raise ValueError("pass tokenizer= when giving a loaded model")
     name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
-    # The scan runs on the CPU (the cache and the statistics live there): a model on a GPU gives its head over.
+    # The head is kept on the CPU, as a folder's is; `build_atlas` moves what the scan multiplies to its device.
     head = head_from_model(model)
     head = replace(head, W_U=head.W_U.cpu(), gain=head.gain.cpu())
     return _ModelSource(head, tokenizer, model, name, None)
+
+
+def _model_device(model: HFModel | None) -> torch.device:
+    """A loaded model's device (the scan's default), else the CPU."""
+    param = next(model.parameters(), None) if model is not None else None
+    return param.device if param is not None else torch.device("cpu")
 
 
 def _ensure_cache(
@@ -349,18 +362,20 @@ def _scan_layer(b: _Build, layer: int) -> LayerScan:
     """Encode the layer's cached MLP inputs chunk by chunk into its statistics."""
     p, tokens = b.p, b.corpus.tokens
     n_seqs, T = tokens.shape
+    dev = b.device
     tc = layer_transcoder(b.tset, layer)
-    enc = Encoder(tc, p.precision)
+    enc = Encoder(tc, p.precision, dev)
     X = b.cache.layer_in(layer)
     seqs_per_chunk = max(1, p.chunk_tokens // T)
     # seeded per layer: a resumed build samples exactly what an uninterrupted one would
     gen = torch.Generator().manual_seed(p.seed * 100_003 + layer)
-    stats = LayerStats(tc.d_transcoder, p, b.corpus.keep_ids.numel(), gen)
-    kth_all = torch.full((n_seqs * T,), float("inf")) if tc.activation == "topk" else None
+    stats = LayerStats(tc.d_transcoder, p, b.corpus.keep_ids.numel(), gen, dev)
+    kth_all = torch.full((n_seqs * T,), float("inf"), device=dev) if tc.activation == "topk" else None
+    tok_c = b.corpus.in_map.to(dev)[tokens.view(-1).to(dev)]  # every cache row's tracked token id
     for s0 in range(0, n_seqs, seqs_per_chunk):
         s1 = min(n_seqs, s0 + seqs_per_chunk)
         x = X[s0 * T : s1 * T].view(s1 - s0, T, -1)[:, 1:].reshape(-1, X.shape[1])
-        g_rows = (torch.arange(s0, s1).unsqueeze(1) * T + torch.arange(1, T)).reshape(-1)
+        g_rows = (torch.arange(s0, s1, device=dev).unsqueeze(1) * T + torch.arange(1, T, device=dev)).reshape(-1)
         threads = b.tuner.pick()
         torch.set_num_threads(threads)
         t_enc = time.perf_counter()
@@ -371,9 +386,9 @@ def _scan_layer(b: _Build, layer: int) -> LayerScan:
             kth_all[g_rows] = kth
         with one_thread():
             g = g_rows[c]
-            stats.update(f, g, b.corpus.in_map[tokens.view(-1)[g]], v)
+            stats.update(f, g, tok_c[g], v)
         b.progress.advance((s1 - s0) * (T - 1), layer)
-    return LayerScan(layer, tc, enc, stats, X, kth_all)
+    return LayerScan(layer, tc, enc, stats.to("cpu"), X, kth_all)  # the layer's one read back
 
 
 def _finish(

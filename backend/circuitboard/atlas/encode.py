@@ -7,6 +7,10 @@ direct write into the residual stream).
 
 Threads: small (~1e5-element) ops run on one thread, and the encoder's matmul picks all threads or one by
 timing both (on 2 shared cores, OpenMP stalls made multi-threaded small ops 10-50x slower).
+
+Device: the encoder's weights live on the scan's device (`Encoder(device=)`); cached rows are copied there
+pinned and without blocking (`to_device`), and the one read back of a chunk is the compaction of its nonzero
+activations into triplets (their count is data).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from circuitboard.data.activations import to_device
 from circuitboard.engine.transcoders import TranscoderSet, load_transcoder_set
 from circuitboard.precision import dtype_for
 
@@ -130,20 +135,27 @@ class ThreadTuner:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class Encoder:
-    """Transcoder encoding of cached MLP inputs to sparse triplets, plus single-feature re-encoding."""
+def nonzero_rows(mask: torch.Tensor) -> torch.Tensor:
+    """Indices where a 1-D mask holds: a chunk's one read back (how many there are is data)."""
+    return mask.nonzero().squeeze(1)
 
-    def __init__(self, tc: LayerTranscoder, precision: str):
-        self.tc = tc
-        self.dtype = dtype_for(precision)
-        self.W = tc.W_enc.to(self.dtype).contiguous()
-        self.b = tc.b_enc.float()
-        self.thr = tc.threshold.float() if tc.threshold is not None else None
+
+class Encoder:
+    """Transcoder encoding of cached MLP inputs to sparse triplets, plus single-feature re-encoding, on
+    `device` (in the matmul dtype `precision` gives there)."""
+
+    def __init__(self, tc: LayerTranscoder, precision: str, device: torch.device | str = "cpu"):
+        self.tc, self.device = tc, torch.device(device)
+        self.dtype = dtype_for(precision, self.device.type)
+        self.W = tc.W_enc.to(self.device, self.dtype).contiguous()
+        self.b = tc.b_enc.to(self.device, torch.float32)
+        self.thr = tc.threshold.to(self.device, torch.float32) if tc.threshold is not None else None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """x [C, d] -> (c, f, v, kth): token index, feature and value of every nonzero activation, and for
-        TopK the per-token k-th pre-activation (to re-derive window activations later)."""
-        x = x.to(self.dtype)
+        """x [C, d] (any device) -> (c, f, v, kth) on the encoder's device: token index, feature and value of
+        every nonzero activation, and for TopK the per-token k-th pre-activation (to re-derive window
+        activations later). The compaction to nonzeros is the one read back (its count is data)."""
+        x = to_device(x, self.device).to(self.dtype)
         if self.tc.activation == "topk":
             # bias inside the matmul (addmm) and top-k straight on its output: no [C, F] float copy
             pre = torch.addmm(self.b.to(self.dtype), x, self.W.T)
@@ -152,13 +164,13 @@ class Encoder:
             with one_thread():
                 v = v.float()
                 kth = v[:, -1].clone()
-                c = torch.arange(pre.shape[0]).repeat_interleave(k)
+                c = torch.arange(pre.shape[0], device=self.device).repeat_interleave(k)
                 v, f = v.reshape(-1), f.reshape(-1)
-                nz = v > 0
+                nz = nonzero_rows(v > 0)
                 return c[nz], f[nz], v[nz], kth
         act = torch.addmm(self.b.to(self.dtype).unsqueeze(1), self.W, x.T).float()
         if self.thr is not None:  # JumpReLU: a * (a > θ)
-            act = torch.where((act > self.thr.unsqueeze(1)) & (act > 0), act, torch.zeros(()))
+            act = torch.where((act > self.thr.unsqueeze(1)) & (act > 0), act, torch.zeros((), device=self.device))
         else:
             act.clamp_min_(0)
         f, c = act.nonzero(as_tuple=True)
@@ -171,12 +183,13 @@ class Encoder:
         encoder rows."""
         n, S, W, d = x.shape
         w = self.W[f0 : f0 + n].unsqueeze(2)  # [n, d, 1]
-        pre = torch.bmm(x.view(n, S * W, d).to(self.dtype), w).view(n, S, W).float()
+        pre = torch.bmm(to_device(x, self.device).view(n, S * W, d).to(self.dtype), w).view(n, S, W).float()
         pre += self.b[f0 : f0 + n].view(n, 1, 1)
+        zero = torch.zeros((), device=self.device)
         if self.tc.activation == "topk":
             assert kth is not None
-            return torch.where((pre >= kth) & (pre > 0), pre, torch.zeros(()))
+            return torch.where((pre >= kth.to(self.device)) & (pre > 0), pre, zero)
         if self.thr is not None:
             thr = self.thr[f0 : f0 + n].view(n, 1, 1)
-            return torch.where((pre > thr) & (pre > 0), pre, torch.zeros(()))
+            return torch.where((pre > thr) & (pre > 0), pre, zero)
         return pre.clamp_min(0)

@@ -3,6 +3,9 @@
 Example windows are re-encoded for their own feature only (a gathered batched dot product) to get per-token
 activations; output tokens come from the decoder rows through the final norm gain and the unembedding (over
 the token ids the build chose, `CorpusView.logit_ids`); input tokens are the ids carrying most activation.
+
+The statistics arrive on the CPU (read back once per layer, `build._scan_layer`); the two products, window
+re-encoding and output logits, run on the encoder's device and are read back once each.
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ class LayerScan:
     layer: int
     tc: LayerTranscoder
     enc: Encoder
-    stats: LayerStats
-    X: torch.Tensor  # bf16 [N*T, d] cached MLP inputs
-    kth_all: torch.Tensor | None  # TopK: every token's k-th pre-activation
+    stats: LayerStats  # on the CPU
+    X: torch.Tensor  # bf16 [N*T, d] cached MLP inputs (on the CPU)
+    kth_all: torch.Tensor | None  # TopK: every token's k-th pre-activation (on the encoder's device)
 
 
 def tick(timings: dict[str, float], name: str, t0: float) -> float:
@@ -168,7 +171,8 @@ def _slots(st: LayerStats, q_v: torch.Tensor, q_g: torch.Tensor, q_ok: torch.Ten
 def _window_acts(scan: LayerScan, slots: _Slots) -> torch.Tensor:
     """[F, S, W] activations of each feature on its own example windows, in feature blocks."""
     F, S, W = slots.rows.shape
-    acts = torch.zeros(F, S, W)
+    dev = scan.enc.device
+    acts = torch.zeros(F, S, W, device=dev)
     fb = max(1, 65536 // (S * W))  # ~65k gathered rows (~80 MB of bf16 at d=640) per block
     live = slots.live
     # memory-bound gathers: one thread loses little on a quiet machine and a lot less on a busy one
@@ -181,9 +185,9 @@ def _window_acts(scan: LayerScan, slots: _Slots) -> torch.Tensor:
                 i += 1
             r = slots.rows[f0:f1]
             xw = scan.X.index_select(0, r.reshape(-1)).view(f1 - f0, S, W, -1)
-            kth = scan.kth_all[r] if scan.kth_all is not None else None
+            kth = scan.kth_all[r.to(dev)] if scan.kth_all is not None else None
             acts[f0:f1] = scan.enc.encode_windows(xw, f0, kth)
-    return acts
+    return acts.cpu()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -215,11 +219,12 @@ class _Inputs:
 def _output_tokens(
     tc: LayerTranscoder, head: OutputHead, W_U: torch.Tensor, logit_ids: torch.Tensor, p: AtlasParams
 ) -> _Logits:
-    """Decoder directions through the final norm gain and the unembedding rows `W_U` (of `logit_ids`)."""
-    dirs = tc.W_dec.float()
+    """Decoder directions through the final norm gain and the unembedding rows `W_U` (of `logit_ids`), on
+    W_U's device."""
+    dirs = tc.W_dec.to(W_U.device, torch.float32)
     if head.center:
         dirs = dirs - dirs.mean(1, keepdim=True)
-    dirs = (dirs * head.gain).to(W_U.dtype)
+    dirs = (dirs * head.gain.to(W_U.device)).to(W_U.dtype)
     nl = min(p.n_logits, W_U.shape[0])
     top_v, top_i, bot_v, bot_i = [], [], [], []
     for f0 in range(0, dirs.shape[0], 512):
@@ -227,12 +232,12 @@ def _output_tokens(
         tv, ti = lg.topk(nl, dim=1)
         bv, bi = (-lg).topk(nl, dim=1)
         top_v.append(tv)
-        top_i.append(logit_ids[ti])
+        top_i.append(ti)
         bot_v.append(-bv)
-        bot_i.append(logit_ids[bi])
-    return _Logits(
-        torch.cat(top_v).tolist(), torch.cat(top_i).tolist(), torch.cat(bot_v).tolist(), torch.cat(bot_i).tolist(), nl
-    )
+        bot_i.append(bi)
+    ids = logit_ids.to(W_U.device)
+    tv, ti, bv, bi = (torch.cat(t).cpu() for t in (top_v, [ids[i] for i in top_i], bot_v, [ids[i] for i in bot_i]))
+    return _Logits(tv.tolist(), ti.tolist(), bv.tolist(), bi.tolist(), nl)
 
 
 def _input_tokens(st: LayerStats, keep_ids: torch.Tensor, p: AtlasParams) -> _Inputs:

@@ -35,6 +35,14 @@ Mode = Literal["r", "r+", "w+", "c"]
 SIDES: tuple[Side, Side] = ("in", "out")
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Cached CPU rows onto the device that trains or scans on them: through pinned memory and without blocking
+    on a GPU (the copy overlaps the work already queued); a plain `.to` elsewhere."""
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def load_cache_model(model_dir: Path | str, device: str | torch.device = "cpu") -> tuple[HFModel, Any]:
     """(model, tokenizer) for filling the cache: bf16 where `device` computes bf16 fast (CUDA; about twice
     fp32's speed with AVX512-BF16) and fp32 where it only emulates it (then 3.6x slower than fp32)."""

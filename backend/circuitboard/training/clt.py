@@ -19,9 +19,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from circuitboard.data.activations import to_device
 from circuitboard.precision import compute_dtype
 from circuitboard.training.calibrate import rate_thresholds
 from circuitboard.training.config import TrainConfig
+from circuitboard.training.residency import fired_latents
 from circuitboard.training.transcoder import lsq_affine
 
 BANDWIDTH = 0.05  # the JumpReLU threshold's straight-through kernel width (normalised pre-activation units)
@@ -43,7 +45,7 @@ class _PairsPre(torch.autograd.Function):
         x, rows, feats = ctx.saved_tensors
         g = g.float()
         gb = torch.zeros(ctx.width, dtype=torch.float32, device=g.device).index_add_(0, feats, g)
-        if g.is_cuda:  # a dense product is what a GPU does fastest
+        if g.device.type != "cpu":  # a dense product is what a GPU does fastest (the sparse one is a CPU trick)
             G = torch.zeros(len(x), ctx.width, dtype=torch.float32, device=g.device).index_put_((rows, feats), g)
             return G.T @ x.float(), gb, None, None, None, None
         S = torch.sparse_coo_tensor(torch.stack([feats, rows]), g, (ctx.width, len(x)), check_invariants=False)
@@ -105,20 +107,26 @@ class CrossLayerTranscoder(torch.nn.Module):
     def encode(self, layer: int, x: torch.Tensor) -> Codes:
         pre = self.pre(layer, x)
         with torch.no_grad():
-            if self.log_thr is None:
-                feats = pre.topk(self.k, dim=1, sorted=False).indices
-                rows = torch.arange(len(x), device=x.device).repeat_interleave(self.k)
-                feats = feats.reshape(-1)
-            else:
-                rows, feats = (pre > self.log_thr[layer].exp() - BANDWIDTH / 2).nonzero(as_tuple=True)
+            rows, feats = self._select(layer, pre)
         pre_sel = _PairsPre.apply(self.W_enc[layer], self.b_enc[layer], x, rows, feats, pre[rows, feats])
         if self.log_thr is None:
             vals = F.relu(pre_sel)
         else:
             vals = _JumpReLU.apply(pre_sel, self.log_thr[layer][feats])
-        counts = torch.bincount(rows, minlength=len(x))
+        # per-token counts by a scatter (bincount reads its input's max back to size its output)
+        counts = torch.zeros(len(x), dtype=torch.long, device=x.device).index_add_(0, rows, torch.ones_like(rows))
         offsets = torch.cumsum(counts, 0) - counts
         return Codes(rows, feats, vals, offsets)
+
+    def _select(self, layer: int, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, feats) of the selected pre-activations, row-major: TopK's k per token, or JumpReLU's every one
+        above its threshold less half the bandwidth."""
+        if self.log_thr is None:
+            feats = pre.topk(self.k, dim=1, sorted=False).indices
+            return torch.arange(len(pre), device=pre.device).repeat_interleave(self.k), feats.reshape(-1)
+        # how many pass is data: the one host read of a training step, per layer (TopK has none)
+        rows, feats = (pre > self.log_thr[layer].exp() - BANDWIDTH / 2).nonzero(as_tuple=True)
+        return rows, feats
 
     def decode(self, codes: list[Codes], xs: torch.Tensor) -> torch.Tensor:
         """[L, B, d] reconstruction of every layer's MLP output from every layer's codes; xs [L, B, d]."""
@@ -232,7 +240,8 @@ def evaluate_clt(
     nx, ny = sx.to(dev)[:, None, None], sy.to(dev)[:, None, None]
     for x, y in chunks:
         for i in range(0, x.shape[1], batch):
-            xb, yb = x[:, i : i + batch].to(dev).float() / nx, y[:, i : i + batch].to(dev).float() / ny
+            xb = to_device(x[:, i : i + batch], dev).float() / nx
+            yb = to_device(y[:, i : i + batch], dev).float() / ny
             codes = [tc.encode(layer, xb[layer]) for layer in range(L)]
             skip = None if tc.W_skip is None else torch.bmm(xb, tc.W_skip.transpose(1, 2)) + tc.b_dec[:, None]
             acc.add(yb, tc.decode(codes, xb), codes, skip)
@@ -240,40 +249,41 @@ def evaluate_clt(
 
 
 class _Sums:
-    """Running per-layer sums of an evaluation."""
+    """Running per-layer sums of an evaluation, on the device (float64), read back once in `results`."""
 
     def __init__(self, L: int, d: int, width: int, dev: torch.device):
         f64 = torch.float64
-        self.sse, self.sse_skip, self.power, self.l0 = (torch.zeros(L, dtype=f64) for _ in range(4))
-        self.y_sum, self.n = torch.zeros(L, d, dtype=f64), 0
+        self.sse, self.sse_skip, self.power, self.l0 = (torch.zeros(L, dtype=f64, device=dev) for _ in range(4))
+        self.y_sum, self.n = torch.zeros(L, d, dtype=f64, device=dev), 0
         self.fired, self.has_skip = torch.zeros(L, width, dtype=torch.bool, device=dev), False
 
     def add(self, yb: torch.Tensor, yh: torch.Tensor, codes: list[Codes], skip: torch.Tensor | None) -> None:
-        self.sse += (yb - yh).pow(2).sum((1, 2)).double().cpu()
-        self.power += yb.pow(2).sum((1, 2)).double().cpu()
-        self.y_sum += yb.sum(1).double().cpu()
+        self.sse += (yb - yh).pow(2).sum((1, 2)).double()
+        self.power += yb.pow(2).sum((1, 2)).double()
+        self.y_sum += yb.sum(1).double()
         self.n += yb.shape[1]
         if skip is not None:
             self.has_skip = True
-            self.sse_skip += (yb - skip).pow(2).sum((1, 2)).double().cpu()
+            self.sse_skip += (yb - skip).pow(2).sum((1, 2)).double()
         for layer, c in enumerate(codes):
             act = c.active
-            self.l0[layer] += float(act.sum())
-            self.fired[layer, c.feats[act]] = True
+            self.l0[layer] += act.sum()
+            self.fired[layer] |= fired_latents(c.feats, act, self.fired.shape[1])
 
     def results(self) -> list[dict]:
         n = max(self.n, 1)
-        sst = self.power - self.y_sum.pow(2).sum(1) / n
+        sse, sse_skip, power, l0 = (t.cpu() for t in (self.sse, self.sse_skip, self.power, self.l0))
+        sst = power - self.y_sum.cpu().pow(2).sum(1) / n
         dead = 1 - self.fired.float().mean(1).cpu()
         out = []
         for layer in range(len(sst)):
             res = {
-                "explained_variance": float(1 - self.sse[layer] / sst[layer]),
-                "nmse": float(self.sse[layer] / self.power[layer]),
-                "l0": float(self.l0[layer] / n),
+                "explained_variance": float(1 - sse[layer] / sst[layer]),
+                "nmse": float(sse[layer] / power[layer]),
+                "l0": float(l0[layer] / n),
                 "dead_fraction": float(dead[layer]),
             }
             if self.has_skip:
-                res["explained_variance_skip_only"] = float(1 - self.sse_skip[layer] / sst[layer])
+                res["explained_variance_skip_only"] = float(1 - sse_skip[layer] / sst[layer])
             out.append(res)
         return out

@@ -9,27 +9,35 @@ renormalised. Dead features (silent for `dead_window` tokens) get an encoder-bia
 and are re-initialised at the `resample_at` fractions of the run, as in the per-layer TopK trainer. A checkpoint
 every `ckpt_every_s` lets an interrupted run resume at its step; batches are a function of the step, so a
 resumed run sees the batches the uninterrupted one would have.
+
+GPU readiness (issue 16): a step (`train_step`) reads nothing back to the host but what JumpReLU's selection
+needs (`CrossLayerTranscoder.encode`: which pre-activations pass their thresholds, a data-dependent count, one
+read per layer; TopK selects a fixed k and reads nothing). A chunk of the cache is copied to the device once
+(pinned, non-blocking) and batches are gathered there; the firing bookkeeping, the dead-feature nudge and the
+sparsity weight's steering are device ops; the batch EV goes to the progress bar as a tensor. The resampling
+steps (a few per run) and the checkpoints read the device. tests/training/test_training_device_residency.py
+runs steps on the `meta` device, where any other read raises.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from circuitboard.data.activations import load_sequences
+from circuitboard.data.activations import load_sequences, to_device
 from circuitboard.engine.transcoder_files import write_layer
 from circuitboard.training.clt import Codes, CrossLayerTranscoder, evaluate_clt, init_clt, sparsity_penalty
 from circuitboard.training.config import TrainConfig
 from circuitboard.training.export import export_clt
 from circuitboard.training.layer import SKIP_LR_SCALE, lr_at
+from circuitboard.training.residency import fired_latents, nudge_dead
 from circuitboard.training.run import (
     Progress,
     Splits,
@@ -56,10 +64,12 @@ class _Batches(Protocol):
 
 
 class _Rows:
-    """Batches of one layer's rows in memory [n, d] (a JumpReLU PLT layer): a fresh permutation each epoch."""
+    """Batches of one layer's rows [n, d] (a JumpReLU PLT layer), held on the device (a GPU holds the whole bf16
+    train split, a few hundred MB): a fresh permutation each epoch, copied there once per epoch."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
-        self.x, self.y, self.cfg = x, y, cfg
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, device: torch.device):
+        self.x, self.y, self.cfg = x, y, cfg  # on the CPU, for the initialisation
+        self.xd, self.yd = x.to(device), y.to(device)
         self.per_epoch = max(1, len(x) // cfg.batch_size)
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
@@ -70,16 +80,20 @@ class _Rows:
         epoch, b = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(len(self.x), generator=gen)
+            self._epoch, self._perm = epoch, torch.randperm(len(self.x), generator=gen).to(self.xd.device)
         idx = self._perm[b * self.cfg.batch_size : (b + 1) * self.cfg.batch_size]
-        return self.x[idx][None], self.y[idx][None]
+        return self.xd[idx][None], self.yd[idx][None]
 
 
 class _Chunks:
-    """Batches [L, B, d] of every layer's (x, y), bf16 on the CPU, from chunks of random train sequences."""
+    """Batches [L, B, d] of every layer's (x, y), bf16, from chunks of random train sequences: read on the CPU,
+    each training chunk copied to `device` once and its batches gathered there."""
 
-    def __init__(self, cache_dir: Path, m: dict, train: tuple[int, int], cfg: TrainConfig):
+    def __init__(
+        self, cache_dir: Path, m: dict, train: tuple[int, int], cfg: TrainConfig, device: torch.device | None = None
+    ):
         self.cache_dir, self.m, self.cfg = cache_dir, m, cfg
+        self.device = device or torch.device("cpu")
         self.seq0, self.n_seqs = train[0], train[1] - train[0]
         self.per_seq = m["seq_len"] - 1
         self.seqs = max(1, min(self.n_seqs, cfg.chunk_tokens // self.per_seq))
@@ -111,10 +125,11 @@ class _Chunks:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         c, b = divmod(step, self.per_chunk)
         if c != self._c:
-            self._xy = self.load(self.sequences(c))
-            n = self._xy[0].shape[1]
-            self._order = torch.randperm(n, generator=torch.Generator().manual_seed(self.cfg.seed * 104_729 + c))
-            self._c = c
+            self._xy = None  # the previous chunk's device memory is free before the next one arrives
+            x, y = self.load(self.sequences(c))
+            self._xy = to_device(x, self.device), to_device(y, self.device)
+            order = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(self.cfg.seed * 104_729 + c))
+            self._order, self._c = order.to(self.device), c
         assert self._xy is not None
         idx = self._order[b * self.cfg.batch_size : (b + 1) * self.cfg.batch_size]
         return self._xy[0][:, idx], self._xy[1][:, idx]
@@ -132,7 +147,8 @@ class _Loop:
     sy: torch.Tensor  # [L] ... and output
     cfg: TrainConfig
     total_steps: int
-    l0_coef: float = 1e-4  # JumpReLU: the sparsity penalty's weight, steered so that L0 settles near k
+    # JumpReLU: the sparsity penalty's weight (float64, on the device), steered so that L0 settles near k
+    l0_coef: torch.Tensor = field(default_factory=lambda: torch.tensor(1e-4, dtype=torch.float64))
     seconds: float = 0.0  # training time of the earlier runs this one resumes
 
     def save(self, path: Path, step: int, seconds: float) -> None:
@@ -145,7 +161,7 @@ class _Loop:
             "sy": self.sy,
             "gen": self.gen.get_state(),
             "since_fired": self.since_fired,
-            "l0_coef": self.l0_coef,
+            "l0_coef": float(self.l0_coef),
             "seconds": seconds,
         }
         torch.save(state, tmp)
@@ -176,7 +192,7 @@ def train_clt(
     splits = Splits.of(m, cfg)
     partial = partial_dir(Path(out_dir), resume)
     metrics = start_metrics(partial / "metrics.json", cfg, budget, device, cache_dir, splits)
-    data = _Chunks(Path(cache_dir), m, splits.train, cfg)
+    data = _Chunks(Path(cache_dir), m, splits.train, cfg, device)
     ckpt = partial / CKPT
     loop, start = _start(data, cfg, ckpt, device)
     bar = Progress(progress, cfg.steps_tokens, 0, desc="clt")
@@ -210,7 +226,7 @@ def train_jumprelu_layer(
     cfg: TrainConfig,
     *,
     ckpt_path: Path,
-    on_step: Callable[[int, float], None],
+    on_step: Callable[[int, torch.Tensor], None],
     should_stop: Callable[[], bool] | None = None,
     device: str | torch.device = "cpu",
     ckpt_every_s: float = 60.0,
@@ -218,8 +234,9 @@ def train_jumprelu_layer(
     """One layer's JumpReLU transcoder on raw bf16 rows x, y [n, d]: (a one-layer CLT in normalised units, sx [1],
     sy [1]). Resumes from `ckpt_path` when it exists."""
     device = torch.device(device)
-    loop, start = _start(_Rows(x, y, cfg), cfg, ckpt_path, device)
-    _run(loop, _Rows(x, y, cfg), start, ckpt_path, on_step, should_stop, ckpt_every_s, device)
+    rows = _Rows(x, y, cfg, device)
+    loop, start = _start(rows, cfg, ckpt_path, device)
+    _run(loop, rows, start, ckpt_path, on_step, should_stop, ckpt_every_s, device)
     return loop.tc, loop.sx, loop.sy
 
 
@@ -244,12 +261,12 @@ def _start(data: _Batches, cfg: TrainConfig, ckpt: Path, device: torch.device) -
     opt = _optimizer(tc, cfg)
     total = max(1, cfg.steps_tokens // cfg.batch_size)
     loop = _Loop(tc, opt, gen, torch.zeros(L, cfg.width, dtype=torch.long, device=device), sx, sy, cfg, total)
-    if state is None:
-        return loop, 0
-    opt.load_state_dict(state["opt"])
-    loop.since_fired = state["since_fired"].to(device)
-    loop.l0_coef, loop.seconds = state["l0_coef"], state["seconds"]
-    return loop, int(state["step"])
+    if state is not None:
+        opt.load_state_dict(state["opt"])
+        loop.since_fired = state["since_fired"].to(device)
+        loop.l0_coef, loop.seconds = torch.tensor(float(state["l0_coef"]), dtype=torch.float64), state["seconds"]
+    loop.l0_coef = loop.l0_coef.to(device)
+    return loop, 0 if state is None else int(state["step"])
 
 
 def _optimizer(tc: CrossLayerTranscoder, cfg: TrainConfig) -> torch.optim.Adam:
@@ -265,7 +282,7 @@ def _run(
     data: _Batches,
     start: int,
     ckpt: Path,
-    on_step: Callable[[int, float], None],
+    on_step: Callable[[int, torch.Tensor], None],
     should_stop: Callable[[], bool] | None,
     ckpt_every_s: float,
     device: torch.device,
@@ -276,12 +293,8 @@ def _run(
     t0 = last = time.monotonic()
     for step in range(start, loop.total_steps):
         xb, yb = data.batch(step)
-        xb, yb = xb.to(device).float() / norm_x, yb.to(device).float() / norm_y
-        mse, dead, codes, yh = _step(loop, xb, yb, step)
-        if dead.any():
-            _revive(loop, dead, step, step in resample_at, xb, yb - yh)
+        mse = train_step(loop, xb, yb, norm_x, norm_y, step, step in resample_at)
         on_step(xb.shape[1], 1 - mse)
-        del codes
         stop = should_stop is not None and should_stop()
         if stop or time.monotonic() - last > ckpt_every_s:
             loop.save(ckpt, step + 1, loop.seconds + time.monotonic() - t0)
@@ -290,9 +303,27 @@ def _run(
             raise KeyboardInterrupt
 
 
+def train_step(
+    loop: _Loop,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    norm_x: torch.Tensor,
+    norm_y: torch.Tensor,
+    step: int,
+    resample: bool,
+) -> torch.Tensor:
+    """One step on a raw batch [L, B, d] (on the device; norm_x, norm_y [L, 1, 1] the scales): the optimiser
+    step, then the dead features' nudge (and at a resampling step their restart). Returns mse / variance as a
+    0-dim tensor on the device."""
+    xb, yb = xb.float() / norm_x, yb.float() / norm_y
+    mse, dead, _codes, yh = _step(loop, xb, yb, step)
+    _revive(loop, dead, step, resample, xb, yb - yh)
+    return mse
+
+
 def _step(
     loop: _Loop, xb: torch.Tensor, yb: torch.Tensor, step: int
-) -> tuple[float, torch.Tensor, list[Codes], torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, list[Codes], torch.Tensor]:
     """One optimiser step on a normalised batch [L, B, d]: (mse / variance, dead features [L, width], the
     batch's codes, the reconstruction without grad)."""
     cfg, tc = loop.cfg, loop.tc
@@ -303,7 +334,8 @@ def _step(
     mse = (yh - yb).pow(2).sum() / (yb - yb.mean(1, keepdim=True)).pow(2).sum()
     loss = mse
     if tc.log_thr is not None:
-        loss = loss + loop.l0_coef * sparsity_penalty(tc, codes, xb.shape[1], cfg.sparsity_c)
+        # the weight in float32, as a Python float's would be: the same numbers as before it lived on the device
+        loss = loss + loop.l0_coef.float() * sparsity_penalty(tc, codes, xb.shape[1], cfg.sparsity_c)
     loop.opt.zero_grad(set_to_none=True)
     loss.backward()
     loop.opt.step()
@@ -311,20 +343,23 @@ def _step(
         tc.normalise_decoder()
     else:
         _steer(loop, codes, xb.shape[1])
-    return mse.item(), _track_firing(loop, codes, xb.shape[1]), codes, yh.detach()
+    return mse.detach(), _track_firing(loop, codes, xb.shape[1]), codes, yh.detach()
 
 
+@torch.no_grad()
 def _steer(loop: _Loop, codes: list[Codes], batch: int) -> None:
-    """The sparsity weight grows while the mean L0 per layer is above k and shrinks while it is below."""
-    l0 = sum(int(c.active.sum()) for c in codes) / (batch * len(codes))
-    loop.l0_coef *= math.exp(0.05 * (l0 / loop.cfg.k - 1))
+    """The sparsity weight grows while the mean L0 per layer is above k and shrinks while it is below (in
+    float64 on the device, as it was in Python floats)."""
+    active = torch.stack([c.active.sum() for c in codes]).sum()
+    l0 = active.double() / (batch * len(codes))
+    loop.l0_coef = loop.l0_coef * torch.exp(0.05 * (l0 / loop.cfg.k - 1))
 
 
 @torch.no_grad()
 def _track_firing(loop: _Loop, codes: list[Codes], batch: int) -> torch.Tensor:
     loop.since_fired += batch
     for layer, c in enumerate(codes):
-        loop.since_fired[layer, c.feats[c.active]] = 0
+        loop.since_fired[layer].masked_fill_(fired_latents(c.feats, c.active, loop.tc.width), 0)
     return loop.since_fired > loop.cfg.dead_window
 
 
@@ -334,14 +369,14 @@ def _revive(loop: _Loop, dead: torch.Tensor, step: int, resample: bool, xb: torc
     badly reconstructed tokens of their layer (this batch's)."""
     cfg, tc = loop.cfg, loop.tc
     if cfg.dead_boost > 0 and step < int(loop.total_steps * (1 - cfg.decay_frac)):
-        tc.b_enc[dead] += cfg.dead_boost * lr_at(step, loop.total_steps, cfg)
+        nudge_dead(tc.b_enc, dead, cfg.dead_boost * lr_at(step, loop.total_steps, cfg))
     if not resample:
         return
-    for layer in range(tc.n_layers):
+    for layer in range(tc.n_layers):  # a resampling step (a few per run): it may read the device
         ids = dead[layer].nonzero().squeeze(1)
         if len(ids):
             _resample(loop, layer, ids, xb[layer], err[layer])
-    loop.since_fired[dead] = 0
+    loop.since_fired.masked_fill_(dead, 0)
 
 
 def _resample(loop: _Loop, layer: int, ids: torch.Tensor, x: torch.Tensor, err: torch.Tensor) -> None:

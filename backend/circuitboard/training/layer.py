@@ -5,6 +5,12 @@ by one scalar each (their rms) while training. Each step: Adam on the normalised
 AuxK when enabled), decoder rows renormalised;
 dead latents (no firing for `dead_window` tokens) get an encoder-bias nudge every step before the decay phase
 and are re-initialised at the `resample_at` fractions of the run. A checkpoint lets an interrupted layer resume.
+
+GPU readiness (issue 16): a step (`train_step`) never reads a tensor back to the host. The rows live on the
+device, the epoch's permutation is copied there once per epoch, the firing bookkeeping and the dead-latent nudge
+are masked device ops (AuxK's top-k too, off the CPU), and the batch EV goes to the progress bar as a tensor.
+Host reads happen only at the resampling steps (a few per run) and at checkpoints.
+tests/training/test_training_device_residency.py runs steps on the `meta` device, where any such read raises.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from circuitboard.training.config import TrainConfig
+from circuitboard.training.residency import fired_latents, nudge_dead
 from circuitboard.training.transcoder import Transcoder, init_transcoder, selected_pre
 
 SKIP_LR_SCALE = 0.05
@@ -64,33 +71,33 @@ def train_layer(
     *,
     ckpt_path: Path | None = None,
     ckpt_every_s: float = 60.0,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[Transcoder, float, float]:
     """Train one layer on raw bf16 rows x, y [n, d]. Returns (transcoder in normalised units, sx, sy).
 
     Resumes from `ckpt_path` when it exists; writes it every `ckpt_every_s` seconds. `on_step(tokens,
-    batch_ev)` feeds the progress bar. `should_stop()` (tests) interrupts after a checkpoint, raising
-    KeyboardInterrupt as a real interruption would. Initialisation runs on the CPU; the steps run on `device`
-    (a GPU holds the whole bf16 train split, a few hundred MB)."""
+    batch_ev)` feeds the progress bar (the EV a 0-dim tensor on the device: the bar reads it when it redraws).
+    `should_stop()` (tests) interrupts after a checkpoint, raising KeyboardInterrupt as a real interruption
+    would. Initialisation runs on the CPU; the steps run on `device` (a GPU holds the whole bf16 train split, a
+    few hundred MB)."""
     device = torch.device(device)
     n = x.shape[0]
     loop, start_step = _start(x, y, cfg, ckpt_path, device)
     x, y = x.to(device), y.to(device)
     # dead latents are re-initialised early on (AuxK alone leaves a fifth of them dead in early layers)
     resample_at = {int(loop.total_steps * f) for f in cfg.resample_at}
-    perm = torch.randperm(n, generator=loop.gen)
+    # drawn on the CPU (the generator, checkpointed, lives there), copied to the device once per epoch
+    perm = torch.randperm(n, generator=loop.gen).to(device)
     pos = (start_step * cfg.batch_size) % n
     last_ckpt = time.monotonic()
     for step in range(start_step, loop.total_steps):
         if pos + cfg.batch_size > n:
-            perm, pos = torch.randperm(n, generator=loop.gen), 0
-        bi = perm[pos : pos + cfg.batch_size].to(device)
+            perm, pos = torch.randperm(n, generator=loop.gen).to(device), 0
+        bi = perm[pos : pos + cfg.batch_size]
         pos += cfg.batch_size
-        mse, dead, n_dead = _step(loop, x[bi].float() / loop.sx, y[bi].float() / loop.sy, step)
-        if n_dead > 0:
-            _revive(loop, dead, step, step in resample_at, x, y)
+        mse = train_step(loop, x[bi], y[bi], step, step in resample_at, x, y)
         if on_step is not None:
             on_step(len(bi), 1 - mse)
         stop = should_stop is not None and should_stop()
@@ -153,8 +160,19 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr
 
 
-def _step(loop: _Loop, xb: torch.Tensor, yb: torch.Tensor, step: int) -> tuple[float, torch.Tensor, int]:
-    """One optimiser step on a normalised batch: (mse / variance, dead latents, how many)."""
+def train_step(
+    loop: _Loop, xb: torch.Tensor, yb: torch.Tensor, step: int, resample: bool, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """One step on a raw batch xb, yb [B, d] of the rows x, y: the optimiser step, then the dead latents' nudge
+    (and at a resampling step their restart). Returns mse / variance as a 0-dim tensor on the device; nothing
+    is read back to the host unless `resample` is on."""
+    mse, dead = _step(loop, xb.float() / loop.sx, yb.float() / loop.sy, step)
+    _revive(loop, dead, step, resample, x, y)
+    return mse
+
+
+def _step(loop: _Loop, xb: torch.Tensor, yb: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a normalised batch: (mse / variance, detached, and the dead latents [width])."""
     cfg, tc = loop.cfg, loop.tc
     for g in loop.opt.param_groups:
         g["lr"] = lr_at(step, loop.total_steps, cfg) * g["lr_scale"]
@@ -164,23 +182,22 @@ def _step(loop: _Loop, xb: torch.Tensor, yb: torch.Tensor, step: int) -> tuple[f
     mse = (yh - yb).pow(2).sum() / var
     loss = mse
     dead = _track_firing(loop, idx, vals, len(xb))
-    n_dead = int(dead.sum())
-    if n_dead > 0 and cfg.aux_coef > 0:
-        loss = loss + cfg.aux_coef * _aux_loss(tc, pre, xb, yb, yh, dead, n_dead, cfg)
+    if cfg.aux_coef > 0:
+        aux = _aux_loss(tc, pre, xb, yb, yh, dead, cfg)
+        if aux is not None:
+            loss = loss + cfg.aux_coef * aux
     loop.opt.zero_grad(set_to_none=True)
     loss.backward()
     loop.opt.step()
     tc.normalise_decoder()
-    return mse.item(), dead, n_dead
+    return mse.detach(), dead
 
 
 @torch.no_grad()
 def _track_firing(loop: _Loop, idx: torch.Tensor, vals: torch.Tensor, batch: int) -> torch.Tensor:
     """Count tokens since each latent fired; the latents silent for longer than `dead_window` are dead."""
-    fired = torch.zeros(loop.cfg.width, dtype=torch.bool, device=loop.since_fired.device)
-    fired[idx[vals > 0]] = True
     loop.since_fired += batch
-    loop.since_fired[fired] = 0
+    loop.since_fired.masked_fill_(fired_latents(idx, vals > 0, loop.cfg.width), 0)
     return loop.since_fired > loop.cfg.dead_window
 
 
@@ -191,23 +208,45 @@ def _aux_loss(
     yb: torch.Tensor,
     yh: torch.Tensor,
     dead: torch.Tensor,
-    n_dead: int,
     cfg: TrainConfig,
-) -> torch.Tensor:
-    """AuxK: the dead latents' top activations must explain the main reconstruction's error."""
-    k_aux = min(cfg.aux_k, n_dead)
+) -> torch.Tensor | None:
+    """AuxK: the dead latents' top activations must explain the main reconstruction's error (None or a zero
+    gradient when no latent is dead)."""
     nb = cfg.aux_batch or len(xb)  # the batch is already a random sample: its first rows are one too
     with torch.no_grad():
-        # top-k among the dead columns only: gathering them first costs O(batch·n_dead), where a
-        # masked top-k over the whole width was most of the step time
-        dead_ids = dead.nonzero().squeeze(1)
-        atop, sel = pre[:nb].index_select(1, dead_ids).topk(k_aux, dim=1, sorted=False)
-        aidx = dead_ids[sel]
+        picks = _dead_topk(pre[:nb], dead, cfg.aux_k)
+    if picks is None:
+        return None
+    aidx, atop, real = picks
     avals = F.relu(selected_pre(tc.W_enc, tc.b_enc, xb[:nb], aidx, atop.float()))
+    if real is not None:
+        avals = avals * real
     err = (yb - yh).detach()[:nb]
     ehat = F.embedding_bag(aidx, tc.W_dec, per_sample_weights=avals.float(), mode="sum")
     aux = (ehat - err).pow(2).sum() / (err - err.mean(0)).pow(2).sum().clamp_min(1e-6)
+    if real is not None:
+        aux = aux * dead.any()
     return torch.nan_to_num(aux, nan=0.0)
+
+
+def _dead_topk(
+    pre: torch.Tensor, dead: torch.Tensor, k: int, compact: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+    """Each row's top k pre-activations among the dead latents: (latents, values, which picks are dead latents;
+    None: all are), or None when none is dead. `compact` (default: on the CPU) gathers the dead columns."""
+    if compact if compact is not None else pre.device.type == "cpu":
+        # host reads cost nothing here: gathering the dead columns first costs O(batch·n_dead), where a masked
+        # top-k over the whole width was most of the step time
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return None
+        dead_ids = dead.nonzero().squeeze(1)
+        atop, sel = pre.index_select(1, dead_ids).topk(min(k, n_dead), dim=1, sorted=False)
+        return dead_ids[sel], atop, None
+    # a device: a masked top-k of fixed size, no read of how many are dead; picks beyond them weigh nothing
+    atop, aidx = pre.masked_fill(~dead, float("-inf")).topk(min(k, pre.shape[1]), dim=1, sorted=False)
+    real = torch.isfinite(atop)
+    return aidx, atop.masked_fill(~real, 0), real
 
 
 def _revive(loop: _Loop, dead: torch.Tensor, step: int, resample: bool, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -215,9 +254,8 @@ def _revive(loop: _Loop, dead: torch.Tensor, step: int, resample: bool, x: torch
     on badly reconstructed tokens."""
     cfg, tc = loop.cfg, loop.tc
     if cfg.dead_boost > 0 and step < loop.boost_until:
-        with torch.no_grad():
-            tc.b_enc[dead] += cfg.dead_boost * lr_at(step, loop.total_steps, cfg)
-    if not resample:
+        nudge_dead(tc.b_enc, dead, cfg.dead_boost * lr_at(step, loop.total_steps, cfg))
+    if not resample or not bool(dead.any()):  # a resampling step: a few per run may read the device
         return
     with torch.no_grad():  # a pool of fresh rows larger than the batch, for distinct targets
         pool = torch.randint(0, len(x), (8192,), generator=loop.gen).to(x.device)
@@ -225,7 +263,7 @@ def _revive(loop: _Loop, dead: torch.Tensor, step: int, resample: bool, x: torch
         idx, vals, _ = tc.encode(xp)
         ep = yp - tc.decode(idx, vals, xp)
     _resample(tc, loop.opt, dead, xp, ep, loop.gen, cfg.resample_scale)
-    loop.since_fired[dead] = 0
+    loop.since_fired.masked_fill_(dead, 0)
 
 
 @torch.no_grad()

@@ -48,12 +48,18 @@ def complete_manifest(cache_dir: Path) -> dict:
 
 
 class Progress:
-    """The bar over a run's steps (or nothing), with a smoothed batch EV of what is being trained."""
+    """The bar over a run's steps (or nothing), with a smoothed batch EV of what is being trained.
 
-    def __init__(self, enabled: bool, total_tokens: int, done_tokens: int, desc: str = "transcoders"):
+    The EV arrives as a tensor on the training device and is smoothed there: it is read back (one device ->
+    host sync) only every `read_every` steps, to redraw the bar, never when there is no bar."""
+
+    def __init__(
+        self, enabled: bool, total_tokens: int, done_tokens: int, desc: str = "transcoders", read_every: int = 25
+    ):
         self.bar: Any = None
-        self.ev: float | None = None
+        self.ev: torch.Tensor | float | None = None
         self.what = ""
+        self.read_every, self._since_read = read_every, 0
         if enabled:
             from tqdm import tqdm
 
@@ -70,13 +76,17 @@ class Progress:
     def start(self, what: str, resumed_tokens: int = 0) -> None:
         if self.bar is not None and resumed_tokens:
             self.bar.update(resumed_tokens)
-        self.what, self.ev = what, None
+        self.what, self.ev, self._since_read = what, None, 0
 
-    def on_step(self, n_tokens: int, ev: float) -> None:
+    def on_step(self, n_tokens: int, ev: torch.Tensor | float) -> None:
         self.ev = ev if self.ev is None else 0.98 * self.ev + 0.02 * ev
-        if self.bar is not None:
-            self.bar.update(n_tokens)
-            self.bar.set_postfix_str(f"{self.what} EV {self.ev:.3f}", refresh=False)
+        if self.bar is None:
+            return
+        self.bar.update(n_tokens)
+        self._since_read += 1
+        if self._since_read >= self.read_every:
+            self._since_read = 0
+            self.bar.set_postfix_str(f"{self.what} EV {float(self.ev):.3f}", refresh=False)
 
     def write(self, msg: str, log: Callable[[str], None]) -> None:
         (self.bar.write if self.bar is not None else log)(msg)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from circuitboard.data.activations import to_device
 from circuitboard.precision import compute_dtype
 from circuitboard.training.config import TrainConfig
+from circuitboard.training.residency import fired_latents
 
 # ---------------------------------------------------------------------------------------------- model
 
@@ -33,7 +35,8 @@ class _SelectedPre(torch.autograd.Function):
         x, idx = ctx.saved_tensors
         B, k = idx.shape
         g = g.float()
-        if k * 8 > ctx.width or g.is_cuda:  # many selected (AuxK), or a GPU: the dense product is cheaper
+        # many selected (AuxK), or a GPU (any device but the CPU): the dense product is cheaper
+        if k * 8 > ctx.width or g.device.type != "cpu":
             G = torch.zeros(B, ctx.width, dtype=torch.float32, device=g.device).scatter_add_(1, idx, g)
             return G.T @ x.float(), G.sum(0), None, None, None
         # a sparse [width, B] gradient matrix times x: ~15x faster than index_add of B·k rows on this CPU
@@ -141,24 +144,30 @@ def init_transcoder(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, cfg: Train
 
 @torch.no_grad()
 def evaluate(tc: Transcoder, x: torch.Tensor, y: torch.Tensor, sx: float, sy: float, chunk: int = 4096) -> dict:
-    """Explained variance, L0 and dead fraction on held-out rows (raw bf16 activations)."""
+    """Explained variance, L0 and dead fraction on held-out rows (raw bf16 activations). The sums stay on the
+    device (each chunk's float32 sum added in float64, as Python floats did) and are read once at the end."""
     width, dev = tc.W_enc.shape[0], tc.W_enc.device
     fired = torch.zeros(width, dtype=torch.bool, device=dev)
-    sse = sse_skip = l0 = 0.0
+    sums = torch.zeros(3, dtype=torch.float64, device=dev)  # sse, sst, sse of the skip alone
+    l0 = torch.zeros((), dtype=torch.int64, device=dev)
     mean = (y.float().mean(0) / sy).to(dev)
-    sst = 0.0
     for i in range(0, len(x), chunk):
-        xb, yb = x[i : i + chunk].to(dev).float() / sx, y[i : i + chunk].to(dev).float() / sy
+        xb, yb = to_device(x[i : i + chunk], dev).float() / sx, to_device(y[i : i + chunk], dev).float() / sy
         idx, vals, _ = tc.encode(xb)
         yh = tc.decode(idx, vals, xb)
-        sse += (yb - yh).pow(2).sum().item()
-        sst += (yb - mean).pow(2).sum().item()
+        sums[0] += (yb - yh).pow(2).sum().double()
+        sums[1] += (yb - mean).pow(2).sum().double()
         if tc.W_skip is not None:
-            sse_skip += (yb - xb @ tc.W_skip.T - tc.b_dec).pow(2).sum().item()
+            sums[2] += (yb - xb @ tc.W_skip.T - tc.b_dec).pow(2).sum().double()
         act = vals > 0
-        fired[idx[act]] = True
-        l0 += act.sum().item()
-    out = {"explained_variance": 1 - sse / sst, "l0": l0 / len(x), "dead_fraction": 1 - fired.float().mean().item()}
+        fired |= fired_latents(idx, act, width)
+        l0 += act.sum()
+    sse, sst, sse_skip = sums.tolist()
+    out = {
+        "explained_variance": 1 - sse / sst,
+        "l0": int(l0) / len(x),
+        "dead_fraction": 1 - fired.float().mean().item(),
+    }
     if tc.W_skip is not None:
         out["explained_variance_skip_only"] = 1 - sse_skip / sst
     return out
