@@ -150,8 +150,11 @@ def test_validate_job_streams_progress_and_cancels(server, slugs):
         fractions = [e["fraction"] for e in progress]
         assert fractions == sorted(fractions) and 0 < fractions[-1] <= 1
 
-        # A job that has not finished has no result yet (409); cancelled, it never gets one.
-        queued = [c.post(f"/api/graphs/{slug}/validate", json=body).json()["job"] for _ in range(2)]
+        # A job that has not finished has no result yet (409); cancelled, it never gets one. (Two different
+        # validations: an identical one while the first is queued or running would be the same job.)
+        bodies = [body, {**body, "modes": ["frozen"]}]
+        queued = [c.post(f"/api/graphs/{slug}/validate", json=b).json()["job"] for b in bodies]
+        assert queued[0]["id"] != queued[1]["id"]
         assert c.get(f"/api/jobs/{queued[1]['id']}/result").status_code == 409
         assert c.delete(f"/api/jobs/{queued[1]['id']}").json()["status"] == "cancelled"
         assert wait_job(c, queued[0]["id"])["status"] == "done"

@@ -17,6 +17,7 @@ from circuitboard.api.engine_factory import default_engine_factory
 from circuitboard.api.limits import RateLimiter
 from circuitboard.api.routes import (
     analysis,
+    atlas,
     estimate,
     features,
     graphs,
@@ -33,6 +34,7 @@ from circuitboard.api.security import RequestGuard
 from circuitboard.config import Settings
 from circuitboard.engine.types import param_ranges
 from circuitboard.jobs import EngineHost, JobService, ModelCalls
+from circuitboard.jobs.atlas import AtlasBuilder
 from circuitboard.jobs.host import EngineFactory
 from circuitboard.jobs.transport import LocalTransport, Transport
 from circuitboard.store import Store
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None, engine_factory: EngineFactory |
         app.include_router(module.router)
     app.include_router(analysis.router)
     app.include_router(estimate.router)
+    app.include_router(atlas.router)
     app.include_router(pages.router)
     docs.install(app)
     pages.mount_static(app, settings.frontend_dist)
@@ -106,4 +109,5 @@ def _transport(settings: Settings, factory: EngineFactory | None) -> Transport:
         from circuitboard.jobs.distributed import RedisTransport  # Redis clients: only in distributed mode
 
         return RedisTransport(settings)
-    return LocalTransport(EngineHost(factory, settings.max_prompt_tokens), settings.preset)
+    host = EngineHost(factory, settings.max_prompt_tokens)
+    return LocalTransport(host, settings.preset, atlas=AtlasBuilder(settings))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
@@ -12,6 +12,7 @@ from circuitboard.api.limits import RateLimiter
 from circuitboard.atlas.store import AtlasStore
 from circuitboard.config import ParamRange, Settings
 from circuitboard.jobs import JobService, ModelCalls
+from circuitboard.jobs.atlas import atlas_path  # one home: where atlas jobs write it
 from circuitboard.jobs.host import ModelHost
 from circuitboard.store import Store
 
@@ -38,18 +39,7 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 # ------------------------------------------------------------------------------------------- the atlas
 # A SQLite file next to the transcoders (models/<preset>/atlas.sqlite), looked up per request so that an atlas
-# built while the server runs is served without a restart.
-
-
-def atlas_path(settings: Any) -> Path:
-    """`atlas_path` when the settings name one, else beside `transcoders_path`, else models_dir/<preset>/.
-    `settings`: a Settings, or an embedder's object with the same fields (atlas_path may be left out)."""
-    explicit = getattr(settings, "atlas_path", None)
-    if explicit:
-        return Path(explicit)
-    if settings.transcoders_path:
-        return Path(settings.transcoders_path).parent / "atlas.sqlite"
-    return Path(settings.models_dir) / settings.preset / "atlas.sqlite"
+# built while the server runs (an atlas job, or the CLI) is served without a restart.
 
 
 def get_atlas(request: Request) -> AtlasStore:
@@ -62,7 +52,8 @@ def get_atlas(request: Request) -> AtlasStore:
     path = Path(given) if given is not None else atlas_path(svc.settings) if svc is not None else None
     if path is None or not path.is_file():
         where = f" at {path}" if path else ""
-        raise HTTPException(404, f"no feature atlas{where}; build it with `circuitboard atlas build`")
+        hint = "`circuitboard atlas build` or POST /api/presets/{preset}/atlas"
+        raise HTTPException(404, f"no feature atlas{where}; build it with {hint}")
     if not hasattr(state, "atlas_stores"):
         state.atlas_stores = {}
     cache: dict[Path, AtlasStore] = state.atlas_stores

@@ -1,10 +1,12 @@
-"""Jobs (graphs, validations): a queue persisted in the database, workers that own an Engine (a thread of this
-process, or `circuitboard worker` processes on Redis), live progress."""
+"""Jobs (graphs, validations, atlas builds): a queue persisted in the database, workers that own an Engine (a
+thread of this process, or `circuitboard worker` processes on Redis), live progress."""
 
+from circuitboard.jobs.atlas import AtlasJob, AtlasSummary
 from circuitboard.jobs.host import EngineBusy, EngineHost, EngineUnavailable, InvalidTarget, PromptTooLong
 from circuitboard.jobs.model_calls import ModelCalls
 from circuitboard.jobs.models import GraphRequest, JobState, JobView, Submitted, ValidateJob
 from circuitboard.jobs.service import (
+    AtlasBusy,
     JobFinished,
     JobNotDone,
     JobNotFound,
@@ -15,6 +17,9 @@ from circuitboard.jobs.service import (
 )
 
 __all__ = [
+    "AtlasBusy",
+    "AtlasJob",
+    "AtlasSummary",
     "EngineBusy",
     "EngineHost",
     "EngineUnavailable",

@@ -1,12 +1,15 @@
-"""The cache key of a graph request: model, transcoder set, token ids, targets and every parameter."""
+"""The cache key of a graph request (model, transcoder set, token ids, targets and every parameter), and the
+dedup keys of the other job kinds: identical requests while one is queued or running get the same job."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
+from circuitboard.jobs.atlas import AtlasJob
 from circuitboard.jobs.host import ModelHost
-from circuitboard.jobs.models import GraphRequest
+from circuitboard.jobs.models import GraphRequest, ValidateJob
 
 # Bump when the engine's output for the same inputs changes meaning, so stale graphs are not served.
 KEY_VERSION = 1
@@ -34,3 +37,19 @@ def request_key(host: ModelHost, req: GraphRequest) -> str:
     model, transcoders = host.names()
     ids = host.prompt_ids(req.prompt)
     return cache_key(model, transcoders, host.fingerprint(), ids, req)
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def validation_key(job: ValidateJob) -> str:
+    """Same graph, same supernodes, targets and modes (defaults filled in): the same validation. A slug names one
+    graph for good (a deleted slug is never given to another graph)."""
+    return _digest({"v": KEY_VERSION, "kind": "validate", **job.model_dump(mode="json")})
+
+
+def atlas_key(queue: str | None, job: AtlasJob) -> str:
+    """Same preset (its queue; None: this server's own), same parameters: the same atlas build."""
+    return _digest({"v": KEY_VERSION, "kind": "atlas", "queue": queue, **job.model_dump(mode="json")})

@@ -54,7 +54,9 @@ class JobView(JobState):
         default=0.0, ge=0.0, le=1.0, description="0..1 through the whole job; never decreases while it runs"
     )
     eta_s: float | None = Field(default=None, description="seconds left at the pace so far; null until known")
-    kind: JobKind = Field(default="graph", description='"graph": a trace (its result is `slug`); others: `result_url`')
+    kind: JobKind = Field(
+        default="graph", description='"graph": a trace (its result is `slug`); "validate", "atlas": see `result_url`'
+    )
     result_url: str | None = Field(default=None, description="GET it for the result of a done non-graph job")
 
     @property

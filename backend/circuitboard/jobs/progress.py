@@ -13,8 +13,9 @@ from circuitboard.store.records import JobKind
 # batch of 64 features) dominate; the forward pass and the logit rows are about one batch each; pruning and the
 # JSON export are a few percent at the default 2000 features.
 PHASE_SHARES: dict[str, float] = {"forward": 0.04, "logits": 0.04, "features": 0.82, "prune": 0.05, "export": 0.05}
-# Phases that are a whole job of their own: done / total is the job's fraction (a validation's interventions).
-WHOLE_JOB_PHASES = frozenset({"validate"})
+# Phases that are a whole job of their own: done / total is the job's fraction (a validation's interventions, an
+# atlas build's corpus tokens through all its layers).
+WHOLE_JOB_PHASES = frozenset({"validate", "atlas"})
 _MIN_FRACTION_FOR_ETA = 0.02  # before this, elapsed / fraction is mostly noise
 _MAX_RUNNING_FRACTION = 0.99  # a job is through only once its graph is stored
 

@@ -14,8 +14,11 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel
+
 from circuitboard.engine.linkgraph import GraphShapeError, LinkGraph
 from circuitboard.engine.types import AttributionCancelled, ProgressEvent
+from circuitboard.jobs.atlas import AtlasBuilder, AtlasJob
 from circuitboard.jobs.cache_key import request_key
 from circuitboard.jobs.events import JobEvents
 from circuitboard.jobs.host import EngineHost, EngineUnavailable, PromptTooLong
@@ -39,8 +42,10 @@ class JobRunner:
         graphs: GraphRepository,
         stopping: threading.Event,
         on_interrupted: Callable[[str], None] | None = None,
+        atlas: AtlasBuilder | None = None,
     ) -> None:
         self.host, self.queue, self.events, self.graphs = host, queue, events, graphs
+        self.atlas = atlas  # None: this host builds no atlas (its atlas jobs fail, saying so)
         self.stopping = stopping
         self.on_interrupted = on_interrupted or self.queue.requeue_interrupted
 
@@ -50,6 +55,8 @@ class JobRunner:
             self.queue.started(job)
             if job.kind == "validate":
                 self._validate(job)
+            elif job.kind == "atlas":
+                self._atlas(job)
             else:
                 self._graph(job)
         except Exception as e:  # noqa: BLE001 - the worker must outlive any one job
@@ -125,15 +132,42 @@ class JobRunner:
                 raise AttributionCancelled()
             report(p)
 
+        self._run_to_end(job.id, lambda: self.host.validate(data, spec.body, progress))
+
+    # ------------------------------------------------------------------------------------------- atlases
+    def _atlas(self, job: JobRecord) -> None:
+        spec = AtlasJob.model_validate(job.request)
+        if self.atlas is None:
+            self.queue.finish(job.id, "failed", error="atlas: this worker was started without atlas building")
+            return
+        report = self._progress_callback(job.id)
+
+        def progress(done: float, total: float, layer: int) -> None:
+            if self.cancelled(job.id):  # build_atlas has no should_cancel: stop it from its progress
+                raise AttributionCancelled()
+            report(ProgressEvent(phase="atlas", done=int(done), total=int(total)))
+
+        builder = self.atlas
+
+        def build() -> BaseModel:
+            device = self.host.require().info.device
+            with self.host.model_lock:  # the same device as the model: one job at a time, interventions wait
+                return builder.build(spec, device, progress)
+
+        self._run_to_end(job.id, build)
+
+    def _run_to_end(self, job_id: str, work: Callable[[], BaseModel]) -> None:
+        """Run a validation's or an atlas build's work and record how it ended: its result, the host's refusal
+        (no engine), or a failure."""
         try:
-            result = self.host.validate(data, spec.body, progress)
+            result = work()
         except EngineUnavailable as e:
-            self.queue.finish(job.id, "failed", error=str(e))
+            self.queue.finish(job_id, "failed", error=str(e))
             return
         except Exception as e:  # noqa: BLE001
-            self._engine_failed(job.id, e)
+            self._engine_failed(job_id, e)
             return
-        self.queue.finish(job.id, "done", result=result.model_dump(mode="json"))
+        self.queue.finish(job_id, "done", result=result.model_dump(mode="json"))
 
     def _graph_problem(self, slug: str, data: dict[str, Any] | None) -> str | None:
         """Why the stored graph cannot be validated here, or None."""

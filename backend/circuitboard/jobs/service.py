@@ -1,4 +1,5 @@
-"""JobService: submit, inspect and cancel jobs (graphs, validations); hands them to workers through a Transport."""
+"""JobService: submit, inspect and cancel jobs (graphs, validations, atlas builds); hands them to workers through a
+Transport."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import threading
 from typing import Any
 
 from circuitboard.config import Settings
-from circuitboard.jobs.cache_key import request_key
+from circuitboard.jobs.atlas import AtlasJob
+from circuitboard.jobs.cache_key import atlas_key, request_key, validation_key
 from circuitboard.jobs.events import Subscription
 from circuitboard.jobs.host import ModelHost
 from circuitboard.jobs.models import GraphRequest, JobState, JobView, Submitted, ValidateJob
@@ -40,6 +42,14 @@ class QueueShareFull(QueueFull):
 class SlugTaken(Exception):
     def __init__(self, slug: str) -> None:
         super().__init__(f"slug: {slug!r} is already taken")
+
+
+class AtlasBusy(Exception):
+    """Another build of the preset's atlas (other parameters) is queued or running: two would write one file."""
+
+    def __init__(self, preset: str, job_id: str) -> None:
+        super().__init__(f"atlas: a build of {preset!r}'s atlas is already under way (job {job_id}); wait for it")
+        self.job_id = job_id
 
 
 class JobNotFound(Exception):
@@ -108,8 +118,30 @@ class JobService:
         return Submitted(job=view)
 
     def submit_validation(self, job: ValidateJob, prompt: str, owner_id: int | None, preset: str | None) -> JobView:
-        """A validation job (the caller checked its input against the graph). Raises QueueFull."""
-        return self._enqueue(prompt, job.model_dump(mode="json"), None, owner_id, "validate", preset)
+        """A validation job (the caller checked its input against the graph), or the identical one already queued
+        or running. Raises QueueFull."""
+        key = validation_key(job)
+        same = self.queue.active_with_key(key)
+        if same is not None:
+            return same
+        return self._enqueue(prompt, job.model_dump(mode="json"), key, owner_id, "validate", preset)
+
+    def submit_atlas(self, job: AtlasJob, owner_id: int | None, preset: str | None) -> JobView:
+        """A build of `preset`'s atlas (None: the server's own) on a host of the preset, or the identical one
+        already under way. Raises EngineUnavailable (no model, or no worker for the preset), AtlasBusy, QueueFull."""
+        host = self.transport.host(preset)
+        if host.state != "loading":  # a preset whose workers are loading takes the job; none at all is a 503
+            host.require()
+        queue = self.transport.queue_name(preset)
+        key = atlas_key(queue, job)
+        same = self.queue.active_with_key(key)
+        if same is not None:
+            return same
+        name = preset or self.settings.preset
+        busy = self.store.jobs.active_of_kind("atlas", queue)
+        if busy is not None:
+            raise AtlasBusy(name, busy.id)
+        return self._enqueue(f"atlas of {name}", job.model_dump(mode="json"), key, owner_id, "atlas", preset)
 
     def _enqueue(
         self,
@@ -144,8 +176,8 @@ class JobService:
         return None if rec is None else self.queue.view(rec)
 
     def result(self, job_id: str) -> dict[str, Any]:
-        """The stored result of a done non-graph job. Raises JobNotFound, JobNotDone (also for a graph job:
-        its result is the graph at `slug`)."""
+        """The stored result of a done non-graph job (a ValidationResult, an AtlasSummary). Raises JobNotFound,
+        JobNotDone (also for a graph job: its result is the graph at `slug`)."""
         rec = self.queue.get(job_id)
         if rec is None:
             raise JobNotFound(job_id)

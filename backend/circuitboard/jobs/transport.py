@@ -11,6 +11,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from circuitboard.engine.types import EngineInfo
+from circuitboard.jobs.atlas import AtlasBuilder
 from circuitboard.jobs.events import JobEvents
 from circuitboard.jobs.host import EngineHost, EngineUnavailable, ModelHost
 from circuitboard.jobs.queue import JobQueue
@@ -52,16 +53,17 @@ class Transport(Protocol):
 class LocalTransport:
     """The worker thread of this process: it claims the oldest queued job from the database itself."""
 
-    def __init__(self, host: EngineHost, preset: str) -> None:
+    def __init__(self, host: EngineHost, preset: str, atlas: AtlasBuilder | None = None) -> None:
         self._host = host
         self.preset = preset
+        self.atlas = atlas
         self.events = JobEvents()
         self._worker: Worker | None = None
 
     def start(self, queue: JobQueue, store: Store) -> None:
         if self._host.state == "none":
             return  # without a model, queued jobs wait for a server that has one
-        self._worker = Worker(self._host, queue, self.events, store.graphs)
+        self._worker = Worker(self._host, queue, self.events, store.graphs, self.atlas)
         self._worker.start()
 
     def stop(self, timeout: float) -> None:

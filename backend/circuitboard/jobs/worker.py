@@ -9,6 +9,7 @@ import logging
 import threading
 import traceback
 
+from circuitboard.jobs.atlas import AtlasBuilder
 from circuitboard.jobs.events import JobEvents
 from circuitboard.jobs.host import EngineHost
 from circuitboard.jobs.queue import JobQueue
@@ -19,12 +20,19 @@ log = logging.getLogger(__name__)
 
 
 class Worker(threading.Thread):
-    def __init__(self, host: EngineHost, queue: JobQueue, events: JobEvents, graphs: GraphRepository) -> None:
+    def __init__(
+        self,
+        host: EngineHost,
+        queue: JobQueue,
+        events: JobEvents,
+        graphs: GraphRepository,
+        atlas: AtlasBuilder | None = None,
+    ) -> None:
         super().__init__(name="circuitboard-worker", daemon=True)
         self.host, self.queue = host, queue
         self.wake = threading.Event()
         self.stopping = threading.Event()
-        self.runner = JobRunner(host, queue, events, graphs, self.stopping)
+        self.runner = JobRunner(host, queue, events, graphs, self.stopping, atlas=atlas)
 
     def stop(self, timeout: float) -> None:
         self.stopping.set()

@@ -14,6 +14,7 @@ import redis
 from dramatiq import Worker as DramatiqWorker
 
 from circuitboard.config import Settings
+from circuitboard.jobs.atlas import AtlasBuilder
 from circuitboard.jobs.distributed import ACTOR, make_broker, queue_of, resend_lost, send_job
 from circuitboard.jobs.host import EngineFactory, EngineHost
 from circuitboard.jobs.queue import JobQueue
@@ -41,7 +42,13 @@ class WorkerProcess:
         self.idle_since: float | None = time.monotonic()  # None while a job runs
         self.broker = make_broker(settings)
         self.runner = JobRunner(
-            self.host, self.queue, self.events, self.store.graphs, self.stopping, on_interrupted=self._hand_back
+            self.host,
+            self.queue,
+            self.events,
+            self.store.graphs,
+            self.stopping,
+            on_interrupted=self._hand_back,
+            atlas=AtlasBuilder(settings),
         )
         self.calls = CallServer(self.client, self.host, preset)
         self._beat = threading.Thread(target=self._beat_loop, name="circuitboard-heartbeat", daemon=True)

@@ -94,6 +94,18 @@ class JobRepository:
             )
             return None if row is None else _record(row)
 
+    def active_of_kind(self, kind: JobKind, queue: str | None) -> JobRecord | None:
+        """The oldest queued or running job of `kind` on `queue` (None: the local worker's jobs)."""
+        on_queue = JobRow.queue.is_(None) if queue is None else JobRow.queue == queue
+        with self.db.session() as s:
+            row = s.scalar(
+                select(JobRow)
+                .where(JobRow.kind == kind, on_queue, JobRow.status.in_(ACTIVE))
+                .order_by(JobRow.created_at)
+                .limit(1)
+            )
+            return None if row is None else _record(row)
+
     def claim_next(self) -> JobRecord | None:
         """Mark the oldest queued job running and return it. Only the single worker calls this."""
         with self.db.session() as s:

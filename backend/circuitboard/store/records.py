@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel
 
 GraphSource = Literal["traced", "imported"]
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
-JobKind = Literal["graph", "validate"]
+JobKind = Literal["graph", "validate", "atlas"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 
