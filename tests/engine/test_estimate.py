@@ -59,7 +59,9 @@ def test_shape_follows_the_attribution_layout():
     assert streamed.graph_rows == 2000 + DEFAULT.max_n_logits  # errors and tokens have no rows
     assert 18 * 33 + 33 < streamed.stored <= shape.n_cols
     long = trace_shape(1024, DEFAULT, GEMMA, "streamed")
-    assert long.batch == DEFAULT.batch_size and long.reach == pytest.approx(0.625)  # 128 MB batches of 64 rows
+    assert long.batch == DEFAULT.batch_size and long.reach == 0.5  # 128 MB batches of 64 rows
+    # Row store: half the lower layers' columns, over half the positions plus half a band of 64 (of 1,024).
+    assert long.stored == pytest.approx(0.5 * (0.5 + 32 / 1024) * long.n_active + 19 * 1024)
     small = trace_shape(3, DEFAULT, GEMMA, "streamed")
     assert small.every_feature and small.n_selected == small.n_active == 32 * 18 * 2
 
@@ -84,10 +86,11 @@ def test_time_scales_with_the_rate_and_streaming_saves_memory():
     dense = estimate_trace(1024, DEFAULT, GEMMA, CALIBRATION.model_copy(update={"adjacency": "dense"}), 100.0)
     streamed = estimate_trace(1024, DEFAULT, GEMMA, CALIBRATION.model_copy(update={"adjacency": "streamed"}), 100.0)
     assert streamed.peak_bytes < dense.peak_bytes
-    # The row store keeps `reach` of the active features' columns; pruning reads the feature and logit rows only.
+    # The row store keeps what each run of rows reads of the active features' columns; pruning reads the
+    # feature and logit rows only.
     shape = trace_shape(1024, DEFAULT, GEMMA, "streamed")
     saved = dense.bytes_by_term["rows_phase"] - streamed.bytes_by_term["rows_phase"]
-    assert saved == pytest.approx(4 * 2000 * (1 - shape.reach) * shape.n_active, rel=1e-3)
+    assert saved == pytest.approx(4 * 2000 * (shape.n_cols - shape.stored), rel=1e-3)
     assert streamed.bytes_by_term["prune_phase"] == 4 * 4 * shape.graph_rows * shape.n_nodes
 
 

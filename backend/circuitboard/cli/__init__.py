@@ -8,10 +8,18 @@ so that `circuitboard --help` starts fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from circuitboard import __version__
-from circuitboard.cli import atlas, db, prepare, serve, trace, training, users, worker
+# OpenMP threads spin between parallel regions by default. The row loop is many mid-sized matmuls, so on cores
+# shared with anything else (a server's other threads, a second worker, CI) each region waits for a descheduled
+# spinner: a 2,000-node trace took 6-17 s instead of 6.5 s beside a test run (bench/README.md, "OpenMP wait
+# policy"). Sleeping threads cost little when the machine is idle. Read once, when torch starts its pool: so set
+# here, before any command imports torch; an explicit OMP_WAIT_POLICY wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from circuitboard import __version__  # noqa: E402  (after the environment above, before torch)
+from circuitboard.cli import atlas, db, prepare, serve, trace, training, users, worker  # noqa: E402
 
 # Listed in data-flow order: each module exposes `register(subparsers)`.
 _COMMAND_MODULES = (trace, training, prepare, atlas, serve, worker, db, users)

@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="matmul dtype (auto: bf16 only where this machine computes it fast)",
     )
     b.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    b.add_argument(
+        "--device",
+        default=None,
+        help="cpu or cuda[:N] for the scan (default: $CIRCUITBOARD_DEVICE, else cuda when available)",
+    )
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_cmd_build)
 
@@ -82,6 +87,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     from circuitboard.atlas.build import build_atlas
     from circuitboard.atlas.params import AtlasParams
+    from circuitboard.engine.loading import default_device
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     needs_model = args.model is None
@@ -102,6 +108,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         params=AtlasParams(precision=args.precision),
         layers=layers,
+        device=args.device or default_device(),
     )
     print(
         f"atlas: {res.out_path} — {res.n_features} features over {res.n_tokens} tokens; built layers "

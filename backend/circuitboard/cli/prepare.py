@@ -126,4 +126,5 @@ def _build_atlas(rp: ResolvedPreset, args: argparse.Namespace) -> None:
         cache_dir=rp.activations_dir,
         out_path=rp.atlas_path,
         corpus_dir=args.corpus,
+        device=args.device,  # the device the activation cache and training used
     )

@@ -34,6 +34,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from circuitboard import precision
+from circuitboard.engine.rowstore import RowStore
 from circuitboard.engine.session import Engine
 from circuitboard.engine.transcoders import TranscoderSet
 from circuitboard.engine.types import AttributionParams, EngineInfo
@@ -185,7 +186,7 @@ class TraceShape(BaseModel):
     every_feature: bool  # the budget covers every active feature: nothing to rank, batches sorted by layer
     batch: int  # rows per backward batch
     chunk: int  # features chosen per refresh of the greedy order (all of them when every feature is selected)
-    reach: float  # the share of the layers (and of the lower layers' feature columns) a batch's rows span
+    reach: float  # the share of the layers a row runs through (and of the lower layers' feature columns)
     writers: float  # writer vectors per position, summed over layers (zero-padded tables)
 
 
@@ -200,10 +201,14 @@ def trace_shape(tokens: int, params: AttributionParams, dims: TraceDims, adjacen
     compute = max(params.batch_size, min(1024, int(128e6 // (4 * max(n_cols, 1)))))
     chunk = n_active if every else UPDATE_INTERVAL * params.batch_size
     batch = min(compute, max(chunk, 1))
-    # A chunk's features are sorted by layer and cut into batches; a batch runs down from its top layer, on
-    # average (1 + batch/chunk) / 2 of the way up, and reads the feature columns of the layers below it.
-    reach = (1 + batch / max(chunk, 1)) / 2
-    stored = n_cols if adjacency == "dense" or every else reach * n_active + L * P + P
+    # Each row runs only through the layers below its own (the row loop works on the prefix of rows that carry a
+    # gradient), on average half of them. The row store keeps each run of rows (one layer, one band of positions)
+    # over the feature columns of the lower layers up to the band's end: half the layers, and half the positions
+    # plus half a band.
+    reach = 0.5
+    band = min(P, max(-(-P // RowStore.POSITION_BANDS), RowStore.MIN_BAND))
+    position_share = min(1.0, 0.5 + 0.5 * band / P)
+    stored = n_cols if adjacency == "dense" or every else reach * position_share * n_active + L * P + P
     n_nodes = n_selected + L * P + P + n_logits
     per_layer = dims.l0_peak * ((L + 1) / 2 if dims.cross_layer else 1.0)  # a CLT layer reads every layer below
     return TraceShape(
@@ -255,7 +260,7 @@ def work_terms(shape: TraceShape, dims: TraceDims) -> dict[str, float]:
 
     if shape.every_feature:  # batches sorted by (layer, position): on average half the layers and positions
         feature_rows = shape.n_selected * per_row((L + 1) / 2, min(P, P / 2 + shape.batch / (2 * dims.l0)))
-    else:  # each greedy batch spans the prompt's positions, and `reach` of its layers
+    else:  # each greedy batch spans the prompt's positions; each row the layers below its own
         feature_rows = shape.n_selected * per_row(L * shape.reach, P)
     n_rows = shape.n_selected + shape.n_logits
     refresh = shape.chunk
