@@ -176,6 +176,14 @@ if missing:
     for text in missing:
         data[text] = [bos] + list(tok(text, add_special_tokens=False).input_ids)
     ids_file.write_text(json.dumps(data, indent=0))
+cli_dir = folder.parent / (folder.name + "-cli")
+if not (cli_dir / "tokenizer_config.json").exists():
+    # The folder `circuitboard trace` reads: the same weights (links), the tokenizer that made the ids above.
+    cli_dir.mkdir(exist_ok=True)
+    for f in ("config.json", "generation_config.json", "model.safetensors"):
+        if (folder / f).exists() and not (cli_dir / f).exists():
+            (cli_dir / f).symlink_to((folder / f).resolve())
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(cli_dir)
 if not (tc_dir / "config.yaml").exists():
     from circuitboard.engine.adapters import mlp_io_modules
     from circuitboard.engine.loading import load_model
@@ -215,7 +223,12 @@ def prepare(name: str, folder: Path) -> tuple[dict, Path]:
     tc_dir = BENCH / "transcoders" / name
     ids_file = folder / "prompts.json"
     known = json.loads(ids_file.read_text()) if ids_file.exists() else {}
-    if not (tc_dir / "config.yaml").exists() or any(t not in known for t in [*PROMPTS.values(), CALIBRATION]):
+    cli_ready = (folder.parent / (folder.name + "-cli") / "tokenizer_config.json").exists()
+    if (
+        not cli_ready
+        or not (tc_dir / "config.yaml").exists()
+        or any(t not in known for t in [*PROMPTS.values(), CALIBRATION])
+    ):
         sh(
             [
                 OUR_PY,
@@ -470,11 +483,14 @@ def _thread_env(case: dict) -> dict:
 
 
 def run_cli(case: dict) -> tuple[float, int]:
-    """Our whole `circuitboard trace` process on the case's prompt (same ids: the CLI adds the same BOS), graph
-    JSON written (trace, prune, export): wall time and peak RSS (of the child, from wait4)."""
+    """Our whole `circuitboard trace` process on the case's prompt, graph JSON written (trace, prune, export):
+    wall time and peak RSS (of the child, from wait4). It reads the model folder's `-cli` twin (same weights, the
+    tokenizer that made the case's ids: the ct venv's transformers saves a Gemma-3 tokenizer that splits the
+    prompt differently), and the ids it traced are checked against the case's."""
     out = Path(case["out"]).with_suffix(".cli.json")
     cli = ROOT / ".venv" / "bin" / "circuitboard"
-    cmd = [str(cli), "trace", PROMPTS[case["prompt"]], "--model", case["model"]]
+    model = Path(case["model"]).parent / (Path(case["model"]).name + "-cli")
+    cmd = [str(cli), "trace", PROMPTS[case["prompt"]], "--model", str(model)]
     cmd += ["--transcoders", case["transcoders"], "--max-feature-nodes", str(case["max_feature_nodes"])]
     cmd += ["--batch-size", str(case["batch_size"]), "--max-n-logits", str(case["max_n_logits"])]
     cmd += ["--desired-logit-prob", str(case["desired_logit_prob"]), "--out", str(out)]
@@ -484,6 +500,9 @@ def run_cli(case: dict) -> tuple[float, int]:
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"circuitboard trace failed ({status})")
+    traced = json.loads(out.read_text())["metadata"]["info"]["input_token_ids"]
+    if traced != case["ids"]:
+        raise RuntimeError(f"circuitboard trace tokenized the prompt as {traced}, the case has {case['ids']}")
     return wall, usage.ru_maxrss * 1024
 
 
