@@ -49,7 +49,7 @@ def test_users_tokens_passwords_and_sessions(tmp_path):
         with store.db.engine.connect() as conn:
             stored = " ".join(str(v) for row in conn.execute(text("SELECT * FROM api_tokens")) for v in row)
             stored += " ".join(str(v) for row in conn.execute(text("SELECT * FROM users")) for v in row)
-        assert token.split("_")[2] not in stored and "s3cret" not in stored and "$argon2id$" in stored
+        assert token.split("_", 2)[2] not in stored and "s3cret" not in stored and "$argon2id$" in stored
         session, csrf = store.users.open_session(user.id)
         assert store.users.by_session(session) == (user, csrf)
         second = store.users.add_token(user.id)
