@@ -1,9 +1,11 @@
 """Per-architecture access to the pieces of a decoder-only transformer that attribution needs.
 
-The engine runs its own forward pass over the model's weights (with attention patterns taken from the
-model itself), so each architecture only has to say where its embeddings, norms, value/output projections,
-MLP and unembedding live. Patterns come from the model's eager attention, so rotary embeddings, qk-norms,
-sliding windows and attention soft-capping need no code here: they only shape the pattern.
+The engine runs its own forward pass over the model's weights, so each architecture only has to say where its
+embeddings, norms, projections, MLP and unembedding live, and how its attention pattern is formed: scaling,
+rotary tables, qk-norms, sliding window and logit soft-cap are read off the model's own attention modules and
+rotary embedding (so every rope type transformers builds gives the same tables), and `Attention.pattern`
+applies them as transformers' eager attention does. The pattern is thus computed in the same pass that records
+the MLP inputs, instead of a second forward through the model.
 """
 
 from __future__ import annotations
@@ -73,9 +75,34 @@ class Norm:
 
 
 @dataclass(frozen=True)
-class Attention:
-    """The value/output path of one attention layer (queries and keys only shape the frozen pattern)."""
+class Rope:
+    """Rotary position embedding of one layer: the inverse frequencies [head_dim / 2] (fp32) and cos/sin scale."""
 
+    inv_freq: torch.Tensor
+    attention_scaling: float
+
+    def cos_sin(self, n_pos: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [P, head_dim] for positions 0..P-1, computed in fp32 and cast (as transformers does)."""
+        pos = torch.arange(n_pos, device=self.inv_freq.device, dtype=torch.float32)
+        freqs = pos[:, None] * self.inv_freq.float()[None]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return (emb.cos() * self.attention_scaling).to(dtype), (emb.sin() * self.attention_scaling).to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One attention layer: queries and keys form the pattern, which attribution freezes; values and the output
+    projection are the linear path the pattern mixes."""
+
+    W_q: torch.Tensor  # [n_heads * head_dim, d_model]; q = x @ W_q.T + b_q
+    b_q: torch.Tensor | None
+    W_k: torch.Tensor  # [n_kv_heads * head_dim, d_model]
+    b_k: torch.Tensor | None
     W_v: torch.Tensor  # [n_kv_heads * head_dim, d_model]; v = x @ W_v.T + b_v
     b_v: torch.Tensor | None
     W_o: torch.Tensor  # [d_model, n_heads * head_dim]; out = z @ W_o.T + b_o
@@ -83,6 +110,43 @@ class Attention:
     n_heads: int
     n_kv_heads: int
     head_dim: int
+    scaling: float  # multiplies q·k (1/sqrt(head_dim), Gemma's query_pre_attn_scalar, GPT-2's layer scaling)
+    rope: Rope | None  # None: positions enter through learned embeddings (GPT-2)
+    q_norm: Norm | None  # per-head RMS norm of queries and keys (Qwen3, Gemma 3)
+    k_norm: Norm | None
+    sliding_window: int | None  # a query sees the keys q - k < window (transformers' sliding mask)
+    softcap: float | None  # Gemma 2's attention logit soft-cap
+
+    def pattern(self, x_normed: torch.Tensor) -> torch.Tensor:
+        """The attention pattern [H, P, P] of the normalised residual x_normed [P, d]: transformers' eager
+        attention, same operations in the same order (projection, qk-norm, rotary, scaled scores, soft-cap,
+        causal and sliding mask, softmax in fp32)."""
+        P = x_normed.shape[0]
+        q = _project(x_normed, self.W_q, self.b_q).view(P, self.n_heads, self.head_dim).transpose(0, 1)
+        k = _project(x_normed, self.W_k, self.b_k).view(P, self.n_kv_heads, self.head_dim).transpose(0, 1)
+        if self.q_norm is not None and self.k_norm is not None:
+            q = self.q_norm.apply(q, self.q_norm.scale(q))
+            k = self.k_norm.apply(k, self.k_norm.scale(k))
+        if self.rope is not None:
+            cos, sin = self.rope.cos_sin(P, q.dtype)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+        group = self.n_heads // self.n_kv_heads
+        if group > 1:
+            k = k.repeat_interleave(group, dim=0)
+        scores = (q @ k.transpose(1, 2)) * self.scaling
+        if self.softcap is not None:
+            scores = torch.tanh(scores / self.softcap) * self.softcap
+        i = torch.arange(P, device=scores.device)
+        masked = i[None, :] > i[:, None]  # keys after the query
+        if self.sliding_window is not None:
+            masked |= i[None, :] <= i[:, None] - self.sliding_window
+        scores = scores.masked_fill(masked, float("-inf"))
+        return scores.softmax(-1, dtype=torch.float32).to(q.dtype)
+
+
+def _project(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return x @ W.T if b is None else torch.addmm(b, x, W.T)
 
 
 @dataclass(frozen=True)
@@ -126,6 +190,11 @@ class Adapter:
 
 def architecture_of(model: HFModel) -> str:
     model_type = getattr(model.config, "model_type", "")
+    return architecture_of_type(model_type)
+
+
+def architecture_of_type(model_type: str) -> str:
+    """Our architecture name for a config's `model_type` (ValueError for one we cannot trace)."""
     aliases = {
         "gemma3_text": "gemma3",
         "gemma3": "gemma3",
@@ -181,16 +250,45 @@ def _maybe(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.detach()
 
 
+def _rope(model: HFModel, layer: HFModel) -> Rope:
+    """The rotary table transformers built for this layer (per layer type for Gemma 3)."""
+    rotary: HFModel = body(model).rotary_emb
+    layer_type = getattr(layer.self_attn, "layer_type", None) or getattr(layer, "attention_type", None)
+    rope_type = getattr(rotary, "rope_type", "default")
+    rope_type = rope_type.get(layer_type, "default") if isinstance(rope_type, dict) else rope_type
+    if rope_type in ("dynamic", "longrope"):
+        # Their tables change with the sequence length; a frozen pattern would need the model's own forward.
+        raise ValueError(f"unsupported rope type {rope_type!r}")
+    inv_freq = getattr(rotary, f"{layer_type}_inv_freq", None) if layer_type else None
+    if inv_freq is None:
+        return Rope(inv_freq=rotary.inv_freq.float(), attention_scaling=float(rotary.attention_scaling))
+    return Rope(inv_freq=inv_freq.float(), attention_scaling=float(getattr(rotary, f"{layer_type}_attention_scaling")))
+
+
+def _sliding_window(model: HFModel, sa: HFModel) -> int | None:
+    if getattr(model.config, "model_type", "") == "mistral":  # one window on every layer, read from the config
+        return getattr(model.config, "sliding_window", None)
+    return getattr(sa, "sliding_window", None)
+
+
 def _decoder_adapter(model: HFModel, arch: str) -> Adapter:
     cfg = model.config
     gemma = arch in ("gemma2", "gemma3")
+    if getattr(cfg, "use_bidirectional_attention", False):
+        raise ValueError("bidirectional attention is not a causal language model")
     blocks = []
     for layer in decoder_layers(model):
         sa = layer.self_attn
         n_heads = cfg.num_attention_heads
         n_kv = getattr(cfg, "num_key_value_heads", None) or n_heads
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
+        q_norm = getattr(sa, "q_norm", None)
+        k_norm = getattr(sa, "k_norm", None)
         attn = Attention(
+            W_q=sa.q_proj.weight.detach(),
+            b_q=_maybe(sa.q_proj.bias),
+            W_k=sa.k_proj.weight.detach(),
+            b_k=_maybe(sa.k_proj.bias),
             W_v=sa.v_proj.weight.detach(),
             b_v=_maybe(sa.v_proj.bias),
             W_o=sa.o_proj.weight.detach(),
@@ -198,6 +296,13 @@ def _decoder_adapter(model: HFModel, arch: str) -> Adapter:
             n_heads=n_heads,
             n_kv_heads=n_kv,
             head_dim=head_dim,
+            scaling=float(sa.scaling),
+            rope=_rope(model, layer),
+            q_norm=_rms(q_norm, gemma) if q_norm is not None else None,
+            k_norm=_rms(k_norm, gemma) if k_norm is not None else None,
+            sliding_window=_sliding_window(model, sa),
+            # Gemma 3's attention takes no soft-cap even where its config names one (transformers passes none).
+            softcap=getattr(sa, "attn_logit_softcapping", None) if arch == "gemma2" else None,
         )
         if gemma:
             blocks.append(
@@ -245,6 +350,10 @@ def _gpt2_adapter(model: HFModel) -> Adapter:
         W = block.attn.c_attn.weight.detach()
         b = block.attn.c_attn.bias.detach()
         attn = Attention(
+            W_q=W[:, :d].T.contiguous(),
+            b_q=b[:d],
+            W_k=W[:, d : 2 * d].T.contiguous(),
+            b_k=b[d : 2 * d],
             W_v=W[:, 2 * d :].T.contiguous(),
             b_v=b[2 * d :],
             W_o=block.attn.c_proj.weight.detach().T.contiguous(),
@@ -252,6 +361,12 @@ def _gpt2_adapter(model: HFModel) -> Adapter:
             n_heads=n_heads,
             n_kv_heads=n_heads,
             head_dim=d // n_heads,
+            scaling=float(block.attn.scaling),
+            rope=None,
+            q_norm=None,
+            k_norm=None,
+            sliding_window=None,
+            softcap=None,
         )
         blocks.append(Block(_layernorm(block.ln_1), attn, None, _layernorm(block.ln_2), block.mlp, None))
     lm_head = model.get_output_embeddings()

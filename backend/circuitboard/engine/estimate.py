@@ -5,7 +5,7 @@ the page shows the estimate next to the trace button. The model has a few named 
 of bytes that follows from the prompt's length, the attribution parameters and the model's and transcoders'
 dimensions (see `attribution.py` for what each stage does):
 
-- `forward`: the model's forward pass (its own and the pattern capture), the transcoders' encode and decode;
+- `forward`: the engine's forward pass (attention patterns formed in it), the transcoders' encode and decode;
 - `rows`: the batched backward rows, rows x layers x positions x (edge reads + attention value path + skip);
 - `writes`: writing every row into its buffer (memory bound: rows x columns);
 - `influence`: the greedy selection's power iterations over the rows computed so far (refreshes x rows x width);
@@ -247,7 +247,7 @@ def work_terms(shape: TraceShape, dims: TraceDims) -> dict[str, float]:
     q, kv = dims.n_heads * dims.head_dim, dims.n_kv_heads * dims.head_dim
     out_layers = (L + 1) / 2 if dims.cross_layer else 1.0
     forward = P * (
-        4 * dims.n_params  # the pattern capture's forward and the engine's own
+        2 * dims.n_params  # the engine's own forward, which forms the attention patterns as it goes
         + 4 * L * P * q  # attention scores and values
         + 2 * L * d * dims.d_transcoder  # encode
         + 2 * L * dims.l0 * d * out_layers  # decode

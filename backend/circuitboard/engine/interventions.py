@@ -12,7 +12,6 @@ import torch
 
 from circuitboard.engine import patterns as attn_patterns
 from circuitboard.engine.adapters import Adapter, mlp_io_modules
-from circuitboard.engine.replacement import capture_patterns
 from circuitboard.engine.transcoders import TranscoderSet
 from circuitboard.engine.types import FeatureIntervention, InterventionRequest, InterventionResult, Outcome, TokenProb
 
@@ -66,6 +65,15 @@ class _Steering:
     def close(self):
         for h in self.handles:
             h.remove()
+
+
+@torch.no_grad()
+def capture_patterns(adapter: Adapter, input_ids: torch.Tensor) -> list[torch.Tensor]:
+    """The model's own attention patterns [H, P, P] per layer on the prompt, from its forward pass (the run
+    that generation then freezes)."""
+    with attn_patterns.capturing() as store:
+        adapter.model(input_ids=input_ids[None], use_cache=False, logits_to_keep=1)
+    return [store[i] for i in range(adapter.n_layers)]
 
 
 def _next_logits(model, ids: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@
 We register one attention function with transformers. It runs the architecture's own eager attention (so
 rotary embeddings, qk-norms, sliding windows and soft-capping stay the model's business) and then either
 records the pattern or overwrites the prompt's block of it with a frozen copy. Query rows beyond the frozen
-prompt (generated tokens) keep their live pattern.
+prompt (generated tokens) keep their live pattern. The function is registered when a model first uses it, so
+importing this module does not import transformers.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import contextvars
 import sys
 
 import torch
-from transformers import AttentionInterface
-from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 NAME = "circuitboard"
 
@@ -41,13 +40,18 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     return out, weights
 
 
-AttentionInterface.register(NAME, _attention)
-# Our function takes eager's additive masks (causal, sliding window), not sdpa's implicit causality.
-AttentionMaskInterface.register(NAME, eager_mask)
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(NAME, _attention)
+    # Our function takes eager's additive masks (causal, sliding window), not sdpa's implicit causality.
+    AttentionMaskInterface.register(NAME, eager_mask)
 
 
 def use_pattern_attention(model) -> None:
     """Route the model's attention through this module (eager maths, same results)."""
+    _register()
     model.set_attn_implementation(NAME)
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from circuitboard.engine import patterns as attn_patterns
 from circuitboard.engine.adapters import Adapter, Attention, Block
 from circuitboard.engine.transcoders import TranscoderSet
 
@@ -64,13 +63,6 @@ def final_logits(adapter: Adapter, resid: torch.Tensor, scale: torch.Tensor, sof
 
 
 @torch.no_grad()
-def capture_patterns(adapter: Adapter, input_ids: torch.Tensor) -> list[torch.Tensor]:
-    with attn_patterns.capturing() as store:
-        adapter.model(input_ids=input_ids[None], use_cache=False, logits_to_keep=1)
-    return [store[i] for i in range(adapter.n_layers)]
-
-
-@torch.no_grad()
 def build_context(
     adapter: Adapter,
     tset: TranscoderSet,
@@ -79,19 +71,22 @@ def build_context(
     all_logits: bool = False,
     errors: bool = True,
 ) -> PromptContext:
-    """Run the model once (our own forward on its weights, patterns from its attention) and record it all.
+    """Run the model once (our own forward on its weights, each layer's pattern formed as its attention forms it)
+    and record it all.
 
     `errors=False` leaves `errors` empty: attribution's source table computes them from the decoder rows it
     reads anyway (sources.SourceTable), so that a trace reads each decoder row once."""
     input_ids = input_ids.to(adapter.W_U.device)
-    pats = capture_patterns(adapter, input_ids)
     x = adapter.embed(input_ids)
     emb = x.clone()
     L = adapter.n_layers
     rec: dict[str, list[torch.Tensor]] = {k: [] for k in ("s_in", "s_out", "s_mlp", "mid", "mlp_in", "mlp_out")}
+    pats: list[torch.Tensor] = []
     for layer, block in enumerate(adapter.blocks):
         s_in = block.attn_in.scale(x)
-        a = attention_out(block.attn, block.attn_in.apply(x, s_in), pats[layer])
+        x_normed = block.attn_in.apply(x, s_in)
+        pats.append(block.attn.pattern(x_normed))
+        a = attention_out(block.attn, x_normed, pats[layer])
         if block.attn_out is not None:
             s_out = block.attn_out.scale(a)
             a = block.attn_out.apply(a, s_out)
