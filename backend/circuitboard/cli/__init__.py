@@ -8,6 +8,7 @@ so that `circuitboard --help` starts fast.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -19,13 +20,15 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from circuitboard import __version__  # noqa: E402  (after the environment above, before torch)
-from circuitboard.cli import atlas, db, prepare, serve, trace, training, users, worker  # noqa: E402
 
-# Listed in data-flow order: each module exposes `register(subparsers)`.
-_COMMAND_MODULES = (trace, training, prepare, atlas, serve, worker, db, users)
+# Listed in data-flow order: each module of this package exposes `register(subparsers)`.
+_COMMAND_MODULES = ("trace", "training", "prepare", "atlas", "serve", "worker", "db", "users")
+# Commands whose module is imported alone when the command line names them: a one-shot `circuitboard trace`
+# does not pay for the server's settings, presets and training imports (bench/README.md, start-up).
+_ALONE = {"trace": "trace", "intervene": "trace", "tiny-model": "trace"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: tuple[str, ...] = _COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="circuitboard",
         description="Attribution graphs of language models with transcoders: trace, intervene, train, serve.",
@@ -33,13 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"circuitboard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in _COMMAND_MODULES:
-        module.register(sub)
+    for name in modules:
+        importlib.import_module(f"circuitboard.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    alone = _ALONE.get(argv[0]) if argv else None
+    parser = build_parser((alone,) if alone else _COMMAND_MODULES)
     args = parser.parse_args(argv)
     result = args.func(args)
     return int(result or 0)

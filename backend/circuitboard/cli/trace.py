@@ -119,7 +119,7 @@ def _dtype_name(name: str) -> str:
     return name
 
 
-def _load_engine(args: argparse.Namespace) -> Engine:
+def _load_engine(args: argparse.Namespace, trace_only: bool = False) -> Engine:
     from circuitboard.engine.session import Engine  # torch and transformers: only once a command runs
 
     model, transcoders = args.model, args.transcoders
@@ -132,7 +132,7 @@ def _load_engine(args: argparse.Namespace) -> Engine:
         raise SystemExit("error: --transcoders is required with a model path")
     print(f"loading {model} with transcoders {transcoders}", file=sys.stderr)
     # One command, one trace: its own first forward warms the model, so the loader's warm-up would be extra work.
-    return Engine.load(model, transcoders, device=args.device, dtype=args.dtype, warm_up=False)
+    return Engine.load(model, transcoders, device=args.device, dtype=args.dtype, warm_up=False, trace_only=trace_only)
 
 
 class _Bar:
@@ -162,7 +162,8 @@ def _trace(args: argparse.Namespace) -> int:
     from circuitboard.engine.export import node_ids
 
     params = _params_from_args(args)
-    engine = _load_engine(args)
+    # `trace` needs the weights only: a plain model folder loads without importing transformers (engine.native).
+    engine = _load_engine(args, trace_only=True)
     bar = _Bar()
     graph = engine.attribute_graph(args.prompt, params, progress=bar)
     data = engine.export(graph, params, progress=bar)

@@ -1,4 +1,7 @@
-"""Load a causal LM and its tokenizer from a local folder, a GGUF file, or a hub id (when online)."""
+"""Load a causal LM and its tokenizer from a local folder, a GGUF file, or a hub id (when online).
+
+transformers is imported inside the functions that need it: its model code takes seconds to import, which a
+process that traces from a plain model folder never pays (`engine.native`)."""
 
 from __future__ import annotations
 
@@ -7,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from circuitboard.engine import patterns
 from circuitboard.precision import resolve_dtype
 
 
@@ -31,11 +32,15 @@ def bos_token_id(tokenizer: Any) -> int | None:
 
 def load_tokenizer(model_dir: str | Path) -> Any:
     """The tokenizer of a model folder, without loading the model."""
+    from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(str(model_dir))
 
 
 def layer_count(model_dir: str | Path) -> int:
     """How many transformer layers a model folder's model has, from its config alone."""
+    from transformers import AutoConfig
+
     return int(AutoConfig.from_pretrained(str(model_dir)).get_text_config().num_hidden_layers)
 
 
@@ -52,6 +57,8 @@ def load_model(
     over the corpus need no patterns, and the activation cache has always been computed that way).
     `warm_up=False` skips the warm-up forward: a one-shot process (`circuitboard trace`) runs its own forward
     first anyway, so warming up there is only an extra forward pass."""
+    from circuitboard.engine import patterns  # registers our attention function with transformers
+
     device = torch.device(device) if device is not None else default_device()
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype)}
     if pattern_attention:
@@ -73,6 +80,8 @@ def _warm_up(model: Any, device: torch.device) -> None:
 
 
 def _from_pretrained(ref: str | Path, kwargs: dict[str, Any]) -> tuple[Any, Any, str]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     path = Path(ref)
     if path.is_file() and path.suffix == ".gguf":
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)

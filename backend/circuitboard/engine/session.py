@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from circuitboard.engine.adapters import get_adapter
+from circuitboard.engine.adapters import Adapter, get_adapter
 from circuitboard.engine.attribution import (
     attribute,
     difference_target,
@@ -22,6 +22,7 @@ from circuitboard.engine.graph import Graph, compute_graph_scores, prune_graph
 from circuitboard.engine.interventions import run_intervention
 from circuitboard.engine.linkgraph import LinkGraph
 from circuitboard.engine.loading import bos_token_id, default_device, load_model
+from circuitboard.engine.native import load_native
 from circuitboard.engine.supernodes import decoder_directions
 from circuitboard.engine.transcoders import TranscoderSet, load_transcoder_set
 from circuitboard.engine.types import (
@@ -59,9 +60,21 @@ class PromptError(ValueError):
 
 
 class Engine:
-    def __init__(self, model, tokenizer, tset: TranscoderSet, *, model_name: str, fingerprint: str = ""):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        tset: TranscoderSet,
+        *,
+        model_name: str,
+        fingerprint: str = "",
+        load_runnable: Callable[[], Any] | None = None,
+    ):
+        """`model` is a transformers model, or the weights alone (`engine.native`) with `load_runnable` giving
+        the transformers model the first time a call must run the model itself (generation, interventions)."""
         self.model, self.tokenizer, self.tset = model, tokenizer, tset
         self.adapter = get_adapter(model)
+        self._load_runnable = load_runnable
         if tset.n_layers != self.adapter.n_layers or tset.d_model != self.adapter.d_model:
             raise ValueError(
                 f"transcoders ({tset.n_layers} layers, d_model {tset.d_model}) do not fit the model "
@@ -80,14 +93,35 @@ class Engine:
         device: str | torch.device | None = None,
         dtype: str = "float32",
         warm_up: bool = True,
+        trace_only: bool = False,
     ) -> Engine:
-        """`warm_up=False` for one-shot processes, whose first trace warms the model anyway (load_model)."""
+        """`warm_up=False` for one-shot processes, whose first trace warms the model anyway (load_model).
+        `trace_only=True` reads a plain model folder without transformers (engine.native: seconds less start-up
+        for `circuitboard trace`); the model itself is loaded later only if a call needs it."""
         device = torch.device(device) if device is not None else default_device()
-        hf_model, tokenizer, name = load_model(model, device=device, dtype=dtype, warm_up=warm_up)
         tset = load_transcoder_set(transcoders, device=device, dtype=resolve_dtype(dtype))
-        return cls(
-            hf_model, tokenizer, tset, model_name=name, fingerprint=files_fingerprint([model, transcoders], extra=dtype)
-        )
+        fingerprint = files_fingerprint([model, transcoders], extra=dtype)
+
+        def runnable() -> Any:
+            return load_model(model, device=device, dtype=dtype, warm_up=warm_up)
+
+        native = load_native(model, device=device, dtype=resolve_dtype(dtype)) if trace_only else None
+        if native is not None:
+            weights, tokenizer, name = native
+            return cls(
+                weights, tokenizer, tset, model_name=name, fingerprint=fingerprint, load_runnable=lambda: runnable()[0]
+            )
+        hf_model, tokenizer, name = runnable()
+        return cls(hf_model, tokenizer, tset, model_name=name, fingerprint=fingerprint)
+
+    def _runnable(self) -> Adapter:
+        """The adapter of a model that runs its own forward: loads the transformers model on first need when this
+        engine was loaded from the weights alone (and drops those weights: the model holds the same)."""
+        if self._load_runnable is not None:
+            self.model = self._load_runnable()
+            self.adapter = get_adapter(self.model)
+            self._load_runnable = None
+        return self.adapter
 
     @property
     def info(self) -> EngineInfo:
@@ -139,7 +173,8 @@ class Engine:
     def tokenize(self, prompt: str, top_k: int = 10, targets: Sequence[str] = ()) -> TokenizeResult:
         """Tokens, the top next tokens and how each of `targets` reads (with its next-token probability)."""
         ids = self.encode(prompt)
-        probs = self.model(input_ids=ids[None], use_cache=False, logits_to_keep=1).logits[0, -1].float().softmax(-1)
+        model = self._runnable().model
+        probs = model(input_ids=ids[None], use_cache=False, logits_to_keep=1).logits[0, -1].float().softmax(-1)
         p, i = probs.topk(min(top_k, probs.shape[-1]))
         return TokenizeResult(
             tokens=[TokenInfo(id=t, text=self.decode_token(t)) for t in ids.tolist()],
@@ -242,7 +277,7 @@ class Engine:
     def intervene(self, req: InterventionRequest) -> InterventionResult:
         ids = self.encode(req.prompt)
         watch_ids = [self.single_token(text, f"watch.{i}") for i, text in enumerate(req.watch)]
-        return run_intervention(self.adapter, self.tset, self.tokenizer, ids, req, watch_ids)
+        return run_intervention(self._runnable(), self.tset, self.tokenizer, ids, req, watch_ids)
 
     # -------------------------------------------------------------------------------------- analysis
 
@@ -260,4 +295,4 @@ class Engine:
         traced = linked.info.get("input_token_ids")
         if (list(traced) != ids.tolist()) if traced is not None else len(linked.prompt_tokens) != len(ids):
             raise PromptError("graph: its prompt does not tokenise to the tokens it was traced on")
-        return validate(self.adapter, self.tset, ids, linked, req, progress)
+        return validate(self._runnable(), self.tset, ids, linked, req, progress)
