@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from circuitboard.engine.adapters import Adapter
+from circuitboard.engine.adapters import Adapter, Attention
 from circuitboard.engine.graph import Graph
 from circuitboard.engine.replacement import PromptContext, build_context
 from circuitboard.engine.rowstore import RowStore, ranking_influence
@@ -189,6 +189,7 @@ class RowComputer:
         g = torch.zeros(B, P, ad.d_model, dtype=reads.dtype, device=reads.device)
         out = torch.zeros(B, src.n_cols, dtype=reads.dtype, device=reads.device)
         inject = _injections(layers, positions, reads.device)
+        live = _LivePositions.of(positions, P, ad.blocks[0].attn, g)
         # at_or_above[l]: how many rows sit at layer >= l, i.e. carry a gradient below layer l's MLP input.
         at_or_above = torch.bincount(layers, minlength=L + 2).flip(0).cumsum(0).flip(0).tolist()
         top = int(layers.max())
@@ -207,7 +208,10 @@ class RowComputer:
                 rows, pos = inject[layer]
                 g[rows, pos] += reads[rows]
             n = at_or_above[layer]
-            g[:n] += self._attention_backward(layer, g[:n], P)
+            if live is None:
+                g[:n] += self._attention_backward(layer, g[:n], P)
+            else:
+                live.attention_backward(self.adapter.blocks[layer].attn, self.frozen[layer], g[:n], n)
         for p in range(P):
             out[:, src.token_start + p] = g[:, p] @ ctx.embeddings[p]
         return out
@@ -221,6 +225,45 @@ class RowComputer:
         if group > 1:
             gv = gv.reshape(B, P, attn.n_kv_heads, group, attn.head_dim).sum(3)
         return gv.reshape(B, P, attn.n_kv_heads * attn.head_dim) @ frozen.W_v
+
+
+class _LivePositions:
+    """The (row, position) pairs of a batch whose gradient can be non-zero, for the attention's matmuls.
+
+    A row's gradient starts at its own position and attention only looks back, so it stays zero at every later
+    position: on a batch of rows at mixed positions about half of B × P. The value and output projections run on
+    those pairs alone, packed; the pattern (cheap: P × P per head) still runs on the full block, whose other
+    entries are exactly zero, so every sum is the dense path's. Rows are in deepest-first order and a layer
+    works on a prefix of them: its live pairs are a prefix of the list."""
+
+    def __init__(self, flat: torch.Tensor, upto: list[int], u: torch.Tensor, P: int):
+        self.flat, self.upto, self.u, self.P = flat, upto, u, P
+
+    @classmethod
+    def of(cls, positions: torch.Tensor, P: int, attn: Attention, g: torch.Tensor) -> _LivePositions | None:
+        """None when packing would save little (every row at or near the last position, e.g. logit rows)."""
+        counts = positions + 1
+        if int(counts.sum()) > 0.8 * len(positions) * P:
+            return None
+        flat = (torch.arange(P)[None, :] <= positions[:, None]).reshape(-1).nonzero().squeeze(1)
+        upto = [0, *torch.cumsum(counts, 0).tolist()]
+        # Written only at live pairs, so the others stay zero for the whole batch: allocated once.
+        u = g.new_zeros(len(positions) * P, attn.n_heads * attn.head_dim)
+        return cls(flat.to(g.device), upto, u, P)
+
+    def attention_backward(self, attn: Attention, frozen: FrozenLayer, g: torch.Tensor, n: int) -> None:
+        """g[:n] += the attention's backward of g[:n], on the live pairs."""
+        P, d = self.P, g.shape[-1]
+        live = self.flat[: self.upto[n]]
+        g_flat = g.reshape(n * P, d)
+        u = self.u[: n * P]
+        u[live] = (g_flat[live] @ frozen.W_o).to(u.dtype)
+        gv = torch.einsum("hij,bihd->bjhd", frozen.pattern[:, :P, :P], u.view(n, P, attn.n_heads, attn.head_dim))
+        group = attn.n_heads // attn.n_kv_heads
+        if group > 1:
+            gv = gv.reshape(n, P, attn.n_kv_heads, group, attn.head_dim).sum(3)
+        gv = gv.reshape(n * P, attn.n_kv_heads * attn.head_dim)
+        g_flat.index_add_(0, live, (gv[live] @ frozen.W_v).to(g.dtype))
 
 
 def _injections(
