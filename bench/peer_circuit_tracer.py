@@ -503,6 +503,10 @@ def run_cli(case: dict) -> tuple[float, int]:
     traced = json.loads(out.read_text())["metadata"]["info"]["input_token_ids"]
     if traced != case["ids"]:
         raise RuntimeError(f"circuitboard trace tokenized the prompt as {traced}, the case has {case['ids']}")
+    # Once more, untimed, keeping the unpruned adjacency: the CLI's own numbers (it loads the model folder
+    # without transformers, engine/native.py) are compared with circuit-tracer's as the runner's are.
+    raw = Path(case["out"]).with_suffix(".cli.npz")
+    subprocess.run([*cmd, "--raw", str(raw)], env=_thread_env(case), check=True, capture_output=True)
     return wall, usage.ru_maxrss * 1024
 
 
@@ -651,6 +655,10 @@ def main() -> None:
                 str(out / f"{name}-{prompt}-ours.npz"),
                 ct_embed_scale=ct_embed_scale(folder),
             )
+            cli_raw = out / f"{name}-{prompt}-ours.cli.npz"
+            if "cli_process_s" in res["ours"] and cli_raw.exists():
+                cli_cmp = compare(str(out / f"{name}-{prompt}-ct.npz"), str(cli_raw), ct_embed_scale(folder))
+                cmp["cli_rel_err_corrected"] = cli_cmp["rel_err_corrected"]
             row = {
                 "model": MODELS[name]["label"],
                 "prompt": prompt,
@@ -687,6 +695,7 @@ def print_table(rows: list[dict], batch_size: int, final: bool = False) -> None:
         "features ct / ours / both",
         "same logits",
         "max abs dA / max abs A: as computed / corrected for ct's slips",
+        "same, `circuitboard trace` (corrected)",
         "engine",
     ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -715,6 +724,7 @@ def print_table(rows: list[dict], batch_size: int, final: bool = False) -> None:
             f"{c['feat_ct']} / {c['feat_ours']} / {c['feat_common']}",
             "yes" if ct["logits"] == us["logits"] else "NO",
             f"{c['rel_err']:.1e} / {c.get('rel_err_corrected', float('nan')):.1e}" + (" (full)" if c["full"] else ""),
+            f"{c['cli_rel_err_corrected']:.1e}" if "cli_rel_err_corrected" in c else "-",
             us.get("engine", "?"),
         ]
         lines.append("| " + " | ".join(str(x) for x in cells) + " |")
