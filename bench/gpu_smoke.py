@@ -68,6 +68,13 @@ def tiny_pipeline(device: torch.device, work: Path, args: argparse.Namespace, ro
     print(f"  {len(graph['nodes'])} nodes, {len(graph['links'])} links")
     req = InterventionRequest(prompt=PROMPT, interventions=[FeatureIntervention(layer=0, feature=0, mode="zero")])
     timed("intervene (tiny)", device, lambda: engine.intervene(req), rows)
+    lean = timed(
+        "load engine (tiny, trace-only)",
+        device,
+        lambda: Engine.load(model_dir, tc_dir, device=device, trace_only=True),
+        rows,
+    )
+    timed("trace (tiny, trace-only)", device, lambda: lean.attribute(PROMPT, params), rows)
 
     model, tok, _ = load_model(model_dir, device=device)
     texts = work / "texts"

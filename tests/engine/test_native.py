@@ -258,3 +258,16 @@ def test_cli_trace_does_not_import_transformers(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     assert res.stdout.strip().splitlines()[-1] == "[]"
     assert json.loads(out.read_text())["nodes"]
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "gpt2"])
+def test_native_weights_on_the_chosen_device(folders, arch):
+    """Every tensor of a natively loaded model, rotary tables included, is where the engine asked (GPU
+    readiness: `meta` stands in for CUDA, where a CPU tensor would fail the first mixed operation)."""
+    folder, _ = folders[arch]
+    loaded = load_native(folder, device=torch.device("meta"), dtype=torch.float32)
+    assert loaded is not None
+    model = loaded[0]
+    assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}
+    for block in get_adapter(model).blocks:
+        assert block.attn.rope is None or block.attn.rope.inv_freq.device.type == "meta"

@@ -212,14 +212,14 @@ def _rope_params(cfg: dict[str, Any], model_type: str) -> dict[str | None, dict[
     return {None: full}
 
 
-def _inv_freq(params: dict[str, Any], head_dim: int, partial: float) -> tuple[torch.Tensor, str]:
+def _inv_freq(params: dict[str, Any], head_dim: int, partial: float, device: torch.device) -> tuple[torch.Tensor, str]:
     rope_type = params.get("rope_type", "default")
     if rope_type not in _ROPE_TYPES or partial != 1.0:
         raise Unsupported(f"rope type {rope_type!r} (partial factor {partial})")
     inv_freq = 1.0 / (float(params["rope_theta"]) ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
     if rope_type == "linear":
         inv_freq = inv_freq / float(params["factor"])
-    return inv_freq, rope_type
+    return inv_freq.to(device), rope_type
 
 
 def _scaling(cfg: dict[str, Any], model_type: str, layer: int) -> float:
@@ -284,7 +284,7 @@ def _decoder(cfg: dict[str, Any], model_type: str, ck: _Checkpoint) -> NativeMod
     layer_types = _layer_types(cfg, model_type)
     ropes = _rope_params(cfg, model_type)
     partial = float(cfg.get("partial_rotary_factor", 1.0))
-    tables = {t: _inv_freq(p, head_dim, partial) for t, p in ropes.items()}
+    tables = {t: _inv_freq(p, head_dim, partial, ck.device) for t, p in ropes.items()}
     window = cfg.get("sliding_window")
     layers = nn.ModuleList()
     for i in range(int(cfg["num_hidden_layers"])):
