@@ -22,8 +22,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from circuitboard.devtools.tiny import ARCHITECTURES, build_tiny_checkpoint, build_tiny_model, tiny_config
 from circuitboard.engine import patterns
 from circuitboard.engine.adapters import get_adapter
+from circuitboard.engine.file_tokenizer import FileTokenizer, RemoteTokenizer, model_type_of, start_tokenizer
 from circuitboard.engine.interventions import capture_patterns
-from circuitboard.engine.native import NativeModel, NativeTokenizer, load_native
+from circuitboard.engine.native import NativeModel, load_native
 from circuitboard.engine.replacement import build_context
 from circuitboard.engine.session import Engine
 from circuitboard.engine.transcoders import random_transcoder_set
@@ -106,7 +107,7 @@ def test_native_tokenizer_is_the_models(folders, arch):
     folder, _ = folders[arch]
     _, tok, _ = _native(folder)
     # transformers tokenizes Qwen 2 by its own class's rules whatever the file says: its tokenizer is used there.
-    assert isinstance(tok, NativeTokenizer) == (arch != "qwen2")
+    assert isinstance(tok, FileTokenizer) == (arch != "qwen2")
     _same_tokenizer(tok, AutoTokenizer.from_pretrained(folder))
 
 
@@ -132,7 +133,7 @@ def test_gemma_tokenizer_class(folders, tmp_path):
     GemmaTokenizer(vocab=spec["vocab"], merges=merges).save_pretrained(folder)
     assert json.loads((folder / "tokenizer_config.json").read_text())["tokenizer_class"] == "GemmaTokenizer"
     _, tok, _ = _native(folder)
-    assert isinstance(tok, NativeTokenizer)
+    assert isinstance(tok, FileTokenizer)
     _same_tokenizer(tok, AutoTokenizer.from_pretrained(folder))
 
 
@@ -247,17 +248,84 @@ def test_what_needs_transformers_returns_none(folders, tmp_path):
 
 
 def test_cli_trace_does_not_import_transformers(tmp_path):
+    """... and starts the tokenizer's helper process before it imports torch, then reads its ids through it."""
     model_dir, tc_dir = build_tiny_checkpoint(tmp_path, "qwen3")
     out = tmp_path / "g.json"
     code = (
-        "import sys; from circuitboard.cli import main; "
+        "import sys; from circuitboard.cli import main; from circuitboard.engine import file_tokenizer as ft; "
+        "seen = []; start = ft.start_tokenizer; "
+        "ft.start_tokenizer = lambda f: (seen.append('torch' in sys.modules), start(f))[1]; "
+        "made = []; init = ft.RemoteTokenizer.__init__; "
+        "ft.RemoteTokenizer.__init__ = lambda self, *a: (made.append(1), init(self, *a))[1]; "
         f"main(['trace', 'The opposite of hot is', '--model', {str(model_dir)!r}, '--transcoders', {str(tc_dir)!r}, "
         f"'--max-feature-nodes', '20', '--out', {str(out)!r}]); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers'))"
+        "print(seen, made, sorted(m for m in sys.modules if m.split('.')[0] == 'transformers'))"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
-    assert res.stdout.strip().splitlines()[-1] == "[]"
-    assert json.loads(out.read_text())["nodes"]
+    assert res.stdout.strip().splitlines()[-1] == "[False] [1] []"
+    graph = json.loads(out.read_text())
+    assert graph["nodes"]
+    ref = AutoTokenizer.from_pretrained(model_dir)
+    assert graph["metadata"]["prompt_tokens"] == [ref.decode([i]) for i in ref("The opposite of hot is").input_ids]
+
+
+@pytest.mark.parametrize("arch", [a for a in ARCHITECTURES if a != "qwen2"])
+def test_tokenizer_process_is_the_file_tokenizer(folders, arch):
+    folder, _ = folders[arch]
+    here = FileTokenizer(folder, model_type_of(folder))
+    pending = start_tokenizer(folder)
+    assert pending is not None
+    remote = pending.result()
+    assert isinstance(remote, RemoteTokenizer)
+    try:
+        for key in ("bos_token_id", "eos_token_id", "unk_token_id", "pad_token_id", "all_special_ids"):
+            assert getattr(remote, key) == getattr(here, key), key
+        assert len(remote) == len(here)
+        for text in TEXTS:
+            for special in (True, False):
+                ids = here(text, add_special_tokens=special).input_ids
+                assert remote(text, add_special_tokens=special).input_ids == ids
+                assert remote.decode(ids) == here.decode(ids)
+                assert [remote.decode([i]) for i in ids] == [here.decode([i]) for i in ids]
+        # A call the library refuses fails alone, with its message; the next one is answered.
+        with pytest.raises(ValueError, match="tokenizer: "):
+            remote.decode([-1])
+        assert remote(TEXTS[0]).input_ids == here(TEXTS[0]).input_ids
+    finally:
+        remote.close()
+    assert remote._proc.returncode == 0
+    with pytest.raises(RuntimeError, match="tokenizer process ended"):
+        remote(TEXTS[0])
+
+
+def test_tokenizer_process_gives_way(folders, tmp_path):
+    """Where the helper cannot load the tokenizer, the caller loads it itself: transformers' class rules
+    (Qwen 2), a broken file (the library's own error, raised in this process), a model that needs transformers."""
+    qwen2, _ = folders["qwen2"]
+    pending = start_tokenizer(qwen2)
+    assert pending is not None and pending.result() is None
+    _, tok, _ = load_native(qwen2, device=CPU, dtype=torch.float32, tokenizer=start_tokenizer(qwen2))
+    assert not isinstance(tok, (FileTokenizer, RemoteTokenizer))
+
+    src, _ = folders["llama"]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in src.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "tokenizer.json").write_text('{"model": ')
+    with pytest.raises(Exception, match="EOF|expected"):
+        load_native(broken, device=CPU, dtype=torch.float32, tokenizer=start_tokenizer(broken))
+
+    act = tmp_path / "act"
+    act.mkdir()
+    for f in src.iterdir():
+        (act / f.name).write_bytes(f.read_bytes())
+    _rewrite_config(act, lambda c: c.update(hidden_act="relu2"))
+    pending = start_tokenizer(act)
+    assert pending is not None
+    assert load_native(act, device=CPU, dtype=torch.float32, tokenizer=pending) is None
+    assert pending._proc.poll() is not None  # stopped, not left running
+    assert start_tokenizer(tmp_path / "missing") is None
 
 
 @pytest.mark.parametrize("arch", ["gemma3", "gpt2"])

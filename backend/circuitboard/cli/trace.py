@@ -109,20 +109,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="preset name, local model folder, .gguf file or hub id")
     p.add_argument("--transcoders", default=None, help="transcoder folder or config.yaml (default: the preset's)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--dtype", default="float32", type=_dtype_name, help="model dtype (default float32)")
-
-
-def _dtype_name(name: str) -> str:
-    from circuitboard.precision import DTYPES, named_dtype  # torch: only once a command runs
-
-    if named_dtype(name) is None:
-        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(DTYPES)}")
-    return name
+    # checked once the command runs (_load_engine): the names live with torch's dtypes, and importing torch while
+    # the arguments parse would come before the tokenizer's helper process starts
+    p.add_argument("--dtype", default="float32", help="model dtype: float32 (default), bfloat16 or float16")
 
 
 def _load_engine(args: argparse.Namespace, trace_only: bool = False) -> Engine:
-    from circuitboard.engine.session import Engine  # torch and transformers: only once a command runs
-
     model, transcoders = args.model, args.transcoders
     if not Path(model).exists() and transcoders is None:
         from circuitboard.presets import resolve_preset  # a preset name
@@ -131,9 +123,31 @@ def _load_engine(args: argparse.Namespace, trace_only: bool = False) -> Engine:
         model, transcoders = resolved.model_dir, resolved.transcoders_dir
     if transcoders is None:
         raise SystemExit("error: --transcoders is required with a model path")
+    # A large tokenizer.json parses while torch imports, in a second process (engine.file_tokenizer: Gemma's
+    # is 1.2 s, all of it holding the GIL, so a thread could not overlap it).
+    tokenizer = None
+    if trace_only:
+        from circuitboard.engine.file_tokenizer import start_tokenizer
+
+        tokenizer = start_tokenizer(model)
+    from circuitboard.engine.session import Engine  # torch and transformers: only once a command runs
+    from circuitboard.precision import DTYPES, named_dtype
+
+    if named_dtype(args.dtype) is None:
+        if tokenizer is not None:
+            tokenizer.cancel()
+        raise SystemExit(f"error: --dtype: {args.dtype!r} is not one of {', '.join(DTYPES)}")
     print(f"loading {model} with transcoders {transcoders}", file=sys.stderr)
     # One command, one trace: its own first forward warms the model, so the loader's warm-up would be extra work.
-    return Engine.load(model, transcoders, device=args.device, dtype=args.dtype, warm_up=False, trace_only=trace_only)
+    return Engine.load(
+        model,
+        transcoders,
+        device=args.device,
+        dtype=args.dtype,
+        warm_up=False,
+        trace_only=trace_only,
+        tokenizer=tokenizer,
+    )
 
 
 class _Bar:
@@ -160,8 +174,6 @@ class _Bar:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from circuitboard.engine.export import node_ids
-
     params = _params_from_args(args)
     # `trace` needs the weights only: a plain model folder loads without importing transformers (engine.native).
     engine = _load_engine(args, trace_only=True)
@@ -171,6 +183,8 @@ def _trace(args: argparse.Namespace) -> int:
     bar.close()
     if args.raw:
         import numpy as np
+
+        from circuitboard.engine.export import node_ids
 
         np.savez_compressed(args.raw, adjacency=graph.adjacency_matrix.numpy(), node_ids=np.array(node_ids(graph)))
     text = orjson.dumps(data)  # a 2,000-node graph is ~30 MB of JSON: ~10x faster than json.dumps

@@ -10,7 +10,7 @@ interventions) loads it through transformers (`loading.load_model`).
 
 `load_native` returns None for anything outside what it knows — a GGUF file, a hub id, a multimodal folder,
 a rope type other than default or linear, an unknown activation — and the caller loads through transformers;
-a tokenizer that transformers builds by its own class's rules comes from transformers (`NativeTokenizer`).
+a tokenizer that transformers builds by its own class's rules comes from transformers (`file_tokenizer`).
 tests/engine/test_native.py checks logits, patterns and token ids against transformers on every supported
 architecture.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from circuitboard.engine.adapters import architecture_of_type
+from circuitboard.engine.file_tokenizer import FileTokenizer, PendingTokenizer, Unsupported
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu,
@@ -41,10 +41,6 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu_new": lambda x: 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0)))),
 }
 _ROPE_TYPES = ("default", "linear")
-
-
-class Unsupported(Exception):
-    """The folder needs transformers to load; the message says why."""
 
 
 # ----------------------------------------------------------------------------------------------- modules
@@ -353,69 +349,18 @@ def _lm_head(cfg: dict[str, Any], ck: _Checkpoint, embed: nn.Module) -> nn.Modul
     return _Linear(ck.get("lm_head.weight"), ck.maybe("lm_head.bias"))
 
 
-# ----------------------------------------------------------------------------------------------- tokenizer
-
-
-@dataclass(frozen=True)
-class Encoding:
-    input_ids: list[int]
-
-
-# Tokenizer classes that transformers 5 runs as tokenizer.json says: the generic backends, and Gemma's, whose
-# class sets the same normalizer, pre-tokenizer and decoder it writes into the file. Other classes rebuild parts
-# of the pipeline by their own rules, and so does transformers for these model types whatever the file declares
-# (its MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS): for those, the tokenizer comes from transformers.
-_FILE_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast")
-_CLASS_TOKENIZED_TYPES = ("qwen2",)
-
-
-class NativeTokenizer:
-    """tokenizer.json through the `tokenizers` library, with the special tokens of tokenizer_config.json: the part
-    of a transformers fast tokenizer the engine uses (encode with or without special tokens, decode, special ids)."""
-
-    def __init__(self, folder: Path, model_type: str):
-        from tokenizers import Tokenizer
-
-        cfg_path = folder / "tokenizer_config.json"
-        cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-        if cfg.get("clean_up_tokenization_spaces"):
-            raise Unsupported("the tokenizer cleans up spaces when it decodes")
-        if cfg.get("tokenizer_class") not in _FILE_TOKENIZERS or model_type in _CLASS_TOKENIZED_TYPES:
-            raise Unsupported(f"transformers builds the {cfg.get('tokenizer_class')} tokenizer of {model_type} itself")
-        self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        named: dict[str, int | None] = {}
-        for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
-            named[key] = self._id(cfg.get(key))
-        self.bos_token_id, self.eos_token_id = named["bos_token"], named["eos_token"]
-        self.unk_token_id, self.pad_token_id = named["unk_token"], named["pad_token"]
-        extra = cfg.get("extra_special_tokens") or cfg.get("additional_special_tokens") or []
-        extra = list(extra.values()) if isinstance(extra, dict) else list(extra)
-        ids = [*named.values(), *(self._id(t) for t in extra)]
-        self.all_special_ids = sorted({i for i in ids if i is not None})
-
-    def _id(self, token: Any) -> int | None:
-        if isinstance(token, dict):
-            token = token.get("content")
-        return self._tok.token_to_id(token) if isinstance(token, str) else None
-
-    def __call__(self, text: str, add_special_tokens: bool = True) -> Encoding:
-        return Encoding(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
-
-    def decode(self, ids: list[int]) -> str:
-        return self._tok.decode(list(ids), skip_special_tokens=False)
-
-    def __len__(self) -> int:
-        return self._tok.get_vocab_size(with_added_tokens=True)
-
-
 # ----------------------------------------------------------------------------------------------- entry point
 
 
-def load_native(ref: str | Path, *, device: torch.device, dtype: torch.dtype) -> tuple[NativeModel, Any, str] | None:
+def load_native(
+    ref: str | Path, *, device: torch.device, dtype: torch.dtype, tokenizer: PendingTokenizer | None = None
+) -> tuple[NativeModel, Any, str] | None:
     """(model, tokenizer, name) from a local model folder, or None when its weights need transformers. The
-    tokenizer is a NativeTokenizer where tokenizer.json is the whole story, else transformers' own."""
+    tokenizer is the one `tokenizer` (a helper process started earlier) loaded, else a FileTokenizer where
+    tokenizer.json is the whole story, else transformers' own."""
     folder = Path(ref)
     if not (folder.is_dir() and (folder / "config.json").exists() and (folder / "tokenizer.json").exists()):
+        _without(tokenizer)
         return None
     try:
         cfg = _config(folder)
@@ -427,13 +372,22 @@ def load_native(ref: str | Path, *, device: torch.device, dtype: torch.dtype) ->
         ck = _Checkpoint(folder, dtype, device)
         model = _gpt2(cfg, ck) if model_type == "gpt2" else _decoder(cfg, model_type, ck)
     except Unsupported:
+        _without(tokenizer)
         return None
-    tokenizer: Any
+    model.eval()
+    name = folder.name if folder.name != "model" else folder.parent.name
+    loaded = tokenizer.result() if tokenizer is not None else None
+    if loaded is not None:
+        return model, loaded, name
     try:
-        tokenizer = NativeTokenizer(folder, model_type)
+        return model, FileTokenizer(folder, model_type), name
     except Unsupported:
         from circuitboard.engine.loading import load_tokenizer
 
-        tokenizer = load_tokenizer(folder)
-    model.eval()
-    return model, tokenizer, folder.name if folder.name != "model" else folder.parent.name
+        return model, load_tokenizer(folder), name
+
+
+def _without(tokenizer: PendingTokenizer | None) -> None:
+    """No native load: the caller loads model and tokenizer through transformers, so the helper can stop."""
+    if tokenizer is not None:
+        tokenizer.cancel()

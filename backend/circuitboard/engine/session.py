@@ -18,6 +18,7 @@ from circuitboard.engine.attribution import (
     token_targets,
 )
 from circuitboard.engine.export import graph_to_json
+from circuitboard.engine.file_tokenizer import PendingTokenizer
 from circuitboard.engine.graph import Graph, compute_graph_scores, prune_graph
 from circuitboard.engine.interventions import run_intervention
 from circuitboard.engine.linkgraph import LinkGraph
@@ -94,10 +95,12 @@ class Engine:
         dtype: str = "float32",
         warm_up: bool = True,
         trace_only: bool = False,
+        tokenizer: PendingTokenizer | None = None,
     ) -> Engine:
         """`warm_up=False` for one-shot processes, whose first trace warms the model anyway (load_model).
         `trace_only=True` reads a plain model folder without transformers (engine.native: seconds less start-up
-        for `circuitboard trace`); the model itself is loaded later only if a call needs it."""
+        for `circuitboard trace`); the model itself is loaded later only if a call needs it. `tokenizer`: the
+        folder's tokenizer already loading in a helper process (file_tokenizer.start_tokenizer)."""
         device = torch.device(device) if device is not None else default_device()
         tset = load_transcoder_set(transcoders, device=device, dtype=resolve_dtype(dtype))
         fingerprint = files_fingerprint([model, transcoders], extra=dtype)
@@ -105,7 +108,11 @@ class Engine:
         def runnable() -> Any:
             return load_model(model, device=device, dtype=dtype, warm_up=warm_up)
 
-        native = load_native(model, device=device, dtype=resolve_dtype(dtype)) if trace_only else None
+        native = None
+        if trace_only:
+            native = load_native(model, device=device, dtype=resolve_dtype(dtype), tokenizer=tokenizer)
+        elif tokenizer is not None:
+            tokenizer.cancel()
         if native is not None:
             weights, tokenizer, name = native
             return cls(
