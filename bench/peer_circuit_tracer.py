@@ -482,9 +482,58 @@ def _thread_env(case: dict) -> dict:
     return env
 
 
+class TreeRssSampler:
+    """Peak resident set size of a process and all its descendants together, summed every 20 ms.
+
+    `circuitboard trace` runs its tokenizer in a helper process; wait4's ru_maxrss reports the largest single
+    process of the tree, not their sum, so the helper's memory would go uncounted. Summing RSS counts pages the
+    processes share twice, so the figure errs high, never low."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak = pid, 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+
+    @staticmethod
+    def _tree(pid: int) -> list[int]:
+        pids, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            pids.append(p)
+            for task in Path(f"/proc/{p}/task").glob("*/children"):
+                try:
+                    todo += [int(c) for c in task.read_text().split()]
+                except OSError:
+                    pass
+        return pids
+
+    def _rss(self) -> int:
+        total = 0
+        for p in self._tree(self.pid):
+            try:
+                with open(f"/proc/{p}/statm") as f:
+                    total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):
+                pass  # the process ended between listing and reading
+        return total
+
+    def _loop(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
 def run_cli(case: dict) -> tuple[float, int]:
     """Our whole `circuitboard trace` process on the case's prompt, graph JSON written (trace, prune, export):
-    wall time and peak RSS (of the child, from wait4). It reads the model folder's `-cli` twin (same weights, the
+    wall time and peak RSS (the larger of wait4's figure and the sampled sum over the process and its tokenizer
+    helper, TreeRssSampler). It reads the model folder's `-cli` twin (same weights, the
     tokenizer that made the case's ids: the ct venv's transformers saves a Gemma-3 tokenizer that splits the
     prompt differently), and the ids it traced are checked against the case's."""
     out = Path(case["out"]).with_suffix(".cli.json")
@@ -496,7 +545,8 @@ def run_cli(case: dict) -> tuple[float, int]:
     cmd += ["--desired-logit-prob", str(case["desired_logit_prob"]), "--out", str(out)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=_thread_env(case), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    with TreeRssSampler(proc.pid) as tree:
+        _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"circuitboard trace failed ({status})")
@@ -507,7 +557,7 @@ def run_cli(case: dict) -> tuple[float, int]:
     # without transformers, engine/native.py) are compared with circuit-tracer's as the runner's are.
     raw = Path(case["out"]).with_suffix(".cli.npz")
     subprocess.run([*cmd, "--raw", str(raw)], env=_thread_env(case), check=True, capture_output=True)
-    return wall, usage.ru_maxrss * 1024
+    return wall, max(usage.ru_maxrss * 1024, tree.peak)
 
 
 # ------------------------------------------------------------------------------------------------ compare
@@ -691,6 +741,7 @@ def print_table(rows: list[dict], batch_size: int, final: bool = False) -> None:
         "ratio ct/ours (CPU)",
         "ct peak RSS (GiB)",
         "ours peak RSS (GiB)",
+        "ours `circuitboard trace` peak RSS, with its tokenizer process (GiB)",
         "RSS growth in attribute() ct / ours (GiB)",
         "features ct / ours / both",
         "same logits",
@@ -720,6 +771,7 @@ def print_table(rows: list[dict], batch_size: int, final: bool = False) -> None:
             f"{cpu_ct / cpu_us:.1f}x" if cpu_ct and cpu_us else "-",
             fmt_gib(ct["maxrss"]),
             fmt_gib(us["maxrss"]),
+            fmt_gib(us["cli_maxrss"]) if "cli_maxrss" in us else "-",
             f"{fmt_gib(ct['rss_peak_during'] - ct['rss_base'])} / {fmt_gib(us['rss_peak_during'] - us['rss_base'])}",
             f"{c['feat_ct']} / {c['feat_ours']} / {c['feat_common']}",
             "yes" if ct["logits"] == us["logits"] else "NO",
