@@ -482,7 +482,7 @@ def _thread_env(case: dict) -> dict:
     return env
 
 
-class TreeRssSampler:
+class TreeRssSampler(RssSampler):
     """Peak resident set size of a process and all its descendants together, summed every 20 ms.
 
     `circuitboard trace` runs its tokenizer in a helper process; wait4's ru_maxrss reports the largest single
@@ -490,9 +490,8 @@ class TreeRssSampler:
     processes share twice, so the figure errs high, never low."""
 
     def __init__(self, pid: int):
-        self.pid, self.peak = pid, 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._loop, daemon=True)
+        self.pid = pid
+        super().__init__()
 
     @staticmethod
     def _tree(pid: int) -> list[int]:
@@ -516,18 +515,6 @@ class TreeRssSampler:
             except (OSError, IndexError, ValueError):
                 pass  # the process ended between listing and reading
         return total
-
-    def _loop(self):
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
 
 
 def run_cli(case: dict) -> tuple[float, int]:
