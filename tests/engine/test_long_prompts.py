@@ -72,7 +72,7 @@ def _dense_selection(adapter, tset, ids, budget, refresh, compute_batch):
         inf = _dense_partial_influence(rows[:done], sums[:done], v, logit_rows, targets.weights)[: sources.n_active]
         inf[v] = -1
         for batch in _batches_by_layer_pos(
-            sources.active, inf.topk(min(refresh, budget - done)).indices, compute_batch
+            sources.active, inf.topk(min(refresh, budget - done)).indices, compute_batch, deepest_first=True
         ):
             layers, positions, feats = sources.active[batch].unbind(1)
             r = computer.rows(layers, positions, computer.feature_reads(layers, positions, feats))

@@ -122,10 +122,15 @@ class FrozenLayer:
         attention  g ↦ einsum(pattern, g @ W_o) @ W_v    (summed over the query heads of each key/value head)
         skip       g ↦ s_mlp · (g @ W_skip)
     pattern[h, i, j] = s_out[i] · pattern[h, i, j] · s_in[j]: the scales of the post-attention norm (at the
-    query i, where the gradient sits) and of the attention-input norm (at the key j, where it goes)."""
+    query i, where the gradient sits) and of the attention-input norm (at the key j, where it goes).
+
+    The pattern is kept as the matrix that mixes the gradient: mix[k, j, q, i] = pattern[k·G + q, i, j] for the
+    G query heads q of key/value head k, so that the mixing and the sum over a key/value head's queries are one
+    matmul, mix[k] ([P, G·P]) times the gradient of the G heads stacked ([G·P, ·]); transposed once here,
+    contiguous (a transposed view as the left operand ran the batched matmul at half speed)."""
 
     W_o: torch.Tensor  # [d, H·hd]
-    pattern: torch.Tensor  # [H, P, P]
+    mix: torch.Tensor  # [kv, P, G, P]
     W_v: torch.Tensor  # [kv·hd, d]
     W_skip: torch.Tensor | None  # [d, d]
 
@@ -138,9 +143,12 @@ class FrozenLayer:
             W_o = block.attn_out.backward_then(W_o)
             pattern = pattern * ctx.scale_attn_out[layer].view(1, -1, 1)
         W_skip = tset.layers[layer].W_skip
+        H, P = pattern.shape[:2]
+        kv = block.attn.n_kv_heads
+        mix = pattern.view(kv, H // kv, P, P).permute(0, 3, 1, 2).contiguous()
         return cls(
             W_o=W_o,
-            pattern=pattern,
+            mix=mix,
             W_v=block.attn_in.after_backward(block.attn.W_v),
             W_skip=None if W_skip is None else block.mlp_in.after_backward(W_skip),
         )
@@ -174,7 +182,8 @@ class RowComputer:
         layers, positions = layers.cpu(), positions.cpu()
         # Deepest rows first. A row's gradient is zero above its own layer, so at each layer the rows that carry
         # one are a prefix, and every matmul of that layer runs on the prefix only: a batch spread over the
-        # layers does about half the work it would over all rows.
+        # layers does about half the work it would over all rows. Callers that can, pass them in that order
+        # (the reorder below is a gather of the whole [B, n_cols] output).
         order = torch.argsort(layers, descending=True, stable=True)
         if torch.equal(order, torch.arange(len(order))):
             return self._rows_deepest_first(layers, positions, reads)
@@ -220,8 +229,9 @@ class _LivePositions:
     A row's gradient starts at its own position and attention only looks back, so it stays zero at every later
     position: on a greedy batch of rows at mixed positions about half of B × P. The output and value projections
     run on those pairs alone, packed. Between them the pattern mixes positions per head: the projected gradient is
-    scattered into a buffer laid out [head, position, row, head_dim], where that mixing is one plain matmul per
-    head (`pattern_hᵀ @ [P, rows·head_dim]`) with no transposed copy of the buffer (an einsum over the row-major
+    scattered into a buffer laid out [head, position, row, head_dim], where that mixing, summed over each
+    key/value head's queries, is one plain matmul per key/value head (`mix_k @ [G·P, rows·head_dim]`, see
+    FrozenLayer) with no transposed copy of the buffer (an einsum over the row-major
     layout copied it twice: 1.3-1.6× slower). Entries of dead pairs are never written and stay zero, so every
     sum is the dense one's. Rows are in deepest-first order and a layer works on a prefix of them: its live pairs
     are a prefix of the list."""
@@ -247,9 +257,8 @@ class _LivePositions:
         g_flat = g.reshape(n * P, d)
         u = self.u[:, :P, :n]  # [H, P, n, hd]
         u.permute(2, 1, 0, 3)[rows, pos] = (g_flat[flat] @ frozen.W_o).view(k, H, hd).to(u.dtype)
-        mixed = torch.bmm(frozen.pattern[:, :P, :P].transpose(1, 2), u.reshape(H, P, n * hd)).view(H, P, n, hd)
-        if H > kv:
-            mixed = mixed.view(kv, H // kv, P, n, hd).sum(1)
+        mix = frozen.mix[:, :P, :, :P].reshape(kv, P, (H // kv) * P)  # a copy only when P < the prompt's
+        mixed = torch.bmm(mix, u.reshape(kv, (H // kv) * P, n * hd)).view(kv, P, n, hd)
         gv = mixed.permute(2, 1, 0, 3)[rows, pos].reshape(k, kv * hd)  # [k, kv·hd], at the live pairs
         g_flat.index_add_(0, flat, (gv @ frozen.W_v).to(g.dtype))
 
@@ -331,7 +340,7 @@ def _reduced_precision(precision: Precision, computer: RowComputer) -> torch.aut
         return None
     sources.cast_vectors(torch.bfloat16)
     for frozen in computer.frozen:
-        frozen.pattern = frozen.pattern.to(torch.bfloat16)
+        frozen.mix = frozen.mix.to(torch.bfloat16)
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
@@ -428,7 +437,9 @@ def _feature_rows(
             influence = influence[: sources.n_active]
             influence[visited_t.to(influence.device)] = -1
             chunk = influence.topk(min(refresh_every, budget - store.done)).indices.cpu()
-        for batch in _batches_by_layer_pos(sources.active, chunk, compute_batch):
+        # All features go in column order (the rows are the adjacency's, square with its columns); a greedy
+        # chunk's rows go deepest first, the order the row computer works in.
+        for batch in _batches_by_layer_pos(sources.active, chunk, compute_batch, deepest_first=not every_feature):
             layers, positions, feats = sources.active[batch].unbind(1)
             reads = computer.feature_reads(layers, positions, feats)
             store.add(computer.rows(layers, positions, reads), layers, positions)
@@ -447,8 +458,10 @@ def _reporter(progress: ProgressFn | None, should_cancel: Callable[[], bool] | N
     return report
 
 
-def _batches_by_layer_pos(active: torch.Tensor, chunk: torch.Tensor, batch_size: int):
-    """Split feature indices into batches sorted by (layer, pos) so each batch touches few layers/positions."""
-    key = active[chunk, 0] * 1_000_000 + active[chunk, 1]
+def _batches_by_layer_pos(active: torch.Tensor, chunk: torch.Tensor, batch_size: int, deepest_first: bool = False):
+    """Split feature indices into batches sorted by (layer, pos) so each batch touches few layers/positions;
+    `deepest_first`: layers in descending order (positions still ascending within a layer)."""
+    layer_key = -active[chunk, 0] if deepest_first else active[chunk, 0]
+    key = layer_key * 1_000_000 + active[chunk, 1]
     ordered = chunk[key.argsort(stable=True)]
     return ordered.split(batch_size)
