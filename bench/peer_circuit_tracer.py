@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -524,19 +525,8 @@ def run_cli(case: dict) -> tuple[float, int]:
     tokenizer that made the case's ids: the ct venv's transformers saves a Gemma-3 tokenizer that splits the
     prompt differently), and the ids it traced are checked against the case's."""
     out = Path(case["out"]).with_suffix(".cli.json")
-    cli = ROOT / ".venv" / "bin" / "circuitboard"
-    model = Path(case["model"]).parent / (Path(case["model"]).name + "-cli")
-    cmd = [str(cli), "trace", PROMPTS[case["prompt"]], "--model", str(model)]
-    cmd += ["--transcoders", case["transcoders"], "--max-feature-nodes", str(case["max_feature_nodes"])]
-    cmd += ["--batch-size", str(case["batch_size"]), "--max-n-logits", str(case["max_n_logits"])]
-    cmd += ["--desired-logit-prob", str(case["desired_logit_prob"]), "--out", str(out)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=_thread_env(case), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with TreeRssSampler(proc.pid) as tree:
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"circuitboard trace failed ({status})")
+    cmd = _cli_command(case)
+    wall, rss = _timed_cli(cmd, case)
     traced = json.loads(out.read_text())["metadata"]["info"]["input_token_ids"]
     if traced != case["ids"]:
         raise RuntimeError(f"circuitboard trace tokenized the prompt as {traced}, the case has {case['ids']}")
@@ -544,7 +534,47 @@ def run_cli(case: dict) -> tuple[float, int]:
     # without transformers, engine/native.py) are compared with circuit-tracer's as the runner's are.
     raw = Path(case["out"]).with_suffix(".cli.npz")
     subprocess.run([*cmd, "--raw", str(raw)], env=_thread_env(case), check=True, capture_output=True)
+    return wall, rss
+
+
+def _cli_command(case: dict) -> list[str]:
+    out = Path(case["out"]).with_suffix(".cli.json")
+    cli = ROOT / ".venv" / "bin" / "circuitboard"
+    model = Path(case["model"]).parent / (Path(case["model"]).name + "-cli")
+    cmd = [str(cli), "trace", PROMPTS[case["prompt"]], "--model", str(model)]
+    cmd += ["--transcoders", case["transcoders"], "--max-feature-nodes", str(case["max_feature_nodes"])]
+    cmd += ["--batch-size", str(case["batch_size"]), "--max-n-logits", str(case["max_n_logits"])]
+    return cmd + ["--desired-logit-prob", str(case["desired_logit_prob"]), "--out", str(out)]
+
+
+def _timed_cli(cmd: list[str], case: dict) -> tuple[float, int]:
+    """One `circuitboard trace` process: wall time and peak RSS over its process tree."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=_thread_env(case), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with TreeRssSampler(proc.pid) as tree:
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"circuitboard trace failed ({status})")
     return wall, max(usage.ru_maxrss * 1024, tree.peak)
+
+
+def repeat_whole_process(case_ct: dict, case_ours: dict, res: dict, n: int) -> None:
+    """`n - 1` more whole-process runs of each side, alternating (circuit-tracer's runner, then our CLI), so
+    that both sides see the same spells of a shared machine's load; `process_s` and `cli_process_s` become the
+    medians of all `n`, and the single runs are kept (`process_runs_s`, `cli_runs_s`)."""
+    ct_runs, cli_runs = [res["ct"]["process_s"]], [res["ours"]["cli_process_s"]]
+    cmd = _cli_command(case_ours)
+    for i in range(1, n):
+        log(f"repeat {i + 1}/{n}: ct runner, then circuitboard trace")
+        t0 = time.perf_counter()
+        ct_cmd = [str(CT_PY), str(Path(__file__).resolve()), "--_run", "ct", "--_case", json.dumps(case_ct)]
+        subprocess.run(ct_cmd, env=_thread_env(case_ct), stdout=subprocess.DEVNULL, check=True)
+        ct_runs.append(time.perf_counter() - t0)
+        cli_runs.append(_timed_cli(cmd, case_ours)[0])
+        log(f"repeat {i + 1}/{n}: ct {ct_runs[-1]:.2f} s, ours {cli_runs[-1]:.2f} s")
+    res["ct"]["process_runs_s"], res["ours"]["cli_runs_s"] = ct_runs, cli_runs
+    res["ct"]["process_s"], res["ours"]["cli_process_s"] = statistics.median(ct_runs), statistics.median(cli_runs)
 
 
 # ------------------------------------------------------------------------------------------------ compare
@@ -630,6 +660,13 @@ def main() -> None:
     ap.add_argument("--max-n-logits", type=int, default=10)
     ap.add_argument("--desired-logit-prob", type=float, default=0.95)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="whole-process runs per side, alternating; the table gives the medians (a shared machine's load "
+        "comes and goes)",
+    )
     ap.add_argument("--quick", action="store_true", help="one small case: smollm2, tiny prompt, all features")
     ap.add_argument("--sides", default="ct,ours", help="run only one side (the other's last result is reused)")
     ap.add_argument("--out", default=str(BENCH / "results"))
@@ -687,6 +724,14 @@ def main() -> None:
                     res_file.write_text(json.dumps({"case": case_side, "result": res[side]}))
                 else:
                     res[side] = json.loads(res_file.read_text())["result"]
+            if args.repeat > 1 and sides == ["ct", "ours"] and "cli_process_s" in res["ours"]:
+                case_ct = dict(case, out=str(out / f"{name}-{prompt}-ct.npz"))
+                case_ours = dict(case, out=str(out / f"{name}-{prompt}-ours.npz"))
+                repeat_whole_process(case_ct, case_ours, res, args.repeat)
+                for side in ("ct", "ours"):
+                    res_file = out / f"{name}-{prompt}-{side}.json"
+                    saved = json.loads(res_file.read_text())
+                    res_file.write_text(json.dumps({"case": saved["case"], "result": res[side]}))
             cmp = compare(
                 str(out / f"{name}-{prompt}-ct.npz"),
                 str(out / f"{name}-{prompt}-ours.npz"),
@@ -709,6 +754,13 @@ def main() -> None:
             rows.append(row)
             print_table(rows, args.batch_size)
     print_table(rows, args.batch_size, final=True)
+
+
+def _spread(runs: list[float] | None, digits: int) -> str:
+    """' (median of n, min-max)' after a repeated figure; nothing after a single run."""
+    if not runs or len(runs) < 2:
+        return ""
+    return f" (median of {len(runs)}, {min(runs):.{digits}f}-{max(runs):.{digits}f})"
 
 
 def print_table(rows: list[dict], batch_size: int, final: bool = False) -> None:
@@ -747,8 +799,8 @@ def print_table(rows: list[dict], batch_size: int, final: bool = False) -> None:
             r["tokens"],
             n_act,
             r["mfn"] or "all",
-            f"{ct['process_s']:.1f}" if "process_s" in ct else "-",
-            f"{cli:.2f}" if cli else "-",
+            f"{ct['process_s']:.1f}{_spread(ct.get('process_runs_s'), 1)}" if "process_s" in ct else "-",
+            f"{cli:.2f}{_spread(us.get('cli_runs_s'), 2)}" if cli else "-",
             f"{ct['process_s'] / cli:.1f}x" if cli and "process_s" in ct else "-",
             f"{ct['wall_s']:.1f}",
             f"{us['wall_s']:.2f}",
