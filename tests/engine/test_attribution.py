@@ -125,3 +125,15 @@ def test_greedy_selection_matches_full_rows(tiny_models):
     rows = [full_ids[n] for n in part_ids[:20]]
     cols = [full_ids[n] for n in part_ids]
     assert torch.allclose(part.adjacency_matrix[:20], full.adjacency_matrix[rows][:, cols], atol=1e-5)
+
+
+def test_logit_targets_read_the_demeaned_unembedding_summed_once(tiny_models):
+    """A logit node is logit − mean logit: it reads W_U[t] − mean row, and that mean is summed once per model
+    (cached on the adapter) rather than once per trace."""
+    _, tok, adapter = tiny_models("llama")
+    tset = random_transcoder_set(adapter.n_layers, adapter.d_model, 96, kind="relu")
+    ctx = build_context(adapter, tset, tok(PROMPT, return_tensors="pt").input_ids[0])
+    targets = salient_targets(adapter, ctx, 3, 0.99, str)
+    W_U = adapter.W_U
+    assert torch.allclose(targets.read, W_U[targets.token_ids] - W_U.mean(0), atol=1e-6)
+    assert adapter.unembed_mean is adapter.unembed_mean

@@ -59,7 +59,7 @@ def token_targets(adapter: Adapter, ctx: PromptContext, ids: list[int], decode: 
     probs = ctx.logits[-1].float().softmax(-1)
     W_U = adapter.W_U
     # The logit node is logit − mean logit, so it reads the demeaned unembedding column.
-    read = W_U[ids] - W_U.mean(0, keepdim=True)
+    read = W_U[ids] - adapter.unembed_mean
     return Targets(ids, [decode(i) for i in ids], probs[ids].to(W_U.dtype), read)
 
 
