@@ -458,8 +458,7 @@ def run_side(side: str, case: dict) -> dict:
     """One side's runner in its own process. `process_s` is that whole process's wall time, as the parent saw
     it: interpreter start, imports, loading, attribution and saving (circuitboard's side saves the same
     matrix, so that the comparison reads both)."""
-    py = CT_PY if side == "ct" else OUR_PY
-    cmd = [str(py), str(Path(__file__).resolve()), "--_run", side, "--_case", json.dumps(case)]
+    cmd = _runner_command(side, case)
     log(f"{side}: {Path(case['model']).name} {case['prompt']} ({len(case['ids'])} tokens)")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=_thread_env(case), stdout=subprocess.PIPE, text=True)
@@ -475,6 +474,11 @@ def run_side(side: str, case: dict) -> dict:
         res["cli_process_s"], res["cli_maxrss"] = run_cli(case)
         log(f"ours: `circuitboard trace` whole process {res['cli_process_s']:.2f} s")
     return res
+
+
+def _runner_command(side: str, case: dict) -> list[str]:
+    py = CT_PY if side == "ct" else OUR_PY
+    return [str(py), str(Path(__file__).resolve()), "--_run", side, "--_case", json.dumps(case)]
 
 
 def _thread_env(case: dict) -> dict:
@@ -568,8 +572,7 @@ def repeat_whole_process(case_ct: dict, case_ours: dict, res: dict, n: int) -> N
     for i in range(1, n):
         log(f"repeat {i + 1}/{n}: ct runner, then circuitboard trace")
         t0 = time.perf_counter()
-        ct_cmd = [str(CT_PY), str(Path(__file__).resolve()), "--_run", "ct", "--_case", json.dumps(case_ct)]
-        subprocess.run(ct_cmd, env=_thread_env(case_ct), stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(_runner_command("ct", case_ct), env=_thread_env(case_ct), stdout=subprocess.DEVNULL, check=True)
         ct_runs.append(time.perf_counter() - t0)
         cli_runs.append(_timed_cli(cmd, case_ours)[0])
         log(f"repeat {i + 1}/{n}: ct {ct_runs[-1]:.2f} s, ours {cli_runs[-1]:.2f} s")
@@ -716,22 +719,19 @@ def main() -> None:
                 "threads": args.threads,
             }
             res = {}
+            cases = {side: dict(case, out=str(out / f"{name}-{prompt}-{side}.npz")) for side in ("ct", "ours")}
+            res_files = {side: out / f"{name}-{prompt}-{side}.json" for side in cases}
             for side in ("ct", "ours"):
-                case_side = dict(case, out=str(out / f"{name}-{prompt}-{side}.npz"))
-                res_file = out / f"{name}-{prompt}-{side}.json"
                 if side in sides:
-                    res[side] = run_side(side, case_side)
-                    res_file.write_text(json.dumps({"case": case_side, "result": res[side]}))
+                    res[side] = run_side(side, cases[side])
+                    # saved at once: a failure of the other side keeps this one's run
+                    res_files[side].write_text(json.dumps({"case": cases[side], "result": res[side]}))
                 else:
-                    res[side] = json.loads(res_file.read_text())["result"]
+                    res[side] = json.loads(res_files[side].read_text())["result"]
             if args.repeat > 1 and sides == ["ct", "ours"] and "cli_process_s" in res["ours"]:
-                case_ct = dict(case, out=str(out / f"{name}-{prompt}-ct.npz"))
-                case_ours = dict(case, out=str(out / f"{name}-{prompt}-ours.npz"))
-                repeat_whole_process(case_ct, case_ours, res, args.repeat)
-                for side in ("ct", "ours"):
-                    res_file = out / f"{name}-{prompt}-{side}.json"
-                    saved = json.loads(res_file.read_text())
-                    res_file.write_text(json.dumps({"case": saved["case"], "result": res[side]}))
+                repeat_whole_process(cases["ct"], cases["ours"], res, args.repeat)
+                for side in sides:
+                    res_files[side].write_text(json.dumps({"case": cases[side], "result": res[side]}))
             cmp = compare(
                 str(out / f"{name}-{prompt}-ct.npz"),
                 str(out / f"{name}-{prompt}-ours.npz"),
