@@ -217,7 +217,10 @@ class RowComputer:
                 rows, pos = inject[layer]
                 g[rows, pos] += reads[rows]
             n = at_or_above[layer]
-            live.attention_backward(self.adapter.blocks[layer].attn, self.frozen[layer], g[:n], n)
+            # Rows injected at this layer (at the last layer, the logits' too) have a gradient at their own
+            # position only: no attention has mixed it yet. They are the prefix's tail, from `fresh`.
+            fresh = at_or_above[layer + 2] if layer == L - 1 else at_or_above[layer + 1]
+            live.attention_backward(self.adapter.blocks[layer].attn, self.frozen[layer], g[:n], n, fresh)
         for p in range(P):
             out[:, src.token_start + p] = g[:, p] @ ctx.embeddings[p]
         return out
@@ -234,33 +237,50 @@ class _LivePositions:
     FrozenLayer) with no transposed copy of the buffer (an einsum over the row-major
     layout copied it twice: 1.3-1.6× slower). Entries of dead pairs are never written and stay zero, so every
     sum is the dense one's. Rows are in deepest-first order and a layer works on a prefix of them: its live pairs
-    are a prefix of the list."""
+    are a prefix of the list.
 
-    def __init__(self, rows: torch.Tensor, pos: torch.Tensor, flat: torch.Tensor, upto: list[int], u: torch.Tensor):
-        self.rows, self.pos, self.flat, self.upto, self.u = rows, pos, flat, upto, u
+    A row that joins at this layer has a gradient at its own position only, so on the query side (the output
+    projection) it has one live pair, not one per earlier position: about a tenth of the projection's work on a
+    greedy batch. The pairs it skips have never been written (the row was not in the prefix before), so they
+    are still zero; from the next layer on, the row's every pair is written."""
+
+    def __init__(
+        self, rows: torch.Tensor, pos: torch.Tensor, flat: torch.Tensor, upto: list[int], own: torch.Tensor, u
+    ):
+        self.rows, self.pos, self.flat, self.upto, self.own, self.u = rows, pos, flat, upto, own, u
 
     @classmethod
     def of(cls, positions: torch.Tensor, P: int, attn: Attention, g: torch.Tensor) -> _LivePositions:
         B = len(positions)
         rows, pos = (torch.arange(P)[None, :] <= positions[:, None]).nonzero(as_tuple=True)  # CPU, row-major
-        upto = [0, *torch.cumsum(positions + 1, 0).tolist()]
+        ends = torch.cumsum(positions + 1, 0)
+        upto = [0, *ends.tolist()]
         u = g.new_zeros(attn.n_heads, P, B, attn.head_dim)  # allocated once per batch (see above)
         device = g.device
-        return cls(rows.to(device), pos.to(device), (rows * P + pos).to(device), upto, u)
+        # own[r]: the pair of row r at its own position, the last of its pairs
+        return cls(rows.to(device), pos.to(device), (rows * P + pos).to(device), upto, (ends - 1).to(device), u)
 
-    def attention_backward(self, attn: Attention, frozen: FrozenLayer, g: torch.Tensor, n: int) -> None:
-        """g[:n] += the attention's backward of g[:n] (frozen pattern, summed over each key/value head's queries)."""
+    def attention_backward(self, attn: Attention, frozen: FrozenLayer, g: torch.Tensor, n: int, fresh: int) -> None:
+        """g[:n] += the attention's backward of g[:n] (frozen pattern, summed over each key/value head's queries);
+        rows fresh.. n - 1 carry a gradient at their own position only."""
         H, hd, kv = attn.n_heads, attn.head_dim, attn.n_kv_heads
         P, d = g.shape[1], g.shape[-1]
         k = self.upto[n]
         rows, pos, flat = self.rows[:k], self.pos[:k], self.flat[:k]
         g_flat = g.reshape(n * P, d)
         u = self.u[:, :P, :n]  # [H, P, n, hd]
-        u.permute(2, 1, 0, 3)[rows, pos] = (g_flat[flat] @ frozen.W_o).view(k, H, hd).to(u.dtype)
+        q = slice(None, k) if fresh >= n else self._query_pairs(fresh, n)
+        uq = (g_flat[self.flat[q]] @ frozen.W_o).view(-1, H, hd)
+        u.permute(2, 1, 0, 3)[self.rows[q], self.pos[q]] = uq.to(u.dtype)
         mix = frozen.mix[:, :P, :, :P].reshape(kv, P, (H // kv) * P)  # a copy only when P < the prompt's
         mixed = torch.bmm(mix, u.reshape(kv, (H // kv) * P, n * hd)).view(kv, P, n, hd)
         gv = mixed.permute(2, 1, 0, 3)[rows, pos].reshape(k, kv * hd)  # [k, kv·hd], at the live pairs
         g_flat.index_add_(0, flat, (gv @ frozen.W_v).to(g.dtype))
+
+    def _query_pairs(self, fresh: int, n: int) -> torch.Tensor:
+        """The live pairs of rows ..fresh - 1, then the own pair of each of rows fresh.. n - 1."""
+        every = torch.arange(self.upto[fresh], device=self.own.device)
+        return torch.cat([every, self.own[fresh:n]])
 
 
 def _injections(

@@ -106,11 +106,17 @@ def compute_influence(
 
 
 def find_threshold(scores: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Smallest score among the top set whose cumulative share reaches `fraction`."""
-    ordered = scores.sort(descending=True).values
+    """Smallest score among the top set whose cumulative share reaches `fraction` (scores >= 0).
+
+    Only the positive scores are sorted: zeros add nothing to the cumulative share, so the top set is among
+    them unless the positives never reach `fraction` (rounding), where it runs into the zeros and the
+    threshold is the smallest score. Most edge scores of a pruned graph are zero (its rows and columns of
+    dropped nodes): sorting the 2,000 × 2,200 edge scores of a 2,000-feature graph whole took 0.18 s."""
+    positive = scores[scores > 0]
+    ordered = positive.sort(descending=True).values
     cumulative = ordered.cumsum(0) / ordered.sum().clamp(min=1e-30)
-    idx = min(int(torch.searchsorted(cumulative, torch.tensor(fraction, dtype=cumulative.dtype))), len(ordered) - 1)
-    return ordered[idx]
+    idx = int(torch.searchsorted(cumulative, torch.tensor(fraction, dtype=cumulative.dtype)))
+    return ordered[idx] if idx < len(ordered) else scores.min()
 
 
 @dataclass
@@ -134,7 +140,8 @@ def prune_graph(graph: Graph, node_threshold: float = 0.8, edge_threshold: float
     norm_pruned = normalize_matrix(pruned)
     del pruned
     # An edge's score: its normalised weight times its target's total influence on the output (incl. its own w).
-    edge_scores = norm_pruned * (compute_influence(norm_pruned, w, row_nodes) + w)[row_nodes, None]
+    # In place: the normalised matrix is not needed after (one fresh [rows, N] buffer less to fault in).
+    edge_scores = norm_pruned.mul_((compute_influence(norm_pruned, w, row_nodes) + w)[row_nodes, None])
     del norm_pruned
     # A zero is no edge, whatever the threshold (one of 1.0 can fall on the zeros after rounding).
     edge_mask = (edge_scores >= find_threshold(edge_scores.flatten(), edge_threshold)) & (edge_scores > 0)
