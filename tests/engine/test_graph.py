@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from circuitboard.engine.graph import Graph, compute_graph_scores, compute_influence, normalize_matrix, prune_graph
+from circuitboard.engine.graph import (
+    Graph,
+    compute_graph_scores,
+    compute_influence,
+    find_threshold,
+    normalize_matrix,
+    prune_graph,
+)
 
 
 def _graph() -> Graph:
@@ -62,3 +69,23 @@ def test_influence_rejects_cycles():
     A = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
     with pytest.raises(RuntimeError):
         compute_influence(A, torch.tensor([1.0, 0.0]), max_iter=50)
+
+
+def _threshold_by_full_sort(scores: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The definition: every score sorted, zeros included."""
+    ordered = scores.sort(descending=True).values
+    cumulative = ordered.cumsum(0) / ordered.sum()
+    idx = min(int(torch.searchsorted(cumulative, torch.tensor(fraction))), len(ordered) - 1)
+    return ordered[idx]
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.8, 0.98, 1.0])
+def test_threshold_sorting_the_positive_scores_is_the_full_sorts(fraction):
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.rand(5000, generator=gen) ** 4
+    scores[torch.rand(5000, generator=gen) < 0.7] = 0  # mostly zeros, as a pruned graph's edge scores
+    scores[:40] = 0.25  # ties
+    assert find_threshold(scores, fraction) == _threshold_by_full_sort(scores, fraction)
+    # The top set reaches `fraction` only at the zeros (the positives' share rounds below it): the threshold is 0.
+    assert find_threshold(torch.tensor([3.0, 1.0, 0.0, 0.0]), 1.5) == 0
+    assert find_threshold(torch.tensor([3.0, 1.0]), 1.5) == 1.0  # no zeros: the smallest score
