@@ -504,7 +504,11 @@ class TreeRssSampler(RssSampler):
         while todo:
             p = todo.pop()
             pids.append(p)
-            for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:  # a process of the tree can exit while it is walked: its /proc entry goes with it
+                tasks = list(Path(f"/proc/{p}/task").glob("*/children"))
+            except OSError:
+                continue
+            for task in tasks:
                 try:
                     todo += [int(c) for c in task.read_text().split()]
                 except OSError:
