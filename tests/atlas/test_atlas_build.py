@@ -7,6 +7,7 @@ import pytest
 import torch
 from atlas_fixtures import PLANT_FEATURE, PLANT_LAYER
 
+from circuitboard import precision
 from circuitboard.atlas.build import build_atlas
 from circuitboard.atlas.layer_stats import LayerStats
 from circuitboard.atlas.params import AtlasParams
@@ -143,6 +144,32 @@ def test_resume_after_interruption(tiny_world, tmp_path, built_atlas):
     )
     assert res.layers_built == [0, 1]
     assert feature_record(store, 0, 3)["label"] == "my label"
+
+
+def test_resume_under_another_compute_dtype_rebuilds(tiny_world, tmp_path, monkeypatch):
+    """ "auto" resolves per machine (bf16 on a GPU or an AMX CPU): a build resumed where it resolves otherwise
+    starts over instead of mixing layers scanned in two dtypes."""
+    out = tmp_path / "atlas.sqlite"
+
+    def stop_in_layer_1(done, total, layer):
+        if layer == 1:
+            raise KeyboardInterrupt
+
+    def machine_computes(name: str) -> None:
+        monkeypatch.setenv("CIRCUITBOARD_COMPUTE_DTYPE", name)
+        precision.compute_dtype.cache_clear()  # resolved once per process
+
+    machine_computes("fp32")
+    with pytest.raises(KeyboardInterrupt):
+        build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out, progress=stop_in_layer_1)
+    assert AtlasStore(out).done_layers() == {0}
+    machine_computes("bf16")
+    res = build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out, progress=False)
+    assert res.layers_built == [0, 1]
+    # the same dtype again: nothing left to do
+    assert build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out).layers_built == []
+    monkeypatch.delenv("CIRCUITBOARD_COMPUTE_DTYPE")
+    precision.compute_dtype.cache_clear()
 
 
 def test_missing_cache_is_computed_with_one_model_pass(tiny_world, tmp_path):

@@ -136,7 +136,8 @@ def build_atlas(
     cache = _ensure_cache(Path(cache_dir), src, texts, max_tokens, seq_len, corpus_dir)
     tset = open_transcoders(transcoders_dir)
     n_seqs, layer_list = _plan(cache, tset, max_tokens, layers)
-    config = _build_config(cache_dir, n_seqs, cache.seq_len, transcoders_dir, src.head.vocab_size, p)
+    compute = dtype_for(p.precision, dev.type)
+    config = _build_config(cache_dir, n_seqs, cache.seq_len, transcoders_dir, src.head.vocab_size, p, compute)
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     store = AtlasStore(out_path, create=True)
     if not resume or store.get_meta("build_hash") != config_hash:
@@ -152,7 +153,7 @@ def build_atlas(
     corpus.vocab_text = dict(zip(corpus.keep_ids.tolist(), store.vocab_text(corpus.keep_ids.tolist()), strict=True))
     _write_meta(store, config_hash, config, src.name, transcoders_dir, tset.n_layers, corpus, p)
 
-    W_U = src.head.W_U[corpus.logit_ids].to(dev, dtype_for(p.precision, dev.type))
+    W_U = src.head.W_U[corpus.logit_ids].to(dev, compute)
     bar = _Progress(progress, corpus.n_tok, len(todo))
     b = _Build(tset, cache, corpus, src.head, W_U, store, p, {}, ThreadTuner(), bar, dev)
     b.timings["setup"] = time.perf_counter() - t_start
@@ -252,10 +253,19 @@ def _plan(
 
 
 def _build_config(
-    cache_dir: str | Path, n_seqs: int, seq_len: int, transcoders_dir: str | Path, vocab_size: int, p: AtlasParams
+    cache_dir: str | Path,
+    n_seqs: int,
+    seq_len: int,
+    transcoders_dir: str | Path,
+    vocab_size: int,
+    p: AtlasParams,
+    compute: torch.dtype,
 ) -> dict:
-    """What the atlas is built from: any change (a rebuilt transcoder set too) makes a resumed build restart."""
+    """What the atlas is built from: any change (a rebuilt transcoder set too) makes a resumed build restart.
+    `compute` is the dtype the scan's matmuls run in, resolved for this device: "auto" is bf16 on a GPU or an
+    AMX CPU and fp32 elsewhere, so a build resumed on another machine would otherwise mix layers of both."""
     return {
+        "compute_dtype": str(compute),
         "cache": str(Path(cache_dir).resolve()),
         "n_seqs": n_seqs,
         "seq_len": seq_len,
