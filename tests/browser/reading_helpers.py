@@ -29,6 +29,9 @@ def shots(page: Page, artifacts: Path, name: str, full: bool = False, scroll_to:
             page.evaluate("window.scrollBy(0, -50)")  # below the sticky header
         page.screenshot(path=str(artifacts / f"reading-{name}-{w}.png"), full_page=full)
     page.set_viewport_size({"width": 1440, "height": 1000})
+    # The link graph re-lays out 150 ms after a window resize (debounced): a node's box read before that is
+    # stale, and a click there misses it.
+    page.wait_for_timeout(450)
 
 
 def open_graph(page: Page, base: str, slug: str, query: str = "") -> None:

@@ -29,8 +29,9 @@ def node_center(page: Page, node_id: str) -> tuple[float, float]:
 
 
 def click_node(page: Page, node_id: str, modifiers: list[str] | None = None) -> None:
+    """Click a node of the link graph at its centre (by coordinates: the hover canvas lies over the nodes)."""
     page.locator("#link-graph .lg-wrap").scroll_into_view_if_needed()
-    x, y = node_center(page, node_id)
+    x, y = settled_center(page, node_id)
     page.mouse.move(x, y)
     if modifiers:
         for m in modifiers:
@@ -39,6 +40,19 @@ def click_node(page: Page, node_id: str, modifiers: list[str] | None = None) -> 
     if modifiers:
         for m in modifiers:
             page.keyboard.up(m)
+
+
+def settled_center(page: Page, node_id: str) -> tuple[float, float]:
+    """The node's centre once it stays put for longer than the link graph's resize debounce (150 ms): read
+    during a pending re-layout, the box is stale and a click there lands on empty plot."""
+    prev = node_center(page, node_id)
+    for _ in range(25):
+        page.wait_for_timeout(200)
+        cur = node_center(page, node_id)
+        if cur == prev:
+            return cur
+        prev = cur
+    raise AssertionError(f"node {node_id} kept moving for 5 s")
 
 
 def visible_ids(page: Page, kind: str) -> list[str]:
