@@ -159,17 +159,22 @@ def test_resume_under_another_compute_dtype_rebuilds(tiny_world, tmp_path, monke
         monkeypatch.setenv("CIRCUITBOARD_COMPUTE_DTYPE", name)
         precision.compute_dtype.cache_clear()  # resolved once per process
 
-    machine_computes("fp32")
-    with pytest.raises(KeyboardInterrupt):
-        build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out, progress=stop_in_layer_1)
-    assert AtlasStore(out).done_layers() == {0}
-    machine_computes("bf16")
-    res = build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out, progress=False)
-    assert res.layers_built == [0, 1]
-    # the same dtype again: nothing left to do
-    assert build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out).layers_built == []
-    monkeypatch.delenv("CIRCUITBOARD_COMPUTE_DTYPE")
-    precision.compute_dtype.cache_clear()
+    try:
+        machine_computes("fp32")
+        with pytest.raises(KeyboardInterrupt):
+            build_atlas(
+                tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out, progress=stop_in_layer_1
+            )
+        assert AtlasStore(out).done_layers() == {0}
+        machine_computes("bf16")
+        res = build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out, progress=False)
+        assert res.layers_built == [0, 1]
+        # the same dtype again: nothing left to do
+        again = build_atlas(tiny_world.model_dir, tiny_world.sets["relu"], tiny_world.cache_dir, out, progress=False)
+        assert again.layers_built == []
+    finally:  # later tests resolve the dtype of this machine again
+        monkeypatch.delenv("CIRCUITBOARD_COMPUTE_DTYPE")
+        precision.compute_dtype.cache_clear()
 
 
 def test_missing_cache_is_computed_with_one_model_pass(tiny_world, tmp_path):

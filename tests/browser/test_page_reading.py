@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from playwright.sync_api import Page, expect
 from reading_helpers import DALLAS, SIZES, errors_of, open_graph, pin_two_supernodes, shots
-from scenario import READY, click_node, connected_features
+from scenario import READY, click_node, connected_features, node_center
 
 pytestmark = pytest.mark.browser
 
@@ -51,14 +51,9 @@ def test_first_view_reads(page: Page, reading_server, artifacts):
     click_node(page, feat)
     expect(page.locator("#fd-influence")).to_contain_text(re.compile(r"#\d+ of \d+"))
     expect(page.locator("#feature-detail .fd-help")).to_contain_text("rank among all nodes")
-    page.mouse.move(*center_of(page, feat))
+    page.mouse.move(*node_center(page, feat))
     expect(page.locator("#link-graph .tooltip")).to_contain_text(re.compile(r"influence #\d+ of \d+"))
     assert not errors, errors
-
-
-def center_of(page: Page, node_id: str) -> tuple[float, float]:
-    box = page.locator(f'#link-graph [data-id="{node_id}"]').bounding_box()
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
 def test_pruning_keeps_the_crossing_node(page: Page, reading_server):

@@ -217,9 +217,9 @@ class RowComputer:
                 rows, pos = inject[layer]
                 g[rows, pos] += reads[rows]
             n = at_or_above[layer]
-            # Rows injected at this layer (at the last layer, the logits' too) have a gradient at their own
-            # position only: no attention has mixed it yet. They are the prefix's tail, from `fresh`.
-            fresh = at_or_above[layer + 2] if layer == L - 1 else at_or_above[layer + 1]
+            # Rows injected at this layer (at the last layer, the logits' too: every row) have a gradient at
+            # their own position only: no attention has mixed it yet. They are the prefix's tail, from `fresh`.
+            fresh = 0 if layer == L - 1 else at_or_above[layer + 1]
             live.attention_backward(self.adapter.blocks[layer].attn, self.frozen[layer], g[:n], n, fresh)
         for p in range(P):
             out[:, src.token_start + p] = g[:, p] @ ctx.embeddings[p]
@@ -245,7 +245,13 @@ class _LivePositions:
     are still zero; from the next layer on, the row's every pair is written."""
 
     def __init__(
-        self, rows: torch.Tensor, pos: torch.Tensor, flat: torch.Tensor, upto: list[int], own: torch.Tensor, u
+        self,
+        rows: torch.Tensor,
+        pos: torch.Tensor,
+        flat: torch.Tensor,
+        upto: list[int],
+        own: torch.Tensor,
+        u: torch.Tensor,
     ):
         self.rows, self.pos, self.flat, self.upto, self.own, self.u = rows, pos, flat, upto, own, u
 
