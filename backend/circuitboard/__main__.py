@@ -1,5 +1,3 @@
-import sys
+from circuitboard.cli import run
 
-from circuitboard.cli import main
-
-sys.exit(main())
+run()

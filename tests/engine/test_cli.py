@@ -1,5 +1,6 @@
 """The `circuitboard` command: help, trace (JSON + raw npz) and intervene on a tiny checkpoint."""
 
+import gc
 import json
 import subprocess
 import sys
@@ -81,3 +82,48 @@ def test_intervene_prints_before_and_after(tiny):
         check=False,
     )
     assert bad.returncode != 0 and "--feature" in bad.stderr
+
+
+_COLLECTOR_PROBE = """
+import atexit, gc, sys
+from circuitboard import cli
+from circuitboard.engine.session import Engine
+
+seen = {}
+load, attribute = Engine.load.__func__, Engine.attribute_graph
+
+def probe_load(cls, *a, **k):
+    seen["loading"] = gc.isenabled()
+    return load(cls, *a, **k)
+
+def probe_attribute(self, *a, **k):
+    seen["tracing"] = gc.isenabled()
+    return attribute(self, *a, **k)
+
+Engine.load, Engine.attribute_graph = classmethod(probe_load), probe_attribute
+atexit.register(lambda: print("PROBE", seen["loading"], seen["tracing"], gc.get_freeze_count() > 0))
+sys.argv = ["circuitboard", *sys.argv[1:]]
+cli.run()
+"""
+
+
+def test_one_shot_trace_pauses_the_collector_only_while_loading(tiny, tmp_path):
+    """`circuitboard trace` as a program (cli.run): no cyclic collections during start-up, the collector on again
+    for the trace itself (what it makes is collected as usual), and what is left frozen at exit."""
+    args = ["trace", "The opposite of hot is", "--model", str(tiny / "model")]
+    args += ["--transcoders", str(tiny / "transcoders"), "--max-feature-nodes", "10", "--out", str(tmp_path / "g.json")]
+    res = subprocess.run(
+        [sys.executable, "-c", _COLLECTOR_PROBE, *args], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert "PROBE False True True" in res.stdout, res.stdout + res.stderr
+    assert json.loads((tmp_path / "g.json").read_text())["metadata"]["prompt"] == "The opposite of hot is"
+
+
+def test_main_inside_a_process_leaves_the_collector_alone(tiny, tmp_path):
+    """Callers of `main` in a process of their own (tests, scripts) keep the collector as they have it."""
+    from circuitboard.cli import main
+
+    before = gc.get_freeze_count()
+    args = ["trace", "hot", "--model", str(tiny / "model"), "--transcoders", str(tiny / "transcoders")]
+    assert main([*args, "--max-feature-nodes", "5", "--out", str(tmp_path / "g.json")]) == 0
+    assert gc.isenabled() and gc.get_freeze_count() == before

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from circuitboard.cli import loaded
 from circuitboard.engine.types import (
     AttributionParams,
     FeatureIntervention,
@@ -139,7 +140,7 @@ def _load_engine(args: argparse.Namespace, trace_only: bool = False) -> Engine:
         raise SystemExit(f"error: --dtype: {args.dtype!r} is not one of {', '.join(DTYPES)}")
     print(f"loading {model} with transcoders {transcoders}", file=sys.stderr)
     # One command, one trace: its own first forward warms the model, so the loader's warm-up would be extra work.
-    return Engine.load(
+    engine = Engine.load(
         model,
         transcoders,
         device=args.device,
@@ -148,6 +149,8 @@ def _load_engine(args: argparse.Namespace, trace_only: bool = False) -> Engine:
         trace_only=trace_only,
         tokenizer=tokenizer,
     )
+    loaded()  # the garbage collector runs again, over what the command makes from here on
+    return engine
 
 
 class _Bar:
