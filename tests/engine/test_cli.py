@@ -2,6 +2,7 @@
 
 import gc
 import json
+import os
 import subprocess
 import sys
 
@@ -127,3 +128,24 @@ def test_main_inside_a_process_leaves_the_collector_alone(tiny, tmp_path):
     args = ["trace", "hot", "--model", str(tiny / "model"), "--transcoders", str(tiny / "transcoders")]
     assert main([*args, "--max-feature-nodes", "5", "--out", str(tmp_path / "g.json")]) == 0
     assert gc.isenabled() and gc.get_freeze_count() == before
+
+
+@pytest.mark.parametrize(
+    ("one_shot", "given", "expected"),
+    [
+        (True, {}, {"GOMP_SPINCOUNT": "3000"}),
+        (False, {}, {"OMP_WAIT_POLICY": "PASSIVE"}),
+        (True, {"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "ACTIVE"}),
+        (False, {"GOMP_SPINCOUNT": "10"}, {"GOMP_SPINCOUNT": "10"}),
+    ],
+)
+def test_openmp_waits_brief_spin_for_one_shot_commands_sleep_for_services(monkeypatch, one_shot, given, expected):
+    """A one-shot command spins briefly, services sleep at once, and an explicit setting wins."""
+    from circuitboard.cli import openmp_waits
+
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    openmp_waits(one_shot=one_shot)
+    assert {n: os.environ[n] for n in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if n in os.environ} == expected

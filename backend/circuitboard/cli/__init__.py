@@ -13,14 +13,7 @@ import importlib
 import os
 import sys
 
-# OpenMP threads spin between parallel regions by default. The row loop is many mid-sized matmuls, so on cores
-# shared with anything else (a server's other threads, a second worker, CI) each region waits for a descheduled
-# spinner: a 2,000-node trace took 6-17 s instead of 6.5 s beside a test run (bench/README.md, "OpenMP wait
-# policy"). Sleeping threads cost little when the machine is idle. Read once, when torch starts its pool: so set
-# here, before any command imports torch; an explicit OMP_WAIT_POLICY wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from circuitboard import __version__  # noqa: E402  (after the environment above, before torch)
+from circuitboard import __version__
 
 # Listed in data-flow order: each module of this package exposes `register(subparsers)`.
 _COMMAND_MODULES = ("trace", "training", "prepare", "atlas", "serve", "worker", "db", "users")
@@ -42,9 +35,31 @@ def build_parser(modules: tuple[str, ...] = _COMMAND_MODULES) -> argparse.Argume
     return parser
 
 
+def openmp_waits(one_shot: bool) -> None:
+    """How torch's OpenMP threads wait between parallel regions (libgomp, the runtime of torch's Linux wheels),
+    set before any command imports torch (the pool reads it once); an explicit OMP_WAIT_POLICY or
+    GOMP_SPINCOUNT wins.
+
+    The row loop is thousands of short parallel regions (mid-sized matmuls, gathers). libgomp's default spins
+    300,000 rounds before sleeping: on cores shared with anything else (a server's other threads, a second
+    worker, CI) each region then waits for a descheduled spinner, and a 2,000-node trace took 6-17 s instead of
+    6.5 s beside a test run. Services and long jobs sleep at once (PASSIVE). A one-shot command (`trace`) is
+    usually the machine's only work, and there sleeping at once costs a wake-up per region. So it spins 3,000
+    rounds first. `circuitboard trace` of Gemma at 9 tokens, 2 cores, medians (bench/README.md, "OpenMP
+    waits"): idle 3.37 s against PASSIVE's 3.68; beside one or two busy processes 5.9 / 6.8 s against
+    PASSIVE's 5.1 / 5.9, where libgomp's default spin took 7.5-8.3 / 16-18 s."""
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return
+    if one_shot:
+        os.environ["GOMP_SPINCOUNT"] = "3000"
+    else:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     alone = _ALONE.get(argv[0]) if argv else None
+    openmp_waits(one_shot=alone is not None)
     parser = build_parser((alone,) if alone else _COMMAND_MODULES)
     args = parser.parse_args(argv)
     result = args.func(args)
