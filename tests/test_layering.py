@@ -39,8 +39,9 @@ def test_downward_imports_pass(tmp_path):
     pkg = _tree(
         tmp_path,
         {
-            "config.py": "",
-            "engine/a.py": "from circuitboard.config import x\nfrom circuitboard.engine import b\n",
+            "ranges.py": "",
+            "config.py": "from circuitboard.ranges import r\n",
+            "engine/a.py": "from circuitboard.ranges import x\nfrom circuitboard.engine import b\n",
             "engine/b.py": "import torch\n",
             "api/routes.py": "from circuitboard.jobs.queue import Q\nfrom circuitboard.engine.a import y\n",
             "jobs/queue.py": "from circuitboard.store import s\n",
@@ -78,6 +79,9 @@ def test_downward_imports_pass(tmp_path):
             "the engine imports only",
         ),
         ({"engine/a.py": "from circuitboard import devtools\n", "devtools/tiny.py": ""}, "the engine imports only"),
+        # nor the server's settings: `circuitboard trace` imports the engine without pydantic-settings
+        ({"engine/a.py": "from circuitboard.config import Settings\n", "config.py": ""}, "the engine imports only"),
+        ({"ranges.py": "from circuitboard.config import Settings\n", "config.py": ""}, "may not import 'config'"),
         ({"jobs/a.py": "from circuitboard.jobs.b import x\n", "jobs/b.py": "from . import a\n"}, "module import cycle"),
         ({"newthing/a.py": "from circuitboard.config import x\n", "config.py": ""}, "has no layer"),
     ],

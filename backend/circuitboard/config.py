@@ -12,53 +12,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from circuitboard.ranges import RangeOverrides
 
 # The repository root when running from a checkout (backend/circuitboard/config.py -> ../../..).
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"
 DEFAULT_PRESET = "gemma-3-270m"
-
-
-class ParamRange(BaseModel):
-    """Inclusive range and default of one numeric attribution parameter."""
-
-    min: float
-    max: float
-    default: float
-
-    @model_validator(mode="after")
-    def _default_in_range(self) -> ParamRange:
-        if not (self.min <= self.default <= self.max):
-            raise ValueError(f"default {self.default} outside [{self.min}, {self.max}]")
-        return self
-
-
-class IntRange(ParamRange):
-    min: int
-    max: int
-    default: int
-
-
-class RangeOverride(BaseModel):
-    """An operator's change to one parameter's range; unset bounds keep the declared ones."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min: float | None = None
-    max: float | None = None
-    default: float | None = None
-
-
-class RangeOverrides(BaseModel):
-    """Changes to the ranges of the attribution parameters, by parameter name
-    (CIRCUITBOARD_PARAMS__MAX_N_LOGITS__MAX=30). The ranges themselves are declared with the parameters
-    (circuitboard.engine.types.AttributionParams); `param_ranges` there merges these changes in. This module
-    sits below the engine, so it holds only the changes, not the names."""
-
-    model_config = ConfigDict(extra="allow")
-    __pydantic_extra__: dict[str, RangeOverride] = Field(init=False)
 
 
 class InterventionLimits(BaseModel):

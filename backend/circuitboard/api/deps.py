@@ -10,10 +10,11 @@ from fastapi import Depends, HTTPException, Request
 
 from circuitboard.api.limits import RateLimiter
 from circuitboard.atlas.store import AtlasStore
-from circuitboard.config import ParamRange, Settings
+from circuitboard.config import Settings
 from circuitboard.jobs import JobService, ModelCalls
 from circuitboard.jobs.atlas import atlas_path  # one home: where atlas jobs write it
 from circuitboard.jobs.host import ModelHost
+from circuitboard.ranges import ParamRange
 from circuitboard.store import Store
 
 

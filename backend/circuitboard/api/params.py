@@ -6,9 +6,10 @@ from collections.abc import Mapping
 
 from circuitboard.api.errors import field_error
 from circuitboard.api.schemas import GraphCreate, InterventionIn
-from circuitboard.config import InterventionLimits, ParamRange, Settings
+from circuitboard.config import InterventionLimits, Settings
 from circuitboard.engine.types import EngineInfo, FeatureIntervention, OutOfRange
 from circuitboard.jobs import GraphRequest
+from circuitboard.ranges import ParamRange
 from circuitboard.store.slugs import is_valid_slug
 
 

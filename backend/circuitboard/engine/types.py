@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from circuitboard.config import IntRange, ParamRange, RangeOverrides
+from circuitboard.ranges import IntRange, ParamRange, RangeOverrides
 
 
 class AttributionCancelled(Exception):
