@@ -45,8 +45,8 @@ def openmp_waits(one_shot: bool) -> None:
     worker, CI) each region then waits for a descheduled spinner, and a 2,000-node trace took 6-17 s instead of
     6.5 s beside a test run. Services and long jobs sleep at once (PASSIVE). A one-shot command (`trace`) is
     usually the machine's only work, and there sleeping at once costs a wake-up per region. So it spins 3,000
-    rounds first. `circuitboard trace` of Gemma at 9 tokens, 2 cores, medians (bench/README.md, "OpenMP
-    waits"): idle 3.37 s against PASSIVE's 3.68; beside one or two busy processes 5.9 / 6.8 s against
+    rounds first. `circuitboard trace` of Gemma at 9 tokens, 2 cores, medians (bench/README.md,
+    2026-12-07 11:15 UTC): idle 3.37 s against PASSIVE's 3.68; beside one or two busy processes 5.9 / 6.8 s against
     PASSIVE's 5.1 / 5.9, where libgomp's default spin took 7.5-8.3 / 16-18 s."""
     if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
         return
@@ -72,9 +72,10 @@ def run() -> None:
     A one-shot command (`trace`, `intervene`, `tiny-model`) spends its start-up creating objects that live until
     it exits: importing torch makes ~180k. The cyclic collector gains nothing from them and costs a lot: its
     collections during the imports took 0.2 s and the interpreter's collections at exit 0.4 s of a 3.5 s
-    `circuitboard trace` (bench/README.md). So it is off until the command has loaded what it needs
-    (`loaded`), then runs over what is made after that only, and at exit everything left is frozen (not
-    collected again): memory goes back to the system as the process ends. Servers and workers keep the
+    `circuitboard trace` (bench/README.md, 2026-12-07 11:15 UTC). So it is off until the command has loaded
+    what it needs (`loaded`; `tiny-model`, a few seconds that load nothing, runs without it), then runs over
+    what is made after that only, and at exit everything left is frozen (not collected again): memory goes
+    back to the system as the process ends. Servers and workers keep the
     collector as Python sets it, as do callers of `main` inside a process of their own (tests)."""
     argv = sys.argv[1:]
     one_shot = bool(argv) and argv[0] in _ALONE
