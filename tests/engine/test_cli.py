@@ -120,10 +120,12 @@ def test_one_shot_trace_pauses_the_collector_only_while_loading(tiny, tmp_path):
     assert json.loads((tmp_path / "g.json").read_text())["metadata"]["prompt"] == "The opposite of hot is"
 
 
-def test_main_inside_a_process_leaves_the_collector_alone(tiny, tmp_path):
+def test_main_inside_a_process_leaves_the_collector_alone(tiny, tmp_path, monkeypatch):
     """Callers of `main` in a process of their own (tests, scripts) keep the collector as they have it."""
     from circuitboard.cli import main
 
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):  # what `main` sets stays out of later tests' processes
+        monkeypatch.delenv(name, raising=False)
     before = gc.get_freeze_count()
     args = ["trace", "hot", "--model", str(tiny / "model"), "--transcoders", str(tiny / "transcoders")]
     assert main([*args, "--max-feature-nodes", "5", "--out", str(tmp_path / "g.json")]) == 0

@@ -22,6 +22,11 @@ _COMMAND_MODULES = ("trace", "training", "prepare", "atlas", "serve", "worker", 
 _ALONE = {"trace": "trace", "intervene": "trace", "tiny-model": "trace"}
 
 
+def _alone(argv: list[str]) -> str | None:
+    """The module of a one-shot command named by `argv` (imported alone), or None."""
+    return _ALONE.get(argv[0]) if argv else None
+
+
 def build_parser(modules: tuple[str, ...] = _COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="circuitboard",
@@ -58,7 +63,7 @@ def openmp_waits(one_shot: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    alone = _ALONE.get(argv[0]) if argv else None
+    alone = _alone(argv)
     openmp_waits(one_shot=alone is not None)
     parser = build_parser((alone,) if alone else _COMMAND_MODULES)
     args = parser.parse_args(argv)
@@ -75,10 +80,10 @@ def run() -> None:
     `circuitboard trace` (bench/README.md, 2026-12-07 11:15 UTC). So it is off until the command has loaded
     what it needs (`loaded`; `tiny-model`, a few seconds that load nothing, runs without it), then runs over
     what is made after that only, and at exit everything left is frozen (not collected again): memory goes
-    back to the system as the process ends. Servers and workers keep the
-    collector as Python sets it, as do callers of `main` inside a process of their own (tests)."""
+    back to the system as the process ends. Servers and workers keep the collector as Python sets it, as do
+    callers of `main` inside a process of their own (tests)."""
     argv = sys.argv[1:]
-    one_shot = bool(argv) and argv[0] in _ALONE
+    one_shot = _alone(argv) is not None
     if one_shot:
         gc.disable()
     code = main(argv)
